@@ -1,0 +1,52 @@
+"""Combo loss (Taghanaki et al., "Combo Loss: Handling Input and Output Imbalance in Multi-Organ
+Segmentation", CMIG 2019, arXiv 1805.02798).
+
+    Combo = alpha * WCE + (1 - alpha) * (1 - mean Dice)
+    WCE   = mean_{i counted, c} -[beta g_ic log p_ic + (1 - beta)(1 - g_ic) log(1 - p_ic)]
+
+beta > 0.5 penalises false negatives more, beta < 0.5 false positives. ``log(1 - p)`` is computed
+stably (softmax: logsumexp over the other classes minus logsumexp over all; sigmoid: logsigmoid(-x)).
+
+Our choice: the paper's formula, for any number of classes. The authors' public code negates only
+the foreground term (so it rewards false positives) and is binary only; we do not copy that.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_number
+from ._core import Prepared, log1m_softmax, masked_mean
+from .dice import SMOOTH, SoftDiceLoss
+
+
+class ComboLoss(SoftDiceLoss):
+    """``alpha * WCE + (1 - alpha) * (1 - mean Dice)``; Dice options as :class:`SoftDiceLoss`.
+
+    Args:
+        alpha: weight of the weighted CE term, in [0, 1] (0.5).
+        beta: weight of the positive (false-negative) part of WCE, in [0, 1] (0.5).
+    """
+
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, sigmoid: bool = False,
+                 ignore_index: Optional[int] = None, include_background: bool = False, batch_dice: bool = False,
+                 smooth: float = SMOOTH, ddp: bool = False):
+        super().__init__(sigmoid, ignore_index, include_background, batch_dice, smooth, ddp)
+        self.alpha = check_number("alpha", alpha, 0, 1)
+        self.beta = check_number("beta", beta, 0, 1)
+
+    def weighted_ce(self, prep: Prepared) -> torch.Tensor:
+        if prep.sigmoid:
+            logp, log1mp = prep.logp, F.logsigmoid(-prep.x)
+        else:
+            logp, log1mp = prep.logp, log1m_softmax(prep.x)
+        wce = -(self.beta * prep.g * logp + (1.0 - self.beta) * (1.0 - prep.g) * log1mp)
+        return masked_mean(wce, prep.m)
+
+    def compute(self, prep: Prepared, **maps) -> torch.Tensor:
+        return self.alpha * self.weighted_ce(prep) + (1.0 - self.alpha) * super().compute(prep)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, {super().extra_repr()}"

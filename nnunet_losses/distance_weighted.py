@@ -1,0 +1,34 @@
+"""Distance-weighted cross-entropy (Ronneberger et al., U-Net, MICCAI 2015).
+
+    DWCE = mean_{i counted} W_i CE_i
+
+with the U-Net weight map ``W = w_class(y) + w0 exp(-(d1 + d2)^2 / (2 sigma^2))`` (border term on
+background voxels only), precomputed per case by :func:`nnunet_losses.maps.unet_weight_map`
+(w0 = 10, sigma = 5 voxels) and passed as ``weight_map`` (B, 1, *spatial). sigmoid mode: CE is the
+BCE averaged over channels.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ._checks import check_map
+from ._core import LossBase, Prepared, cross_entropy_map, masked_mean
+
+
+class DistanceWeightedCELoss(LossBase):
+    """``mean_i weight_map_i * CE_i`` over counted voxels; ``weight_map`` is required in forward."""
+
+    map_names = ("weight_map",)
+
+    def compute(self, prep: Prepared, weight_map: Optional[torch.Tensor] = None, **maps) -> torch.Tensor:
+        if weight_map is None:
+            raise ValueError(
+                "DistanceWeightedCELoss needs weight_map=(B, 1, *spatial), the U-Net weight map of the target: "
+                "compute it with nnunet_losses.maps.unet_weight_map or precompute it with "
+                "`nnunet_losses_precompute --maps dwce`")
+        b = prep.x.shape[0]
+        weight_map = check_map("weight_map", weight_map, (b, 1, *prep.x.shape[2:]))
+        w = weight_map.to(device=prep.x.device, dtype=prep.x.dtype)
+        return masked_mean(w * cross_entropy_map(prep), prep.m)

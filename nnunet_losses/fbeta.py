@@ -1,0 +1,65 @@
+"""Asymmetric F-beta loss (Hashemi et al., IEEE Access 2018, arXiv 1803.11078) and Tversky loss
+(Salehi et al., MLMI 2017). Both are computed from the soft-Dice core's sums
+``tp = sum(p g)``, ``P = sum(p)``, ``G = sum(g)``: ``fp = sum(p (1 - g)) = P - tp``,
+``fn = sum((1 - p) g) = G - tp``.
+
+    F_beta = ((1 + b^2) tp + s) / ((1 + b^2) tp + b^2 fn + fp + s)
+    TI     = (tp + s) / (tp + alpha fp + beta fn + s)
+
+loss = 1 - mean over classes (and samples unless batch_dice). beta > 1 weighs recall (fewer false
+negatives) above precision; the paper's choice for MS lesions is beta = 1.5. Tversky's alpha
+weighs false positives and beta false negatives (defaults 0.3 / 0.7).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ._checks import check_number
+from ._core import Prepared
+from .dice import DENOMINATOR_CLIP, SMOOTH, SoftDiceLoss, dice_sums
+
+
+class AsymmetricFbetaLoss(SoftDiceLoss):
+    """``1 - mean F_beta``; Dice options as :class:`SoftDiceLoss`. ``beta`` > 0 (1.5)."""
+
+    def __init__(self, beta: float = 1.5, sigmoid: bool = False, ignore_index: Optional[int] = None,
+                 include_background: bool = False, batch_dice: bool = False, smooth: float = SMOOTH,
+                 ddp: bool = False):
+        super().__init__(sigmoid, ignore_index, include_background, batch_dice, smooth, ddp)
+        self.beta = check_number("beta", beta, 0, low_inclusive=False)
+
+    def compute(self, prep: Prepared, **maps) -> torch.Tensor:
+        ch = prep.dice_channels(self.include_background)
+        tp, sp, sg = dice_sums(prep.p[:, ch], prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
+        b2 = self.beta ** 2
+        fp, fn = sp - tp, sg - tp
+        f = ((1 + b2) * tp + self.smooth) / torch.clamp((1 + b2) * tp + b2 * fn + fp + self.smooth,
+                                                        min=DENOMINATOR_CLIP)
+        return 1.0 - f.mean()
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, {super().extra_repr()}"
+
+
+class TverskyLoss(SoftDiceLoss):
+    """``1 - mean Tversky index``; ``alpha`` weighs false positives, ``beta`` false negatives (>= 0)."""
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7, sigmoid: bool = False,
+                 ignore_index: Optional[int] = None, include_background: bool = False, batch_dice: bool = False,
+                 smooth: float = SMOOTH, ddp: bool = False):
+        super().__init__(sigmoid, ignore_index, include_background, batch_dice, smooth, ddp)
+        self.alpha = check_number("alpha", alpha, 0)
+        self.beta = check_number("beta", beta, 0)
+
+    def compute(self, prep: Prepared, **maps) -> torch.Tensor:
+        ch = prep.dice_channels(self.include_background)
+        tp, sp, sg = dice_sums(prep.p[:, ch], prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
+        fp, fn = sp - tp, sg - tp
+        ti = (tp + self.smooth) / torch.clamp(tp + self.alpha * fp + self.beta * fn + self.smooth,
+                                              min=DENOMINATOR_CLIP)
+        return 1.0 - ti.mean()
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, {super().extra_repr()}"

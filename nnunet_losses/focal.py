@@ -1,0 +1,86 @@
+"""Focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017) and Focal + Dice.
+
+softmax mode:  FL_i = -alpha_{y_i} (1 - p_{i,y_i})^gamma log p_{i,y_i}
+sigmoid mode:  FL_ic = -alpha_t (1 - p_t)^gamma log p_t,  p_t = p if g = 1 else 1 - p,
+               alpha_t = alpha if g = 1 else 1 - alpha (alpha None: 1)
+Mean over counted voxels (and channels in sigmoid mode). ``(1 - p)^gamma`` is evaluated as
+``exp(gamma * log(1 - p))`` with a stable ``log(1 - p)``, so gradients stay finite for any gamma
+and logits of 1e4. gamma = 0 and alpha = None give plain CE.
+FocalDice = Focal + (1 - mean Dice) (Dice options as :class:`SoftDiceLoss`).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_class_weights, check_number
+from ._core import LossBase, Prepared, log1m_p_of_label, masked_mean
+from .dice import SMOOTH, SoftDiceLoss
+
+
+def _check_alpha(alpha, sigmoid: bool):
+    if alpha is None:
+        return None
+    if sigmoid:
+        return check_number("alpha", alpha, 0, 1)
+    if isinstance(alpha, (int, float)):
+        raise ValueError("softmax mode: alpha must be None or one weight per class (a list of length C)")
+    return check_class_weights("alpha", alpha)
+
+
+def focal_term(prep: Prepared, gamma: float, alpha) -> torch.Tensor:
+    """Mean focal loss over counted voxels (see module docstring)."""
+    if prep.sigmoid:
+        pos = prep.g > 0.5
+        logpt = torch.where(pos, prep.logp, F.logsigmoid(-prep.x))
+        log1m_pt = torch.where(pos, F.logsigmoid(-prep.x), prep.logp)
+        fl = -torch.exp(gamma * log1m_pt) * logpt if gamma else -logpt
+        if alpha is not None:
+            fl = fl * torch.where(pos, torch.full_like(fl, alpha), torch.full_like(fl, 1.0 - alpha))
+        return masked_mean(fl, prep.m)
+    logpt = prep.logp.gather(1, prep.labels)
+    fl = -logpt
+    if gamma:
+        fl = fl * torch.exp(gamma * log1m_p_of_label(prep))
+    if alpha is not None:
+        if len(alpha) != prep.x.shape[1]:
+            raise ValueError(f"alpha has {len(alpha)} class weights but the logits have C={prep.x.shape[1]} channels")
+        a = torch.tensor(alpha, dtype=prep.x.dtype, device=prep.x.device)
+        fl = fl * a[prep.labels]
+    return masked_mean(fl, prep.m)
+
+
+class FocalLoss(LossBase):
+    """Focal loss. ``gamma`` >= 0 (2.0); ``alpha``: None, one weight per class (softmax) or the
+    positive weight in [0, 1] (sigmoid)."""
+
+    def __init__(self, gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,
+                 sigmoid: bool = False, ignore_index: Optional[int] = None):
+        super().__init__(sigmoid, ignore_index)
+        self.gamma = check_number("gamma", gamma, 0)
+        self.alpha = _check_alpha(alpha, self.sigmoid)
+
+    def compute(self, prep: Prepared, **maps) -> torch.Tensor:
+        return focal_term(prep, self.gamma, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}, {super().extra_repr()}"
+
+
+class FocalDiceLoss(SoftDiceLoss):
+    """``Focal + (1 - mean Dice)``."""
+
+    def __init__(self, gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,
+                 sigmoid: bool = False, ignore_index: Optional[int] = None, include_background: bool = False,
+                 batch_dice: bool = False, smooth: float = SMOOTH, ddp: bool = False):
+        super().__init__(sigmoid, ignore_index, include_background, batch_dice, smooth, ddp)
+        self.gamma = check_number("gamma", gamma, 0)
+        self.alpha = _check_alpha(alpha, self.sigmoid)
+
+    def compute(self, prep: Prepared, **maps) -> torch.Tensor:
+        return focal_term(prep, self.gamma, self.alpha) + super().compute(prep)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}, {super().extra_repr()}"

@@ -1,0 +1,39 @@
+"""Generalised Dice loss (Sudre et al., "Generalised Dice overlap as a deep learning loss function
+for highly unbalanced segmentations", DLMIA 2017).
+
+    w_c = 1 / (sum g_c)^2
+    GDL = 1 - (2 sum_c w_c sum(p_c g_c) + s) / (sum_c w_c sum(p_c + g_c) + s),  mean over samples
+
+A class without ground truth (infinite weight) gets the largest finite weight of its row (per
+sample, or of the batch with batch_dice); a row with no ground truth at all gets weight 0, so the
+ratio is s / s = 1 and the loss 0 (the same choice as MONAI's ``w_type="square"`` handling).
+include_background defaults to True here, as in Sudre et al.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ._core import Prepared
+from .dice import DENOMINATOR_CLIP, SMOOTH, SoftDiceLoss, dice_sums
+
+
+class GeneralizedDiceLoss(SoftDiceLoss):
+    """Generalised Dice loss with squared inverse-volume class weights (SPEC 3.6)."""
+
+    def __init__(self, sigmoid: bool = False, ignore_index: Optional[int] = None, include_background: bool = True,
+                 batch_dice: bool = False, smooth: float = SMOOTH, ddp: bool = False):
+        super().__init__(sigmoid, ignore_index, include_background, batch_dice, smooth, ddp)
+
+    def compute(self, prep: Prepared, **maps) -> torch.Tensor:
+        ch = prep.dice_channels(self.include_background)
+        tp, sp, sg = dice_sums(prep.p[:, ch], prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
+        sg_d = sg.detach()
+        w = 1.0 / (sg_d * sg_d)
+        finite = torch.isfinite(w)
+        row_max = torch.where(finite, w, torch.zeros_like(w)).amax(1, keepdim=True)
+        w = torch.where(finite, w, row_max)
+        num = 2.0 * (w * tp).sum(1) + self.smooth
+        den = torch.clamp((w * (sp + sg)).sum(1) + self.smooth, min=DENOMINATOR_CLIP)
+        return 1.0 - (num / den).mean()

@@ -1,0 +1,97 @@
+"""top-K Dice loss (Hosseini et al., "topK Dice loss", BMVC 2024) and CE + top-K Dice.
+
+Hardness of voxel i = its cross-entropy (sigmoid: BCE summed over channels), detached. Per sample
+the ``K_b = ceil(k / 100 * n_counted_b)`` hardest counted voxels are kept (ties broken
+arbitrarily, exactly K_b voxels). On the kept voxels only, per class:
+
+    Dice_c = (2 sum(p g) + s) / max(sum(g^2) + sum(p^2) + s, 1e-8),   loss = 1 - mean Dice_c
+
+CETopKDice = weight_ce * CE(all counted voxels) + weight_dice * TopKDice. ``k`` is a percentage in
+(0, 100]; k = 100 gives the squared-denominator soft Dice on every counted voxel.
+Selection uses one ``torch.topk`` per batch (k of the largest sample), no sort per class.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from ._checks import check_number
+from ._core import Prepared, bce_map, cross_entropy_map, masked_mean
+from .dice import SMOOTH, SoftDiceLoss, soft_dice
+
+
+def hardest_voxels(hardness: torch.Tensor, counted: Optional[torch.Tensor], k_percent: float) -> torch.Tensor:
+    """Float mask (B, 1, *sp) of the ceil(k% * n_counted) hardest counted voxels of each sample."""
+    b = hardness.shape[0]
+    h = hardness.detach().reshape(b, -1)
+    if counted is None:
+        n_counted = torch.full((b,), h.shape[1], device=h.device, dtype=torch.long)
+    else:
+        c = counted.reshape(b, -1) > 0
+        n_counted = c.sum(1)
+        h = torch.where(c, h, torch.full_like(h, float("-inf")))
+    k_b = torch.ceil(n_counted.to(torch.float64) * (k_percent / 100.0)).long().clamp_max(h.shape[1])
+    if counted is None:
+        k_max = min(h.shape[1], math.ceil(h.shape[1] * k_percent / 100.0))
+    else:
+        k_max = int(k_b.max().item()) if b else 0
+    keep = torch.zeros_like(h)
+    if k_max > 0:
+        idx = torch.topk(h, k_max, dim=1, sorted=True).indices
+        take = (torch.arange(k_max, device=h.device)[None, :] < k_b[:, None]).to(h.dtype)
+        keep.scatter_(1, idx, take)
+    return keep.reshape(hardness.shape[0], 1, *hardness.shape[2:])
+
+
+class TopKDiceLoss(SoftDiceLoss):
+    """Dice on the k% hardest voxels per sample; Dice options as :class:`SoftDiceLoss`. ``k`` in (0, 100] (10)."""
+
+    def __init__(self, k: float = 10, sigmoid: bool = False, ignore_index: Optional[int] = None,
+                 include_background: bool = False, batch_dice: bool = False, smooth: float = SMOOTH,
+                 ddp: bool = False):
+        super().__init__(sigmoid, ignore_index, include_background, batch_dice, smooth, ddp)
+        self.k = check_number("k", k, 0, 100, low_inclusive=False)
+
+    def hardness(self, prep: Prepared) -> torch.Tensor:
+        if prep.sigmoid:
+            return bce_map(prep).sum(1, keepdim=True)
+        return cross_entropy_map(prep)
+
+    def topk_dice(self, prep: Prepared, hardness: Optional[torch.Tensor] = None) -> torch.Tensor:
+        h = self.hardness(prep) if hardness is None else hardness
+        keep = hardest_voxels(h, prep.m, self.k)
+        ch = prep.dice_channels(self.include_background)
+        dice = soft_dice(prep.p[:, ch], prep.g[:, ch], keep, self.batch_dice, self.smooth, square=True, ddp=self.ddp)
+        return 1.0 - dice.mean()
+
+    def compute(self, prep: Prepared, **maps) -> torch.Tensor:
+        return self.topk_dice(prep)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, {super().extra_repr()}"
+
+
+class CETopKDiceLoss(TopKDiceLoss):
+    """``weight_ce * CE + weight_dice * TopKDice`` (the paper's training loss)."""
+
+    def __init__(self, k: float = 10, weight_ce: float = 1.0, weight_dice: float = 1.0, sigmoid: bool = False,
+                 ignore_index: Optional[int] = None, include_background: bool = False, batch_dice: bool = False,
+                 smooth: float = SMOOTH, ddp: bool = False):
+        super().__init__(k, sigmoid, ignore_index, include_background, batch_dice, smooth, ddp)
+        self.weight_ce = check_number("weight_ce", weight_ce, 0)
+        self.weight_dice = check_number("weight_dice", weight_dice, 0)
+
+    def compute(self, prep: Prepared, **maps) -> torch.Tensor:
+        if prep.sigmoid:
+            bce = bce_map(prep)
+            ce = bce.mean(1, keepdim=True)
+            hardness = bce.sum(1, keepdim=True)
+        else:
+            ce = hardness = cross_entropy_map(prep)
+        ce_mean = masked_mean(ce, prep.m)
+        return self.weight_ce * ce_mean + self.weight_dice * self.topk_dice(prep, hardness)
+
+    def extra_repr(self) -> str:
+        return f"weight_ce={self.weight_ce}, weight_dice={self.weight_dice}, {super().extra_repr()}"
