@@ -1,0 +1,355 @@
+"""Weight maps for one case, in NumPy (no torch): contours, bands and the U-Net weight map.
+
+These are the reference (CPU, per case) versions used by ``nnunet_losses_precompute``; the torch
+versions for the GPU (on-the-fly mode) live in :mod:`nnunet_losses.morphology` and give the same
+result bit for bit (tests/test_maps.py). Every function takes one label array of any dimension
+(spatial axes only, no channel axis) holding integer labels.
+
+Morphology (SPEC 3.3, 3.8)
+    ``erode`` treats everything outside the array as foreground (the edge of an image or patch is
+    never a contour), ``dilate`` treats it as background. A box of side ``k`` applied
+    ``iterations`` times equals one box of side ``(k - 1) * iterations + 1``, and a box is
+    separable, so each operation is one 1D running max per axis (SciPy), whatever the number of
+    iterations. Even sides (the CWCD authors' 2x2x2 element) are anchored as in
+    ``scipy.ndimage.binary_erosion`` (origin 0). ``kernel_size`` may be one int per axis; pass
+    ``spacing`` to use the spacing-aware element of :func:`anisotropic_kernel` (cube unless
+    max/min spacing > 3, nnU-Net's anisotropy threshold).
+
+Ignore label
+    Voxels equal to ``ignore_label`` are unlabelled: they belong to no class and no object. For
+    erosion they count as foreground (like the outside of the array), so the border of an
+    unlabelled region never makes a contour in its neighbours; for dilation they count as
+    background. Contours and the boundary band are 0 on them; the U-Net weight map is 0 on them
+    (they count in no loss term).
+
+Regions (nnU-Net region training, sigmoid mode)
+    Pass ``regions`` (a list of label tuples, as nnU-Net's ``foreground_regions``): channel r is
+    ``isin(label, regions[r])``; the boundary band then unites the inner contours of every region
+    and of its complement.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+from scipy import ndimage
+
+KernelSize = Union[int, Sequence[int]]
+
+#: nnU-Net treats a case as anisotropic when max(spacing) / min(spacing) > 3
+ANISOTROPY_THRESHOLD = 3.0
+
+#: border terms smaller than ``w0 * BORDER_TERM_CUTOFF`` are dropped (far from any object pair)
+BORDER_TERM_CUTOFF = 1e-8
+
+
+# ----------------------------------------------------------------------------- structuring element
+def _per_axis(kernel_size: KernelSize, ndim: int) -> Tuple[int, ...]:
+    if isinstance(kernel_size, (int, np.integer)):
+        ks = (int(kernel_size),) * ndim
+    else:
+        ks = tuple(int(k) for k in kernel_size)
+        if len(ks) != ndim:
+            raise ValueError(f"kernel_size {ks} has {len(ks)} axes but the label has {ndim} axes")
+    if any(k < 1 for k in ks):
+        raise ValueError(f"kernel_size must be >= 1 on every axis, got {ks}")
+    return ks
+
+
+def anisotropic_kernel(spacing: Sequence[float], kernel_size: int = 3,
+                       threshold: float = ANISOTROPY_THRESHOLD) -> Union[int, Tuple[int, ...]]:
+    """Spacing-aware structuring element (SPEC 3.3, last bullet).
+
+    If ``max(spacing) / min(spacing) <= threshold`` (nnU-Net's anisotropy rule) the cube
+    ``kernel_size`` is kept. Otherwise the reach ``kernel_size - 1`` along each axis is scaled by
+    ``min(spacing) / spacing[axis]`` (rounded) so the element covers about the same physical
+    distance in every direction; a coarse axis gets side 1 (no erosion across slices), like
+    nnU-Net's in-plane treatment of anisotropic data. Same rule as
+    :func:`nnunet_losses.morphology.anisotropic_kernel`.
+    """
+    spacing = [float(s) for s in spacing]
+    if not spacing or min(spacing) <= 0:
+        raise ValueError(f"spacing must be positive numbers, got {spacing}")
+    if max(spacing) / min(spacing) <= threshold:
+        return int(kernel_size)
+    reach = int(kernel_size) - 1
+    return tuple(max(0, int(round(reach * min(spacing) / s))) + 1 for s in spacing)
+
+
+def _element(ndim: int, kernel_size: KernelSize, spacing: Optional[Sequence[float]]) -> Tuple[int, ...]:
+    if spacing is not None:
+        if len(spacing) != ndim:
+            raise ValueError(f"spacing {tuple(spacing)} has {len(spacing)} axes but the label has {ndim} axes")
+        if not isinstance(kernel_size, (int, np.integer)):
+            raise ValueError("pass either a per-axis kernel_size or spacing (which derives one), not both")
+        kernel_size = anisotropic_kernel(spacing, int(kernel_size))
+    return _per_axis(kernel_size, ndim)
+
+
+def _box_max(x: np.ndarray, ks: Sequence[int], iterations: int, reflected: bool, axes_offset: int = 0) -> np.ndarray:
+    """Max of uint8 ``x`` over the box ``ks`` applied ``iterations`` times, outside = 0.
+
+    The element of side k spans offsets -(k // 2) .. (k - 1) // 2 (SciPy's origin 0); dilation
+    uses the reflected element. Spatial axes start at ``axes_offset`` (leading channel axes).
+    """
+    for a, k in enumerate(ks):
+        if k <= 1 or iterations == 0:
+            continue
+        axis = a + axes_offset
+        lo, hi = iterations * (k // 2), iterations * ((k - 1) // 2)
+        if reflected:
+            lo, hi = hi, lo
+        size = lo + hi + 1
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (lo, hi)
+        xp = np.pad(x, pad)
+        # window of output i must be xp[i : i + size]; SciPy's centred window starts at j - size // 2
+        y = ndimage.maximum_filter1d(xp, size, axis=axis, mode="constant", cval=0)
+        sl = [slice(None)] * x.ndim
+        sl[axis] = slice(size // 2, size // 2 + x.shape[axis])
+        x = y[tuple(sl)]
+    return x
+
+
+def _check_iterations(iterations) -> int:
+    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 0:
+        raise ValueError(f"iterations must be a whole number >= 0, got {iterations!r}")
+    return int(iterations)
+
+
+def erode(mask: np.ndarray, kernel_size: KernelSize = 3, iterations: int = 1, spacing=None,
+          ignored: Optional[np.ndarray] = None, channel_axis: bool = False) -> np.ndarray:
+    """Binary erosion by a box, ``iterations`` times; outside the array (and ``ignored``) = foreground.
+
+    Equals ``scipy.ndimage.binary_erosion(mask | ignored, np.ones(kernel), iterations, border_value=1)``.
+    With ``channel_axis`` the first axis of ``mask`` holds independent channels.
+    """
+    m = np.asarray(mask, dtype=bool)
+    if ignored is not None:
+        m = m | np.asarray(ignored, dtype=bool)
+    nd = m.ndim - int(channel_axis)
+    ks = _element(nd, kernel_size, spacing)
+    inv = (~m).view(np.uint8)
+    return _box_max(inv, ks, _check_iterations(iterations), False, int(channel_axis)) == 0
+
+
+def dilate(mask: np.ndarray, kernel_size: KernelSize = 3, iterations: int = 1, spacing=None,
+           ignored: Optional[np.ndarray] = None, channel_axis: bool = False) -> np.ndarray:
+    """Binary dilation by a box, ``iterations`` times; outside the array (and ``ignored``) = background."""
+    m = np.asarray(mask, dtype=bool)
+    if ignored is not None:
+        m = m & ~np.asarray(ignored, dtype=bool)
+    nd = m.ndim - int(channel_axis)
+    ks = _element(nd, kernel_size, spacing)
+    return _box_max(m.view(np.uint8), ks, _check_iterations(iterations), True, int(channel_axis)) > 0
+
+
+def inner_contour(mask: np.ndarray, kernel_size: KernelSize = 3, iterations: int = 6, spacing=None,
+                  ignored: Optional[np.ndarray] = None, channel_axis: bool = False) -> np.ndarray:
+    """Inner contour ``m AND NOT erode(m, box kernel_size, iterations)`` (Huang et al., ICIP 2024, CWCD).
+
+    The erosion treats the outside of the array and ``ignored`` voxels as foreground (SPEC 3.3).
+    Defaults follow the paper's text (3x3(x3) element, 6 iterations); the authors' code uses a
+    2x2x2 element and one iteration (``kernel_size=2, iterations=1``).
+    """
+    m = np.asarray(mask, dtype=bool)
+    if ignored is not None:
+        m = m & ~np.asarray(ignored, dtype=bool)
+    return m & ~erode(m, kernel_size, iterations, spacing, ignored, channel_axis)
+
+
+# ----------------------------------------------------------------------------- class channels
+def _ignored(label: np.ndarray, ignore_label: Optional[int]) -> Optional[np.ndarray]:
+    if ignore_label is None:
+        return None
+    ign = label == ignore_label
+    return ign if ign.any() else None
+
+
+def _channels(label: np.ndarray, num_classes: Optional[int], regions, ignore_label: Optional[int],
+              with_background: bool) -> np.ndarray:
+    """Binary channels (C, *sp): one-hot classes (1..C-1, or 0..C-1) or regions (+ their complements)."""
+    label = np.asarray(label)
+    if not np.issubdtype(label.dtype, np.integer) and not np.issubdtype(label.dtype, np.bool_):
+        if not np.all(np.mod(label, 1) == 0):
+            raise ValueError("label must hold integer labels (it has fractional values)")
+        label = label.astype(np.int64)
+    if regions is not None:
+        chans = [np.isin(label, np.atleast_1d(np.asarray(r))) for r in regions]
+        if with_background:
+            counted = np.ones(label.shape, bool) if ignore_label is None else label != ignore_label
+            chans = chans + [counted & ~c for c in chans]
+        return np.stack(chans) if chans else np.zeros((0, *label.shape), bool)
+    if num_classes is None:
+        valid = label[label != ignore_label] if ignore_label is not None else label
+        num_classes = int(valid.max()) + 1 if valid.size else 1
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    first = 0 if with_background else 1
+    classes = np.arange(first, num_classes).reshape((-1,) + (1,) * label.ndim)
+    return label[None] == classes
+
+
+def class_contours(label: np.ndarray, num_classes: Optional[int] = None, regions=None, kernel_size: KernelSize = 3,
+                   iterations: int = 6, spacing=None, ignore_label: Optional[int] = None) -> np.ndarray:
+    """Inner contour of every foreground class (SPEC 3.3; CWCD's contour map K for SDL), bool (C_fg, *sp).
+
+    ``K_c = g_c AND NOT erode(g_c, box kernel_size, iterations)`` for classes 1..num_classes-1
+    (``num_classes`` None: max label + 1), or for every region if ``regions`` is given.
+    """
+    label = np.asarray(label)
+    ign = _ignored(label, ignore_label)
+    g = _channels(label, num_classes, regions, ignore_label, with_background=False)
+    return inner_contour(g, kernel_size, iterations, spacing, None if ign is None else ign[None], True)
+
+
+def boundary_band(label: np.ndarray, num_classes: Optional[int] = None, regions=None, kernel_size: KernelSize = 3,
+                  iterations: int = 6, spacing=None, ignore_label: Optional[int] = None) -> np.ndarray:
+    """Boundary band for CWCE (SPEC 3.3), bool (*sp): the union of the inner contours of every class
+    including background (regions: of every region and of its complement), i.e. the voxels on both
+    sides of every boundary, as the weight band of Huang et al.'s code."""
+    label = np.asarray(label)
+    ign = _ignored(label, ignore_label)
+    g = _channels(label, num_classes, regions, ignore_label, with_background=True)
+    return inner_contour(g, kernel_size, iterations, spacing, None if ign is None else ign[None], True).any(0)
+
+
+def offset_band(label: np.ndarray, num_classes: Optional[int] = None, regions=None, band: int = 3,
+                kernel_size: KernelSize = 3, ignore_label: Optional[int] = None) -> np.ndarray:
+    """Offset-curves band of every foreground class (SPEC 3.8, reconstruction of Le et al., ICPR 2020),
+    bool (C_fg, *sp): ``B_c = dilate(g_c, cube3, band) AND NOT erode(g_c, cube3, band)``, the voxels
+    within ``band`` offset curves on either side of the boundary.
+
+    ``kernel_size`` per axis (e.g. ``(1, 3, 3)``) serves nnU-Net 2d configurations of 3D data
+    (slice by slice); the default is SPEC's cube3. Like the torch version, ignored voxels are not
+    zeroed here (the loss masks them).
+    """
+    label = np.asarray(label)
+    ign = _ignored(label, ignore_label)
+    g = _channels(label, num_classes, regions, ignore_label, with_background=False)
+    ign = None if ign is None else ign[None]
+    return dilate(g, kernel_size, band, None, ign, True) & ~erode(g, kernel_size, band, None, ign, True)
+
+
+# ----------------------------------------------------------------------------- U-Net weight map
+def _components(objects: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Connected components of each label of ``objects`` (0 = none), full connectivity, any dimension.
+
+    Different labels never join (cc3d's multi-label mode)."""
+    nd = objects.ndim
+    if nd in (2, 3):
+        import cc3d
+        lab, n = cc3d.connected_components(np.ascontiguousarray(objects), connectivity=8 if nd == 2 else 26,
+                                           return_N=True)
+        return lab, int(n)
+    # 1D or > 3D: SciPy, one label at a time (no cc3d kernel for these dimensions)
+    lab = np.zeros(objects.shape, np.int64)
+    n = 0
+    struct = ndimage.generate_binary_structure(nd, nd)
+    for v in np.unique(objects[objects != 0]):
+        lv, nv = ndimage.label(objects == v, struct)
+        lab[lv > 0] = lv[lv > 0] + n
+        n += nv
+    return lab, n
+
+
+def _edt(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Distance of every nonzero voxel of ``mask`` to the nearest zero voxel (edt, SciPy beyond 3D)."""
+    if mask.ndim <= 3:
+        import edt
+        aniso = float(spacing[0]) if mask.ndim == 1 else tuple(float(s) for s in spacing)
+        return edt.edt(np.ascontiguousarray(mask), anisotropy=aniso, black_border=False, parallel=1)
+    return ndimage.distance_transform_edt(mask, sampling=spacing)
+
+
+def _two_nearest(comp: np.ndarray, n: int, spacing: Sequence[float], reach: float) -> Tuple[np.ndarray, np.ndarray]:
+    """d1, d2: distance of every voxel to its nearest and second-nearest component (inf beyond ``reach``).
+
+    One edt per component, restricted to its bounding box grown by ``reach`` (a voxel farther than
+    ``reach`` from a component cannot have it as a relevant neighbour), and the two smallest values
+    are kept incrementally: ``d2 = min(d2, max(d1, d)); d1 = min(d1, d)``.
+    """
+    d1 = np.full(comp.shape, np.inf, np.float32)
+    d2 = np.full(comp.shape, np.inf, np.float32)
+    grow = [int(math.ceil(reach / s)) for s in spacing]
+    if comp.ndim in (2, 3):
+        import cc3d
+        boxes = cc3d.statistics(comp)["bounding_boxes"]
+    else:
+        boxes = [None] + ndimage.find_objects(comp)
+    for k in range(1, n + 1):
+        box = tuple(slice(max(0, b.start - g), min(sz, b.stop + g)) for b, g, sz in zip(boxes[k], grow, comp.shape))
+        d = _edt(comp[box] != k, spacing)
+        a1, a2 = d1[box], d2[box]
+        np.minimum(a2, np.maximum(a1, d), out=a2)
+        np.minimum(a1, d, out=a1)
+    return d1, d2
+
+
+def unet_weight_map(label: np.ndarray, w0: float = 10.0, sigma: float = 5.0, spacing=None,
+                    ignore_label: Optional[int] = None, per_slice: bool = False) -> np.ndarray:
+    """U-Net weight map (Ronneberger et al., MICCAI 2015, eq. 2; SPEC 3.7), float32, shape of ``label``:
+
+        W(x) = w_class(y(x)) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))     (border term: y(x) = 0 only)
+
+    * ``w_class(c) = N / (n_present * n_c)``: inverse class frequency of the case, normalised so the
+      mean of ``w_class`` over the (counted) voxels of the case is 1;
+    * objects: the connected components (full connectivity: 8 in 2D, 26 in 3D) of each foreground
+      label (touching objects of different labels stay separate); d1, d2: Euclidean distance to the
+      nearest and second-nearest object, in voxels, or in the units of ``spacing`` if given (then
+      ``sigma`` is in those units too); fewer than two objects: no border term;
+    * ``ignore_label`` voxels count nowhere: not in the class frequencies, not as objects, and their
+      weight is 0;
+    * ``per_slice``: axis 0 is a stack of independent 2D images (nnU-Net's 2d configuration of 3D
+      data): objects and distances per slice, class frequencies over the whole case.
+
+    Border terms below ``w0 * 1e-8`` are dropped, which lets every component's distance transform
+    run on its bounding box only. Region (sigmoid) training uses the same map of the label image.
+    """
+    label = np.asarray(label)
+    if label.ndim < 1:
+        raise ValueError("label must have at least one axis")
+    if not w0 >= 0 or not sigma > 0:
+        raise ValueError(f"need w0 >= 0 and sigma > 0, got w0={w0!r}, sigma={sigma!r}")
+    if not np.issubdtype(label.dtype, np.integer):
+        if not np.all(np.mod(label, 1) == 0):
+            raise ValueError("label must hold integer labels (it has fractional values)")
+        label = label.astype(np.int64)
+    if label.size and label.min() < 0:
+        raise ValueError("label must be >= 0 (negative values found); pass the ignore value as ignore_label")
+    counted = np.ones(label.shape, bool) if ignore_label is None else label != ignore_label
+    sp_nd = label.ndim - int(per_slice)
+    spacing = (1.0,) * sp_nd if spacing is None else tuple(float(s) for s in spacing)
+    if len(spacing) != sp_nd or min(spacing) <= 0:
+        raise ValueError(f"spacing must have {sp_nd} positive entries, got {spacing}")
+
+    # class term
+    lab_c = np.where(counted, label, 0)
+    counts = np.bincount(lab_c.ravel(), weights=counted.ravel().astype(np.float64))
+    n_counted = counts.sum()
+    w = np.zeros(label.shape, np.float32)
+    if n_counted == 0:
+        return w
+    present = counts > 0
+    w_class = np.zeros(counts.shape, np.float64)
+    w_class[present] = n_counted / (present.sum() * counts[present])
+    w[...] = w_class[lab_c]
+    w[~counted] = 0
+
+    # border term on background voxels
+    if w0 > 0:
+        reach = sigma * math.sqrt(2.0 * math.log(1.0 / BORDER_TERM_CUTOFF))
+        objects = np.where(counted, label, 0)
+        for sl in (range(label.shape[0]) if per_slice else [Ellipsis]):
+            obj = objects[sl]
+            comp, n = _components(obj if obj.ndim > 1 else obj[None])
+            if n < 2:
+                continue
+            comp = comp.reshape(obj.shape)
+            d1, d2 = _two_nearest(comp, n, spacing, reach)
+            s = d1 + d2
+            border = np.where(np.isfinite(s), w0 * np.exp(-(s.astype(np.float64) ** 2) / (2.0 * sigma ** 2)), 0.0)
+            bg = (obj == 0) & counted[sl]
+            w[sl][bg] += border[bg].astype(np.float32)
+    return w
