@@ -12,7 +12,7 @@ Selection uses one ``torch.topk`` per batch (k of the largest sample), no sort p
 """
 from __future__ import annotations
 
-import math
+from fractions import Fraction
 from typing import Optional
 
 import torch
@@ -26,16 +26,16 @@ def hardest_voxels(hardness: torch.Tensor, counted: Optional[torch.Tensor], k_pe
     """Float mask (B, 1, *sp) of the ceil(k% * n_counted) hardest counted voxels of each sample."""
     b = hardness.shape[0]
     h = hardness.detach().reshape(b, -1)
+    # K = ceil(k/100 * n) in exact integer arithmetic (7% of 100 must be 7, not 8)
+    frac = Fraction(k_percent).limit_denominator(10 ** 6) / 100
+    num, den = frac.numerator, frac.denominator
     if counted is None:
-        n_counted = torch.full((b,), h.shape[1], device=h.device, dtype=torch.long)
+        k_max = min(h.shape[1], -(-h.shape[1] * num // den))
+        k_b = torch.full((b,), k_max, device=h.device, dtype=torch.long)
     else:
         c = counted.reshape(b, -1) > 0
-        n_counted = c.sum(1)
         h = torch.where(c, h, torch.full_like(h, float("-inf")))
-    k_b = torch.ceil(n_counted.to(torch.float64) * (k_percent / 100.0)).long().clamp_max(h.shape[1])
-    if counted is None:
-        k_max = min(h.shape[1], math.ceil(h.shape[1] * k_percent / 100.0))
-    else:
+        k_b = torch.div(c.sum(1) * num + (den - 1), den, rounding_mode="floor").clamp_max(h.shape[1])
         k_max = int(k_b.max().item()) if b else 0
     keep = torch.zeros_like(h)
     if k_max > 0:

@@ -9,8 +9,16 @@ Every function takes NumPy arrays (or anything np.asarray accepts):
   logits (B, C, *spatial); target (B, 1, *spatial) or (B, *spatial) integer labels (softmax mode)
   or (B, C, *spatial) binary regions (sigmoid mode); mask (B, 1, *spatial), 1 = counts.
 and returns a Python float.
+
+Where the SPEC is silent, the reference makes these choices (the library documents the same):
+* voxels that do not count (ignore label, mask 0) are "unknown" for the morphology of on-the-fly
+  maps: like the outside of the array, foreground for erosion and background for dilation, and
+  in no class (so the edge of an unlabelled region is never a contour);
+* OffsetCurves length term: averaged over interior voxels that count and whose forward neighbours
+  all count.
 """
 import math
+from fractions import Fraction
 
 import numpy as np
 from scipy import ndimage
@@ -59,7 +67,6 @@ class Prepared:
             for c in range(self.C):
                 others = np.delete(x, c, axis=1)
                 self.log1mp[:, c] = _logsumexp(others, axis=1) - lse
-        self.counted_by_label = counted.copy()  # the ignore label only, before the mask
         if mask is not None:
             m = np.asarray(mask)
             if m.ndim == x.ndim:
@@ -113,36 +120,46 @@ def _cube(ndim, side):
     return np.ones((side,) * ndim, dtype=bool)
 
 
-def erode(m, kernel_size=3, iterations=1):
-    """Binary erosion by a cube; the outside of the array counts as foreground."""
+def erode(m, kernel_size=3, iterations=1, unknown=None):
+    """Binary erosion by a cube; the outside of the array counts as foreground.
+
+    ``unknown`` voxels (not counted: ignore label or mask 0) are treated like the outside, i.e. as
+    foreground, so the edge of an unlabelled region is never a contour. The SPEC is silent on
+    contours next to ignored voxels; this is the library's documented choice (morphology.py), the
+    natural extension of SPEC 3.3's "the edge of an image or of a patch is never a contour"."""
     m = np.asarray(m, dtype=bool)
+    if unknown is not None:
+        m = m | unknown
     if iterations < 1:
         return m.copy()
     return ndimage.binary_erosion(m, structure=_cube(m.ndim, kernel_size), iterations=iterations,
                                   border_value=1)
 
 
-def dilate(m, kernel_size=3, iterations=1):
-    """Binary dilation by a cube; the outside of the array counts as background."""
+def dilate(m, kernel_size=3, iterations=1, unknown=None):
+    """Binary dilation by a cube; the outside of the array (and ``unknown`` voxels) count as background."""
     m = np.asarray(m, dtype=bool)
+    if unknown is not None:
+        m = m & ~unknown
     if iterations < 1:
         return m.copy()
     return ndimage.binary_dilation(m, structure=_cube(m.ndim, kernel_size), iterations=iterations,
                                    border_value=0)
 
 
-def inner_contour(m, kernel_size=3, iterations=6):
+def inner_contour(m, kernel_size=3, iterations=6, unknown=None):
     """SPEC 3.3: m AND NOT erode(m)."""
     m = np.asarray(m, dtype=bool)
-    return m & ~erode(m, kernel_size, iterations)
+    if unknown is not None:
+        m = m & ~unknown
+    return m & ~erode(m, kernel_size, iterations, unknown)
 
 
 def _binary_classes(target, C, sigmoid):
     """(B, C, *spatial) boolean membership per class/region, from the raw target.
 
     softmax mode: target (B, *spatial) labels without a channel axis; labels outside 0..C-1 (the
-    ignore label, -1) belong to no class. sigmoid mode: target (B, C, *spatial); a region is
-    target == 1 (ignored voxels, marked -1 by _contour_target, belong to no region)."""
+    ignore label) belong to no class. sigmoid mode: target (B, C, *spatial); a region is target == 1."""
     t = np.asarray(target)
     if sigmoid:
         return t == 1
@@ -150,43 +167,48 @@ def _binary_classes(target, C, sigmoid):
     return np.stack([labels == c for c in range(C)], axis=1)
 
 
-def _complements(target):
-    """sigmoid mode: complement of every region, target == 0 (ignored voxels are in neither)."""
-    return np.asarray(target) == 0
+def _unknown(unknown, b, shape):
+    return np.zeros(shape, dtype=bool) if unknown is None else np.asarray(unknown, dtype=bool)[b]
 
 
-def class_contours(target, C, sigmoid=False, kernel_size=3, iterations=6):
-    """SPEC 3.3 class contours (B, C_fg, *spatial): inner contour of each foreground class/region."""
+def class_contours(target, C, sigmoid=False, kernel_size=3, iterations=6, unknown=None):
+    """SPEC 3.3 class contours (B, C_fg, *spatial): inner contour of each foreground class/region.
+
+    target: softmax (B, *spatial) labels, sigmoid (B, C, *spatial); unknown: (B, *spatial) bool or None."""
     members = _binary_classes(target, C, sigmoid)
     fg = range(C) if sigmoid else range(1, C)
     B = members.shape[0]
     out = np.zeros((B, len(fg)) + members.shape[2:], dtype=np.float64)
     for b in range(B):
+        u = _unknown(unknown, b, members.shape[2:])
         for j, c in enumerate(fg):
-            out[b, j] = inner_contour(members[b, c], kernel_size, iterations)
+            out[b, j] = inner_contour(members[b, c], kernel_size, iterations, u)
     return out
 
 
-def boundary_band(target, C, sigmoid=False, kernel_size=3, iterations=6):
+def boundary_band(target, C, sigmoid=False, kernel_size=3, iterations=6, unknown=None):
     """SPEC 3.3 boundary band (B, 1, *spatial): union of the inner contours of every class
     including background (sigmoid: of every region and of its complement)."""
     members = _binary_classes(target, C, sigmoid)
     B = members.shape[0]
     out = np.zeros((B, 1) + members.shape[2:], dtype=np.float64)
     for b in range(B):
+        u = _unknown(unknown, b, members.shape[2:])
         band = np.zeros(members.shape[2:], dtype=bool)
         for c in range(C):
-            band |= inner_contour(members[b, c], kernel_size, iterations)
-            if sigmoid:
-                band |= inner_contour(_complements(target)[b, c], kernel_size, iterations)
+            band |= inner_contour(members[b, c], kernel_size, iterations, u)
+            if sigmoid:  # the complement of the region (unknown voxels are in neither)
+                band |= inner_contour(~members[b, c] & ~u, kernel_size, iterations, u)
         out[b, 0] = band
     return out
 
 
-def offset_band(g_c, band):
+def offset_band(g_c, band, unknown=None):
     """SPEC 3.8: dilate(g, cube3, band) AND NOT erode(g, cube3, band)."""
     g_c = np.asarray(g_c, dtype=bool)
-    return dilate(g_c, 3, band) & ~erode(g_c, 3, band)
+    if unknown is not None:
+        g_c = g_c & ~unknown
+    return dilate(g_c, 3, band, unknown) & ~erode(g_c, 3, band, unknown)
 
 
 # ----------------------------------------------------------------------------- Dice family
@@ -243,7 +265,7 @@ def cwce_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, co
     """SPEC 3.3: mean_i (1 + contour_weight * band_i) * CE_i over counted voxels."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     if band is None:
-        band = boundary_band(_contour_target(target, P), P.C, sigmoid, kernel_size, iterations)
+        band = boundary_band(_contour_target(target, P), P.C, sigmoid, kernel_size, iterations, ~P.counted)
     band = np.asarray(band, dtype=np.float64)[:, 0]  # (B, *spatial)
     w = 1.0 + contour_weight * band
     ce = P.voxel_ce()
@@ -258,7 +280,7 @@ def sdl_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, bat
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     fg = P.foreground_classes()
     if contour is None:
-        contour = class_contours(_contour_target(target, P), P.C, sigmoid, kernel_size, iterations)
+        contour = class_contours(_contour_target(target, P), P.C, sigmoid, kernel_size, iterations, ~P.counted)
     K = np.asarray(contour, dtype=np.float64)  # (B, C_fg, *spatial)
     assert K.shape[1] == len(fg)
     pK = np.zeros_like(P.p)
@@ -276,20 +298,13 @@ def sdl_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, bat
 
 
 def _contour_target(target, P):
-    """Target as the on-the-fly contour code sees it: ignored voxels belong to no class / region.
+    """Target for on-the-fly maps: softmax (B, *spatial) labels, sigmoid (B, C, *spatial).
 
-    softmax: (B, *spatial) labels (the ignore label is outside 0..C-1, or set to -1 here);
-    sigmoid: (B, C, *spatial) with every channel of an ignored voxel set to -1."""
+    Uncounted voxels (ignore label or mask 0) are passed separately as ``unknown = ~P.counted``."""
     t = np.asarray(target)
-    if P.sigmoid:
-        t = t.astype(np.float64).copy()
-        ignored = ~P.counted_by_label
-        t[np.broadcast_to(ignored[:, None], t.shape)] = -1
-        return t
-    if t.ndim == len(P.spatial) + 2:
+    if not P.sigmoid and t.ndim == len(P.spatial) + 2:
         t = t[:, 0]
-    t = np.rint(t.astype(np.float64)).astype(np.int64)
-    return np.where(P.counted_by_label, t, -1)
+    return t
 
 
 def cwcd_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, batch_dice=False,
@@ -297,8 +312,8 @@ def cwcd_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, ba
               contour_weight=1.0, lam=0.5, contour=None, band=None):
     """SPEC 3.3: weight_ce * CWCE + weight_dice * SDL."""
     if band is None:
-        P = Prepared(logits, target, sigmoid, ignore_index, None)
-        band = boundary_band(_contour_target(target, P), P.C, sigmoid, kernel_size, iterations)
+        P = Prepared(logits, target, sigmoid, ignore_index, mask)
+        band = boundary_band(_contour_target(target, P), P.C, sigmoid, kernel_size, iterations, ~P.counted)
     cwce = cwce_loss(logits, target, mask, sigmoid=sigmoid, ignore_index=ignore_index,
                      contour_weight=contour_weight, band=band)
     sdl = sdl_loss(logits, target, mask, sigmoid=sigmoid, ignore_index=ignore_index, batch_dice=batch_dice,
@@ -345,7 +360,7 @@ def topk_keep_mask(P, k):
     keep = np.zeros(P.counted.shape, dtype=bool)
     for b in range(P.B):
         idx = np.flatnonzero(P.counted[b])
-        n_keep = math.ceil(k / 100 * len(idx))
+        n_keep = math.ceil(Fraction(k) * len(idx) / 100)  # exact: 7% of 100 is 7, not ceil(7.000000000000001)
         hard = ce[b].ravel()[idx]
         order = np.argsort(-hard, kind="stable")
         kb = np.zeros(keep[b].size, dtype=bool)
@@ -443,8 +458,12 @@ def offset_curves_loss(logits, target, mask=None, *, sigmoid=False, ignore_index
     """SPEC 3.8 (reconstruction): CE + lambda_band * band term + lambda_length * length term.
 
     Band term per (sample, foreground class): sum over counted voxels of B_c (p_c - g_c)^2 divided
-    by (number of counted band voxels + s). Length term: mean over counted interior voxels x (the
-    array cropped by one at the end of every axis) of sqrt(sum_axes (p_c(x + e_a) - p_c(x))^2 + eps).
+    by (number of counted band voxels + s). Length term: mean over interior voxels x (the array
+    cropped by one at the end of every axis) of sqrt(sum_axes (p_c(x + e_a) - p_c(x))^2 + eps),
+    where, with an ignore label or mask, only voxels x that count AND whose forward neighbours
+    x + e_a all count are averaged (a difference touching an ignored voxel would use its
+    prediction; the SPEC is silent, this matches the library's documented choice). A (sample,
+    class) with no such voxel contributes 0. Uncounted voxels are "unknown" for the band morphology.
     """
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     ce = P.counted_mean(P.voxel_ce())
@@ -454,9 +473,12 @@ def offset_curves_loss(logits, target, mask=None, *, sigmoid=False, ignore_index
     band_terms, length_terms = [], []
     for b in range(P.B):
         m = P.m[b]
-        m_int = m[interior]
+        m_int = m[interior].copy()
+        for a in range(nd):  # x counts and every forward neighbour x + e_a counts
+            fwd = tuple(slice(1, n) if ax == a else slice(0, n - 1) for ax, n in enumerate(P.spatial))
+            m_int = m_int * m[fwd]
         for c in P.foreground_classes():
-            Bc = offset_band(members[b, c], band).astype(np.float64)
+            Bc = offset_band(members[b, c], band, ~P.counted[b]).astype(np.float64)
             pc, gc = P.p[b, c], P.g[b, c]
             band_terms.append(np.sum(Bc * m * (pc - gc) ** 2) / (np.sum(Bc * m) + smooth))
             sq = np.zeros(m_int.shape)

@@ -110,7 +110,8 @@ def build_cases():
         variants = VARIANTS[family]
         for hp_i, hp in enumerate(hps):
             # the first hyper-parameter set meets every variant; the others the plainest and the busiest
-            vs = variants if hp_i == 0 else [variants[0], variants[-1]]
+            # (the contour losses meet every variant: ignored / masked voxels change their maps)
+            vs = variants if (hp_i == 0 or family.startswith("contour")) else [variants[0], variants[-1]]
             for v in vs:
                 for dim in (2, 3):
                     for mode in ("softmax", "sigmoid"):
@@ -128,14 +129,11 @@ def build_cases():
     return cases
 
 
-def _torch_maps(name, maps, P_ref_inputs, rng):
-    return {}
-
-
-def run_case(name, hp, variant, dim, mode, kind, maps, seed=0):
+def run_case(name, hp, variant, dim, mode, kind, maps, seed=0, dtype=np.float64):
     ref_fn, family, _ = LOSSES[name]
     logits, target, ignore_index, mask = make_data(dim, mode, kind, variant.get("ignore", False),
                                                    variant.get("mask", False), seed)
+    logits = logits.astype(dtype).astype(np.float64)  # the reference sees the rounded logits
     B, C = logits.shape[:2]
     spatial = logits.shape[2:]
     kwargs = dict(hp)
@@ -162,16 +160,37 @@ def run_case(name, hp, variant, dim, mode, kind, maps, seed=0):
     loss = getattr(NL, name)(sigmoid=sigmoid, ignore_index=ignore_index, **kwargs)
     t_maps = {k: torch.from_numpy(v) for k, v in forward_maps.items()}
     t_mask = None if mask is None else torch.from_numpy(mask)
-    got = loss(torch.from_numpy(logits), torch.from_numpy(target), mask=t_mask, **t_maps)
+    got = loss(torch.from_numpy(logits.astype(dtype)), torch.from_numpy(target), mask=t_mask, **t_maps)
     return got, expected
 
 
 @pytest.mark.parametrize("name,hp,variant,dim,mode,kind,maps", build_cases())
 def test_loss_matches_reference(name, hp, variant, dim, mode, kind, maps):
     got, expected = run_case(name, hp, variant, dim, mode, kind, maps)
-    assert got.dtype == torch.float32 and got.dim() == 0
+    # SPEC 2 says float32; the library computes in float64 for float64 logits (documented, for gradcheck)
+    assert got.dtype in (torch.float32, torch.float64) and got.dim() == 0
     assert math.isfinite(expected) and expected >= 0
+    assert_close(got, expected)
+
+
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_float32_logits_match_reference(name, dim, mode):
+    """The production path: float32 logits give a float32 scalar within ~1e-6 of the reference
+    (busiest variant of each loss: ignore label, mask, batch_dice where it applies)."""
+    variant = VARIANTS[LOSSES[name][1]][-1]
+    got, expected = run_case(name, {}, variant, dim, mode, "blobs", None, seed=11, dtype=np.float32)
+    assert got.dtype == torch.float32 and got.dim() == 0
     np.testing.assert_allclose(got.item(), expected, rtol=RTOL, atol=ATOL)
+
+
+def assert_close(got, expected):
+    """float64 results must match the float64 reference almost exactly; float32 ones to ~1e-6."""
+    if got.dtype == torch.float64:
+        np.testing.assert_allclose(got.item(), expected, rtol=1e-9, atol=1e-12)
+    else:
+        np.testing.assert_allclose(got.item(), expected, rtol=RTOL, atol=ATOL)
 
 
 # ----------------------------------------------------------------------------- target formats
@@ -184,7 +203,7 @@ def test_softmax_target_formats(name, fmt):
     t = {"no_channel_axis": target[:, 0], "float32": target.astype(np.float32),
          "uint8": target.astype(np.uint8)}[fmt]
     got = getattr(NL, name)()(torch.from_numpy(logits), torch.from_numpy(t))
-    np.testing.assert_allclose(got.item(), expected, rtol=RTOL, atol=ATOL)
+    assert_close(got, expected)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -194,18 +213,61 @@ def test_low_precision_logits(dtype):
     x = torch.from_numpy(logits).to(dtype)
     expected = R.dice_ce_loss(x.double().numpy(), target)
     got = NL.DiceCELoss()(x, torch.from_numpy(target))
-    assert got.dtype == torch.float32
+    assert got.dtype == torch.float32  # SPEC 2: a float32 scalar
     np.testing.assert_allclose(got.item(), expected, rtol=1e-5, atol=1e-6)
 
 
+# ----------------------------------------------------------------------------- TopK count
+@pytest.mark.parametrize("how", ["all_count", "mask", "ignore"])
+@pytest.mark.parametrize("k,n", [(7, 100), (10, 30), (14, 50), (28, 25), (29, 100), (57, 100)])
+def test_topk_keeps_exactly_ceil_k_percent(k, n, how):
+    """SPEC 3.5: ceil(k/100 * n_counted) voxels, computed exactly (k = 7, n_counted = 100 keeps 7,
+    although 100 * (7 / 100.0) = 7.000000000000001 in floating point). With "mask" / "ignore", 13
+    extra voxels do not count, so n_counted is still n."""
+    rng = np.random.default_rng(k * n)
+    extra = 0 if how == "all_count" else 13
+    logits = rng.normal(scale=2.0, size=(1, 2, 1, n + extra))
+    target = rng.integers(0, 2, size=(1, 1, 1, n + extra))
+    mask, ignore_index = None, None
+    if how == "mask":
+        mask = np.ones((1, 1, 1, n + extra))
+        mask[..., n:] = 0
+    elif how == "ignore":
+        ignore_index = 2
+        target[..., n:] = 2
+    P = R.Prepared(logits, target, ignore_index=ignore_index, mask=mask)
+    assert P.n_counted == n
+    assert R.topk_keep_mask(P, k).sum() == math.ceil(k * n / 100)  # integers: exact
+    expected = R.topk_dice_loss(logits, target, mask, k=k, ignore_index=ignore_index)
+    got = NL.TopKDiceLoss(k=k, ignore_index=ignore_index)(
+        torch.from_numpy(logits), torch.from_numpy(target), mask=None if mask is None else torch.from_numpy(mask))
+    assert_close(got, expected)
+
+
+# ----------------------------------------------------------------------------- GDL absent classes
+@pytest.mark.parametrize("batch_dice", [False, True])
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
+def test_gdl_absent_classes(mode, batch_dice):
+    """SPEC 3.6: a class without ground truth gets the largest finite weight of its row; a row
+    without any ground truth gets weight 0 (sigmoid: sample 1 has empty regions)."""
+    logits, target, _, _ = make_data(2, mode, "blobs", False, False, seed=9)
+    if mode == "softmax":
+        target[0][target[0] == 2] = 0  # sample 0: class 2 absent
+        target[1][target[1] != 0] = 0  # sample 1: only background
+        target[1, 0, 0, 0] = 1
+    else:
+        target[0, 1] = 0  # sample 0: region 1 empty
+        target[1] = 0  # sample 1: every region empty -> all weights infinite -> 0
+    for include_background in (True, False):
+        expected = R.generalized_dice_loss(logits, target, batch_dice=batch_dice, sigmoid=mode == "sigmoid",
+                                           include_background=include_background)
+        got = NL.GeneralizedDiceLoss(batch_dice=batch_dice, sigmoid=mode == "sigmoid",
+                                     include_background=include_background)(torch.from_numpy(logits),
+                                                                            torch.from_numpy(target))
+        assert_close(got, expected)
+
+
 # ----------------------------------------------------------------------------- nothing counted
-def _all_losses(sigmoid):
-    out = []
-    for name in LOSSES:
-        out.append(pytest.param(name, id=f"{name}-{'sigmoid' if sigmoid else 'softmax'}"))
-    return out
-
-
 @pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("how", ["mask", "ignore"])
 @pytest.mark.parametrize("name", list(LOSSES))
@@ -258,7 +320,8 @@ def test_reference_identities():
         ce = R.ce_loss(x, t, m, **kw)
         # F_1 == Dice == Tversky(0.5, 0.5)
         np.testing.assert_allclose(R.asym_fbeta_loss(x, t, m, beta=1.0, **kw), dice, rtol=1e-12)
-        np.testing.assert_allclose(R.tversky_loss(x, t, m, alpha=0.5, beta=0.5, **kw), dice, rtol=1e-12)
+        np.testing.assert_allclose(R.tversky_loss(x, t, m, alpha=0.5, beta=0.5, smooth=0.0, **kw),
+                                   R.soft_dice_loss(x, t, m, smooth=0.0, **kw), rtol=1e-12)
         # focal with gamma 0 is CE; CWCE with zero weight is CE; DWCE with W = 1 is CE
         np.testing.assert_allclose(R.focal_loss(x, t, m, gamma=0.0, **kw), ce, rtol=1e-12)
         np.testing.assert_allclose(R.cwce_loss(x, t, m, contour_weight=0.0, **kw), ce, rtol=1e-12)
@@ -306,3 +369,8 @@ def test_reference_morphology():
     exp_band = ndimage.binary_dilation(img, np.ones((3, 3))) & ~ndimage.binary_erosion(img, np.ones((3, 3)),
                                                                                       border_value=1)
     assert (band == exp_band).all() and band[0, 1:7].all() and not band[2, 4]
+    # unknown (ignored) voxels act like the outside: the block's left side next to them is no contour
+    unknown = np.zeros_like(img)
+    unknown[:, 0:2] = True
+    c3 = R.inner_contour(img, 3, 1, unknown)
+    assert not c3[2:4, 2].any() and c3[1, 2:7].all() and c3[4, 2:7].all()
