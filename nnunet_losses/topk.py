@@ -29,14 +29,14 @@ def hardest_voxels(hardness: torch.Tensor, counted: Optional[torch.Tensor], k_pe
     # K = ceil(k/100 * n) in exact integer arithmetic (7% of 100 must be 7, not 8)
     frac = Fraction(k_percent).limit_denominator(10 ** 6) / 100
     num, den = frac.numerator, frac.denominator
+    # one topk with the largest possible K (no device sync, compile-friendly); per sample keep its own K_b
+    k_max = min(h.shape[1], -(-h.shape[1] * num // den))
     if counted is None:
-        k_max = min(h.shape[1], -(-h.shape[1] * num // den))
         k_b = torch.full((b,), k_max, device=h.device, dtype=torch.long)
     else:
         c = counted.reshape(b, -1) > 0
         h = torch.where(c, h, torch.full_like(h, float("-inf")))
         k_b = torch.div(c.sum(1) * num + (den - 1), den, rounding_mode="floor").clamp_max(h.shape[1])
-        k_max = int(k_b.max().item()) if b else 0
     keep = torch.zeros_like(h)
     if k_max > 0:
         idx = torch.topk(h, k_max, dim=1, sorted=True).indices
