@@ -26,8 +26,7 @@ Three windows are offered (``fusion=``):
   (1/32)^3 = 3e-5 of the peak. A support that ends right at the patch (border -> 2) would give the
   border voxels ~2/n^3 of the peak, which nnU-Net's float16 accumulation (weights scaled to a peak
   of 10) stores as subnormal numbers or zero: the fused logits of the outermost voxels of an image
-  are then quantised (errors up to 0.3 logit measured on a constant prediction, see
-  tests/test_fusion.py). With border = 1.5 even the 3D corner weight is a normal float16 number.
+  are then quantised (errors up to 0.3 logit measured on a constant prediction, docs/inference.md). With border = 1.5 even the 3D corner weight is a normal float16 number.
 
 Normalisation (all windows, as ``compute_gaussian``): scaled so that the maximum equals
 ``value_scaling_factor`` (nnU-Net uses 10 with float16 accumulation), cast to ``dtype``, and values
@@ -45,7 +44,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from nnunetv2.inference import predict_from_raw_data as _nnunet_predict
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
@@ -141,25 +139,25 @@ def compute_bspline(tile_size, sigma_scale: float = None, value_scaling_factor: 
     return normalise_importance_map(bspline_window(tile_size), value_scaling_factor, dtype, device)
 
 
-def _rebind(method, **names):
-    """nnU-Net's ``method`` with the given global names resolved to other objects.
+def rebind_globals(function, **names):
+    """A copy of nnU-Net's ``function`` in which the given global names resolve to other objects.
 
-    The function keeps nnU-Net's code object; only the globals it looks names up in differ (a copy of
-    nnU-Net's module namespace), so nnU-Net itself is not modified and other predictors are unaffected.
+    The copy keeps nnU-Net's code object; only the namespace it looks global names up in differs (a
+    copy of nnU-Net's module namespace), so nnU-Net itself is not modified and other callers are not
+    affected. Decorators exposing ``__wrapped__`` (``torch.inference_mode``) are removed: re-apply them.
     """
-    func = getattr(method, "__wrapped__", method)  # below @torch.inference_mode()
+    func = getattr(function, "__wrapped__", function)
     missing = [n for n in names if n not in func.__code__.co_names]
     if missing or func.__code__.co_freevars:
         raise ImportError(f"nnunetv2's {func.__qualname__} no longer looks up {missing or func.__code__.co_freevars} "
-                          "as expected; nnunet_losses' fusion predictor supports nnunetv2 2.8.x")
-    glob = dict(func.__globals__, **names)
-    new = types.FunctionType(func.__code__, glob, func.__name__, func.__defaults__, func.__closure__)
+                          "as expected by nnunet_losses' fusion predictor (written for nnunetv2 2.8.x)")
+    new = types.FunctionType(func.__code__, dict(func.__globals__, **names), func.__name__, func.__defaults__)
     new.__kwdefaults__, new.__qualname__, new.__doc__ = func.__kwdefaults__, func.__qualname__, func.__doc__
-    return torch.inference_mode()(new)
+    return new
 
 
-_bspline_sliding_window = _rebind(nnUNetPredictor._internal_predict_sliding_window_return_logits,
-                                  compute_gaussian=compute_bspline)
+_bspline_sliding_window = torch.inference_mode()(rebind_globals(
+    nnUNetPredictor._internal_predict_sliding_window_return_logits, compute_gaussian=compute_bspline))
 
 
 class nnUNetFusionPredictor(nnUNetPredictor):
