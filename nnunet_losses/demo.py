@@ -23,7 +23,7 @@ import nnunet_losses as nl
 NUM_CLASSES = 3
 
 
-def synthetic_case(size: int = 48, seed: int = 0):
+def synthetic_case(size: int = 48, seed: int = 0, small_radius: float = 0.045):
     """Image (1, 1, H, W) and labels (1, 1, H, W): class 1 one large disc, class 2 a few small discs."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
@@ -32,7 +32,7 @@ def synthetic_case(size: int = 48, seed: int = 0):
     labels[(yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2] = 1
     for _ in range(4):
         cy, cx = rng.uniform(0.1, 0.9, 2) * size
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * 0.045) ** 2] = 2
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * small_radius) ** 2] = 2
     means = np.array([0.0, 1.0, 2.0])
     image = means[labels] + rng.normal(0, 0.35, labels.shape)
     to_t = lambda a, dt: torch.from_numpy(a[None, None]).to(dt)  # noqa: E731
