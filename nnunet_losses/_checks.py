@@ -89,6 +89,11 @@ def check_logits(logits: torch.Tensor, sigmoid: bool) -> None:
             f"softmax mode needs at least 2 channels (background + one class), got C={logits.shape[1]}; "
             "for one binary region use sigmoid=True")
     if input_checks_enabled():
+        # one reduction and one sync in the common case: a sum is finite only if every value is
+        # (NaN and inf propagate); only a non-finite sum (possibly a float overflow) looks closer
+        acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        if bool(torch.isfinite(logits.detach().sum(dtype=acc))):
+            return
         bad = ~torch.isfinite(logits.detach())
         if bool(bad.any()):
             n_nan = int(torch.isnan(logits.detach()).sum())
@@ -118,10 +123,11 @@ def normalise_target(target: torch.Tensor, logits: torch.Tensor, sigmoid: bool,
                 f"for logits of shape {tuple(logits.shape)}, got {tuple(target.shape)}")
     if target.device != logits.device:
         raise ValueError(f"target is on {target.device} but logits are on {logits.device}")
-    if input_checks_enabled():
+    if input_checks_enabled() and target.dtype != torch.bool:  # bool targets are always in range
         t = target.detach()
-        valid = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
-        tv = t[valid]
+        # ignored voxels are replaced by 0, a valid label/region value, instead of being indexed
+        # out (boolean indexing costs a nonzero + gather): the outcome of every check is the same
+        tv = t if ignore_index is None else torch.where(t == ignore_index, torch.zeros((), dtype=t.dtype), t)
         if tv.numel():
             if t.is_floating_point():
                 if not bool(torch.isfinite(tv).all()):
@@ -129,8 +135,9 @@ def normalise_target(target: torch.Tensor, logits: torch.Tensor, sigmoid: bool,
                 if not bool((tv == torch.round(tv)).all()):
                     raise ValueError("target must hold whole-number labels, found fractional values")
             hi = c - 1 if not sigmoid else 1
-            lo_val, hi_val = tv.min().item(), tv.max().item()
+            lo_val, hi_val = torch.stack(torch.aminmax(tv)).tolist()  # one pass, one sync
             if lo_val < 0 or hi_val > hi:
+                tv = t if ignore_index is None else t[t != ignore_index]
                 bad = torch.unique(tv[(tv < 0) | (tv > hi)])[:10].tolist()
                 what = f"labels 0..{c - 1} for C={c} channels" if not sigmoid else "binary values 0/1 per region"
                 extra = "" if ignore_index is None else f" (or the ignore_index {ignore_index})"
@@ -162,13 +169,16 @@ def check_map(name: str, value: Optional[torch.Tensor], shape: Sequence[int], bi
     if tuple(value.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(value.shape)}; "
                          "recompute the maps for this configuration (nnunet_losses_precompute --force)")
-    if input_checks_enabled():
+    # bool maps are finite, >= 0 and binary by construction; empty maps have nothing to check
+    if input_checks_enabled() and value.dtype != torch.bool and value.numel():
         v = value.detach()
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+        # min and max in one pass and one sync (NaN propagates into both, inf shows in one)
+        lo, hi = torch.stack(torch.aminmax(v)).tolist()
+        if v.is_floating_point() and not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError(f"{name} contains NaN or inf values; recompute it (nnunet_losses_precompute --force)")
-        if nonnegative and bool((v < 0).any()):
+        if nonnegative and lo < 0:
             raise ValueError(f"{name} contains negative values; weights and maps must be >= 0")
-        if binary and bool(((v != 0) & (v != 1)).any()):
+        if binary and (lo < 0 or hi > 1 or (v.is_floating_point() and bool(((v != 0) & (v != 1)).any()))):
             raise ValueError(f"{name} must be binary (0/1)")
     return value
 

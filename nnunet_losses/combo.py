@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_number
-from ._core import Prepared, log1m_softmax, masked_mean
+from ._core import Prepared, masked_mean, sum_log1m_p_other_classes
 from .dice import SMOOTH, SoftDiceLoss
 
 
@@ -39,11 +39,13 @@ class ComboLoss(SoftDiceLoss):
 
     def weighted_ce(self, prep: Prepared) -> torch.Tensor:
         if prep.sigmoid:
-            logp, log1mp = prep.logp, F.logsigmoid(-prep.x)
-        else:
-            logp, log1mp = prep.logp, log1m_softmax(prep.x)
-        wce = -(self.beta * prep.g * logp + (1.0 - self.beta) * (1.0 - prep.g) * log1mp)
-        return masked_mean(wce, prep.m)
+            wce = -(self.beta * prep.g * prep.logp + (1.0 - self.beta) * (1.0 - prep.g) * F.logsigmoid(-prep.x))
+            return masked_mean(wce, prep.m)
+        # softmax: g is one-hot, so the sum over channels is beta log p_y + (1 - beta) sum_{c != y} log(1 - p_c)
+        # (a gather instead of products with the one-hot target); mean over voxels and channels
+        per_voxel = -(self.beta * prep.logp.gather(1, prep.labels)
+                      + (1.0 - self.beta) * sum_log1m_p_other_classes(prep))
+        return masked_mean(per_voxel, prep.m) / prep.x.shape[1]
 
     def compute(self, prep: Prepared, **maps) -> torch.Tensor:
         return self.alpha * self.weighted_ce(prep) + (1.0 - self.alpha) * super().compute(prep)

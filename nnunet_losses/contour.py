@@ -25,9 +25,10 @@ from typing import Optional
 import torch
 
 from ._checks import check_kernel_size, check_map, check_number
-from ._core import LossBase, Prepared, cross_entropy_map, masked_mean
-from .dice import SMOOTH, DiceOptions, soft_dice
-from .morphology import boundary_band, class_contours
+from ._core import LossBase, Prepared, as_dtype, cross_entropy_map, masked_mean, spatial_sum
+from ._distributed import sum_across_ranks
+from .dice import SMOOTH, DiceOptions, dice_from_sums
+from .morphology import boundary_band, class_contours, contours_and_band
 
 
 class _ContourMaps:
@@ -48,7 +49,7 @@ class _ContourMaps:
                                      prep.ignored)
         else:
             contour = check_map("contour", contour, (b, c_fg, *prep.x.shape[2:]), binary=True)
-        return contour.to(device=prep.x.device, dtype=prep.x.dtype)
+        return as_dtype(contour, prep.x.dtype, prep.x.device)
 
     def band_for(self, prep: Prepared, band: Optional[torch.Tensor]) -> torch.Tensor:
         b, c = prep.x.shape[:2]
@@ -57,7 +58,7 @@ class _ContourMaps:
                                  prep.ignored)
         else:
             band = check_map("band", band, (b, 1, *prep.x.shape[2:]), binary=True)
-        return band.to(device=prep.x.device, dtype=prep.x.dtype)
+        return as_dtype(band, prep.x.dtype, prep.x.device)
 
     def _maps_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, iterations={self.iterations}"
@@ -106,9 +107,23 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
     def sdl(self, prep: Prepared, contour: Optional[torch.Tensor]) -> torch.Tensor:
         k = self.contours_for(prep, contour)
         p, g = prep.p[:, prep.fg], prep.g[:, prep.fg]
-        d_contour = soft_dice(p * k, g * k, prep.m, self.batch_dice, self.smooth, ddp=self.ddp)
-        inner = 1.0 - k
-        d_inner = soft_dice(p * inner, g * inner, prep.m, self.batch_dice, self.smooth, ddp=self.ddp)
+        # Dice(p K, g K) and Dice(p (1 - K), g (1 - K)) from the soft-Dice sums. K, g and the mask are 0/1, so
+        # folding them into one weight per sum (without gradient) gives exactly the same products, with a
+        # single multiplication of p per sum: tp = sum(p g K m), P = sum(p K m), G = sum(g K m), alike for 1 - K.
+        with torch.no_grad():
+            gk = g * k
+            g_in = g - gk
+            k_in = 1.0 - k
+            if prep.m is not None:
+                gk, g_in, k, k_in = gk * prep.m, g_in * prep.m, k * prep.m, k_in * prep.m
+        bd = self.batch_dice
+        sums_contour = [spatial_sum(p * gk, bd), spatial_sum(p * k, bd), spatial_sum(gk, bd)]
+        sums_inner = [spatial_sum(p * g_in, bd), spatial_sum(p * k_in, bd), spatial_sum(g_in, bd)]
+        if self.ddp and bd:
+            sums_contour = [sum_across_ranks(t) for t in sums_contour]
+            sums_inner = [sum_across_ranks(t) for t in sums_inner]
+        d_contour = dice_from_sums(*sums_contour, self.smooth)
+        d_inner = dice_from_sums(*sums_inner, self.smooth)
         return self.lam * (1.0 - d_contour.mean()) + (1.0 - self.lam) * (1.0 - d_inner.mean())
 
     def compute(self, prep: Prepared, contour: Optional[torch.Tensor] = None, **maps) -> torch.Tensor:
@@ -135,6 +150,9 @@ class CWCDLoss(SeparableDiceLoss):
 
     def compute(self, prep: Prepared, contour: Optional[torch.Tensor] = None, band: Optional[torch.Tensor] = None,
                 **maps) -> torch.Tensor:
+        if contour is None and band is None:  # on the fly: build both maps with the shared work done once
+            contour, band = contours_and_band(self._target(prep), prep.x.shape[1], prep.sigmoid, self.kernel_size,
+                                              self.iterations, prep.ignored)
         cwce = contour_weighted_ce(prep, self.band_for(prep, band), self.contour_weight)
         return self.weight_ce * cwce + self.weight_dice * self.sdl(prep, contour)
 

@@ -53,10 +53,28 @@ def anisotropic_kernel(spacing: Sequence[float], kernel_size: int = 3,
     return tuple(max(0, int(round(reach * min(spacing) / s))) + 1 for s in spacing)
 
 
+def _sliding_max(x: torch.Tensor, dim: int, side: int) -> torch.Tensor:
+    """Max over every window of ``side`` consecutive entries along ``dim`` (length shrinks by side - 1).
+
+    Doubling: after j steps entry i holds the max of ``2^j`` entries from i; two overlapping windows
+    of the largest power of two p <= side then cover any window of ``side`` (max is idempotent).
+    log2(side) + 1 elementwise maxima instead of ``side`` comparisons per output (max-pooling),
+    exact, and fast on CPU and GPU.
+    """
+    out_len = x.shape[dim] - side + 1
+    p = 1
+    while 2 * p <= side:
+        n = x.shape[dim] - p
+        x = torch.maximum(x.narrow(dim, 0, n), x.narrow(dim, p, n))
+        p *= 2
+    if p == side:
+        return x.narrow(dim, 0, out_len)
+    return torch.maximum(x.narrow(dim, 0, out_len), x.narrow(dim, side - p, out_len))
+
+
 def _box_pool(x: torch.Tensor, sides: Sequence[int], pads: Sequence[Tuple[int, int]], pad_value: float) -> torch.Tensor:
-    """Max over a box: separable 1D max-pools, padding with ``pad_value`` outside the array."""
+    """Max over a box: separable 1D sliding maxima, padding with ``pad_value`` outside the array."""
     nd = x.ndim - 2
-    pool = F.max_pool2d if nd == 2 else F.max_pool3d
     for axis in range(nd):
         side = sides[axis]
         if side <= 1:
@@ -66,10 +84,7 @@ def _box_pool(x: torch.Tensor, sides: Sequence[int], pads: Sequence[Tuple[int, i
         # F.pad lists pads from the last axis backwards
         pad[2 * (nd - 1 - axis)] = lo
         pad[2 * (nd - 1 - axis) + 1] = hi
-        x = F.pad(x, pad, value=pad_value)
-        kernel = [1] * nd
-        kernel[axis] = side
-        x = pool(x, kernel_size=kernel, stride=1)
+        x = _sliding_max(F.pad(x, pad, value=pad_value), 2 + axis, side)
     return x
 
 
@@ -88,7 +103,7 @@ def _composed(kernel_size: KernelSize, iterations: int, ndim: int, dilation: boo
 def _as_float(mask: torch.Tensor) -> torch.Tensor:
     if mask.dtype in (torch.float32, torch.float64) or (mask.is_cuda and mask.dtype in (torch.float16, torch.bfloat16)):
         return mask
-    return mask.float()
+    return mask.view(torch.uint8).float() if mask.dtype == torch.bool else mask.float()  # via uint8: faster
 
 
 def erode(mask: torch.Tensor, kernel_size: KernelSize = 3, iterations: int = 1,
@@ -141,6 +156,60 @@ def _binary_channels(target: torch.Tensor, num_classes: Optional[int], sigmoid: 
     return g
 
 
+def _label_window_range(labels: torch.Tensor, num_classes: int, kernel_size: KernelSize, iterations: int,
+                        ignored: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(largest, minus smallest) counted label in the erosion window of every voxel, float (B, 1, *sp) each.
+
+    Ignored voxels and the outside of the array hold no label (as in :func:`erode`); a window without
+    any label gives ``-(num_classes + 1)`` for both. One max-pool of a 2-channel tensor (labels and
+    negated labels) instead of one channel per class.
+    """
+    lab = labels.long().clamp(0, num_classes - 1).to(torch.float32)
+    both = torch.cat([lab, -lab], 1)
+    none = -float(num_classes + 1)  # below every label and every negated label
+    if ignored is not None:
+        both = both.masked_fill(ignored.bool(), none)
+    sides, pads = _composed(kernel_size, iterations, lab.ndim - 2, dilation=False)
+    pooled = _box_pool(both, sides, pads, none)
+    return pooled[:, :1], pooled[:, 1:]
+
+
+def _label_window_band(labels: torch.Tensor, num_classes: int, kernel_size: KernelSize, iterations: int,
+                       ignored: Optional[torch.Tensor], at_ignored: bool = False) -> torch.Tensor:
+    """Voxels whose erosion window holds two different counted labels, bool (B, 1, *sp); False where
+    ignored unless ``at_ignored``.
+
+    For a label map this is exactly the union over classes of the inner contours (softmax mode): a
+    counted voxel of class c is on the inner contour of c iff its window (the element of
+    :func:`erode`) holds a counted voxel of another class, i.e. iff window max > window min.
+    """
+    hi, minus_lo = _label_window_range(labels, num_classes, kernel_size, iterations, ignored)
+    band = (hi + minus_lo) > 0  # max label - min label > 0 (no label: -2C - 2 < 0)
+    if ignored is not None and not at_ignored:
+        band &= ~ignored.bool()
+    return band
+
+
+def _fg_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Bool (B, C-1, *sp): label == c for the foreground classes c = 1..C-1 (labels clamped as one-hot does)."""
+    classes = torch.arange(1, num_classes, device=labels.device).view(1, -1, *([1] * (labels.ndim - 2)))
+    return labels.long().clamp(0, num_classes - 1) == classes
+
+
+@torch.no_grad()
+def contours_and_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmoid: bool = False,
+                      kernel_size: KernelSize = 3, iterations: int = 6,
+                      ignored: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(class_contours(...), boundary_band(...))`` with the shared work done once (CWCD needs both)."""
+    if sigmoid:
+        return (class_contours(target, num_classes, True, kernel_size, iterations, ignored),
+                boundary_band(target, num_classes, True, kernel_size, iterations, ignored))
+    if num_classes is None:
+        raise ValueError("num_classes is needed to build class masks from a label map")
+    band = _label_window_band(target, num_classes, kernel_size, iterations, ignored)
+    return _fg_classes(target, num_classes) & band, band
+
+
 @torch.no_grad()
 def class_contours(target: torch.Tensor, num_classes: Optional[int] = None, sigmoid: bool = False,
                    kernel_size: KernelSize = 3, iterations: int = 6,
@@ -150,9 +219,9 @@ def class_contours(target: torch.Tensor, num_classes: Optional[int] = None, sigm
     softmax mode: ``target`` (B, 1, *sp) labels, classes 1..num_classes-1;
     sigmoid mode: ``target`` (B, C, *sp) binary regions, every region.
     """
-    g = _binary_channels(target, num_classes, sigmoid, ignored)
     if not sigmoid:
-        g = g[:, 1:]
+        return contours_and_band(target, num_classes, False, kernel_size, iterations, ignored)[0]
+    g = _binary_channels(target, num_classes, sigmoid, ignored)
     return inner_contour(g, kernel_size, iterations, ignored)
 
 
@@ -165,10 +234,13 @@ def boundary_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmo
     sigmoid mode: of every region and of its complement. These are the voxels on both sides of
     every boundary (the CWCE weight band).
     """
+    if not sigmoid:
+        if num_classes is None:
+            raise ValueError("num_classes is needed to build class masks from a label map")
+        return _label_window_band(target, num_classes, kernel_size, iterations, ignored)
     g = _binary_channels(target, num_classes, sigmoid, ignored)
-    if sigmoid:
-        counted = torch.ones_like(g) if ignored is None else (~ignored.bool()).float().expand_as(g)
-        g = torch.cat([g, counted - g], 1)
+    counted = torch.ones_like(g) if ignored is None else (~ignored.bool()).float().expand_as(g)
+    g = torch.cat([g, counted - g], 1)
     return inner_contour(g, kernel_size, iterations, ignored).any(1, keepdim=True)
 
 
@@ -176,8 +248,25 @@ def boundary_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmo
 def offset_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmoid: bool = False, band: int = 3,
                 ignored: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Offset-curves band of every foreground class (SPEC 3.8), bool (B, C_fg, *sp):
-    ``dilate(g_c, cube3, band) AND NOT erode(g_c, cube3, band)``."""
-    g = _binary_channels(target, num_classes, sigmoid, ignored)
-    if not sigmoid:
-        g = g[:, 1:]
-    return dilate(g, 3, band, ignored) & ~erode(g, 3, band, ignored)
+    ``dilate(g_c, cube3, band) AND NOT erode(g_c, cube3, band)``.
+
+    softmax mode: with the symmetric cube, ``NOT erode(g_c)`` may be replaced by "the window holds
+    two different counted labels" wherever ``dilate(g_c)`` holds (if the window's only label were
+    c, the voxel would be eroded; if it were another, c would not be in the window), so the
+    erosion runs once on the label map (window max and min) instead of once per class; and the
+    largest class is in the window iff the window max is that class, so it needs no dilation either.
+    """
+    if sigmoid:
+        g = _binary_channels(target, num_classes, sigmoid, ignored)
+        return dilate(g, 3, band, ignored) & ~erode(g, 3, band, ignored)
+    if num_classes is None:
+        raise ValueError("num_classes is needed to build class masks from a label map")
+    hi, minus_lo = _label_window_range(target, num_classes, 3, band, ignored)
+    mixed = (hi + minus_lo) > 0
+    # the largest class is in the window iff the window's largest label is that class: no dilation for it
+    # (binary segmentation: no dilation at all)
+    top = hi == float(num_classes - 1)
+    if num_classes == 2:
+        return top & mixed
+    present = dilate(_fg_classes(target, num_classes)[:, :-1], 3, band, ignored)
+    return torch.cat([present, top], 1) & mixed

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 
 from ._checks import check_map, check_number
-from ._core import LossBase, Prepared, cross_entropy
+from ._core import LossBase, Prepared, as_dtype, cross_entropy
 from .dice import SMOOTH
 from . import morphology
 
@@ -33,18 +33,57 @@ def _interior(t: torch.Tensor, axis: Optional[int] = None) -> torch.Tensor:
     return t[tuple(idx)]
 
 
+class _BoundaryLength(torch.autograd.Function):
+    """The length term with a hand-written backward (same value and gradient as autograd's).
+
+    Autograd would allocate a zero tensor of p's shape for every cropped view of p (one per axis
+    plus the base) and add them up; here the gradient of every forward difference is added in
+    place into one tensor: about half the time of the term on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, eps: float, w: Optional[torch.Tensor]) -> torch.Tensor:
+        base = _interior(p)
+        sq = None
+        for a in range(p.ndim - 2):  # squares as products, not pow
+            d = _interior(p, a) - base
+            sq = d * d if sq is None else sq + d * d
+        length = torch.sqrt(sq + eps)
+        axes = tuple(range(2, p.ndim))
+        if w is None:
+            out = length.mean()
+        else:
+            out = ((length * w).sum(dim=axes) / w.sum(dim=axes).clamp_min(1.0)).mean()
+        ctx.save_for_backward(p, length, w)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        p, length, w = ctx.saved_tensors
+        if w is None:
+            scale = (grad_out / length.numel()) / length
+        else:
+            axes = tuple(range(2, p.ndim))
+            scale = (grad_out / (p.shape[0] * p.shape[1])) * w / w.sum(dim=axes, keepdim=True).clamp_min(1.0) / length
+        grad = torch.zeros_like(p)
+        base, grad_base = _interior(p), _interior(grad)
+        for a in range(p.ndim - 2):
+            g = (_interior(p, a) - base) * scale  # d(length)/d(difference) = difference / length
+            _interior(grad, a).add_(g)
+            grad_base.sub_(g)
+        return grad, None, None
+
+
 def boundary_length(p: torch.Tensor, eps: float, m: Optional[torch.Tensor]) -> torch.Tensor:
-    """``mean_{b,c} mean_x sqrt(sum_axes (forward difference of p)^2 + eps)`` on the common interior."""
-    base = _interior(p)
-    sq = sum((_interior(p, a) - base) ** 2 for a in range(p.ndim - 2))
-    length = torch.sqrt(sq + eps)
-    if m is None:
-        return length.mean()
-    w = _interior(m)
-    for a in range(p.ndim - 2):
-        w = w * _interior(m, a)
-    per_bc = (length * w).sum(dim=tuple(range(2, p.ndim))) / w.sum(dim=tuple(range(2, p.ndim))).clamp_min(1.0)
-    return per_bc.mean()
+    """``mean_{b,c} mean_x sqrt(sum_axes (forward difference of p)^2 + eps)`` on the common interior.
+
+    With a mask, the mean over x runs over interior voxels whose forward neighbours all count."""
+    w = None
+    if m is not None:
+        w = _interior(m)
+        for a in range(p.ndim - 2):
+            w = w * _interior(m, a)
+    return _BoundaryLength.apply(p, eps, w)
 
 
 class OffsetCurvesLoss(LossBase):
@@ -70,11 +109,12 @@ class OffsetCurvesLoss(LossBase):
             bmap = morphology.offset_band(target, c, prep.sigmoid, self.band, prep.ignored)
         else:
             bmap = check_map("offset_band", offset_band, (b, p.shape[1], *prep.x.shape[2:]), binary=True)
-        bmap = bmap.to(device=p.device, dtype=p.dtype)
+        bmap = as_dtype(bmap, p.dtype, p.device)
         if prep.m is not None:
             bmap = bmap * prep.m
         axes = tuple(range(2, p.ndim))
-        band_term = ((bmap * (p - g) ** 2).sum(axes) / (bmap.sum(axes) + self.smooth)).mean()
+        diff = p - g
+        band_term = ((bmap * (diff * diff)).sum(axes) / (bmap.sum(axes) + self.smooth)).mean()
         length = boundary_length(p, self.eps, prep.m)
         return cross_entropy(prep) + self.lambda_band * band_term + self.lambda_length * length
 

@@ -39,7 +39,8 @@ def hardest_voxels(hardness: torch.Tensor, counted: Optional[torch.Tensor], k_pe
         k_b = torch.div(c.sum(1) * num + (den - 1), den, rounding_mode="floor").clamp_max(h.shape[1])
     keep = torch.zeros_like(h)
     if k_max > 0:
-        idx = torch.topk(h, k_max, dim=1, sorted=True).indices
+        # sorted only when samples keep different counts (the first K_b of each row); unsorted is faster
+        idx = torch.topk(h, k_max, dim=1, sorted=counted is not None).indices
         take = (torch.arange(k_max, device=h.device)[None, :] < k_b[:, None]).to(h.dtype)
         keep.scatter_(1, idx, take)
     return keep.reshape(hardness.shape[0], 1, *hardness.shape[2:])

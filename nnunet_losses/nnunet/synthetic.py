@@ -9,8 +9,8 @@ Two generators, both deterministic for a given ``seed``:
 * :func:`make_region_dataset_2d`: 2D region-based training (sigmoid, as BraTS): nested discs,
   label 1 the rim and label 2 the core, trained as the overlapping regions ``whole`` = {1, 2}
   and ``core`` = {2}; optional ``ignore`` label on a band of columns. Written as PNG.
-* :func:`make_label_dataset_2d`: 2D label training with thin curvilinear structures (a
-  DRIVE-like vessel toy), label 1 = lines, optional ignore label outside a circular field of view.
+* :func:`make_label_dataset_2d`: 2D label training with thin lines, 2-4 px wide (a DRIVE-like
+  vessel toy), label 1 = lines, optional ignore label (2) outside a circular field of view.
 
 The image is the label map's class intensity plus Gaussian noise, so a tiny network learns the
 task in a few hundred iterations. Every function returns the dataset folder
@@ -65,7 +65,8 @@ def _write_dataset_json(folder: str, labels: Dict[str, object], num_cases: int, 
         json.dump(ds, f, indent=2)
 
 
-def _image_from_labels(seg: np.ndarray, intensities: Sequence[float], noise: float, rng: np.random.Generator) -> np.ndarray:
+def _image_from_labels(seg: np.ndarray, intensities: Sequence[float], noise: float,
+                       rng: np.random.Generator) -> np.ndarray:
     img = np.asarray(intensities, dtype=np.float32)[seg] + rng.normal(0.0, noise, seg.shape).astype(np.float32)
     return img
 
@@ -179,10 +180,10 @@ def make_region_dataset_2d(raw_root: str, dataset_id: int = 991, name: str = "Sy
 def make_label_dataset_2d(raw_root: str, dataset_id: int = 992, name: str = "SynthVessels2D", num_cases: int = 4,
                           shape: Tuple[int, int] = (64, 64), num_lines: int = 5, ignore: bool = True,
                           noise: float = 0.3, seed: int = 0, overwrite: bool = False) -> str:
-    """2D label dataset of thin lines (1-2 px wide, label 1), optional ignore label (2) outside a disc.
+    """2D label dataset of thin lines (2-4 px wide, label 1), optional ignore label (2) outside a disc.
 
-    A toy version of DRIVE (thin vessels, about 10% foreground, an unlabelled outside of the field
-    of view). Returns the dataset folder.
+    A toy version of DRIVE (thin vessels, about 15% of the field of view, an unlabelled outside of
+    the field of view). Returns the dataset folder.
     """
     if len(shape) != 2 or min(shape) < 24:
         raise ValueError(f"shape must be two sizes >= 24, got {shape!r}")
@@ -195,7 +196,7 @@ def make_label_dataset_2d(raw_root: str, dataset_id: int = 992, name: str = "Syn
         for _ in range(num_lines):
             p0 = rng.uniform(0, 1, 2) * shape
             angle = rng.uniform(0, np.pi)
-            width = rng.uniform(0.6, 1.2)
+            width = rng.uniform(1.0, 2.0)  # half-width: lines 2-4 px wide
             dist = np.abs((yy - p0[0]) * np.cos(angle) - (xx - p0[1]) * np.sin(angle))
             seg[dist <= width] = 1
         img = _image_from_labels(seg, (0.0, 1.5), noise, rng)

@@ -1,0 +1,14 @@
+"""nnUNetTrainerCWCE: contour-weighted cross-entropy alone (Huang et al., ICIP 2024).
+
+Loss: :class:`nnunet_losses.ContourWeightedCELoss` (SPEC 3.3); the boundary band is computed on the
+fly from the target at every scale. Everything else is nnU-Net's default trainer.
+Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
+
+    nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerCWCE
+"""
+from nnunet_losses import ContourWeightedCELoss
+from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
+
+
+class nnUNetTrainerCWCE(nnUNetTrainerLossBase):
+    loss_class = ContourWeightedCELoss

@@ -1,0 +1,15 @@
+"""nnUNetTrainerOsC: Offset Curves loss (Le et al., ICPR 2020, arXiv 2012.02463; our documented
+reconstruction).
+
+Loss: :class:`nnunet_losses.OffsetCurvesLoss` (SPEC 3.8); the offset-curve band is computed on the
+fly from the target at every scale. Everything else is nnU-Net's default trainer.
+Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
+
+    nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerOsC
+"""
+from nnunet_losses import OffsetCurvesLoss
+from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
+
+
+class nnUNetTrainerOsC(nnUNetTrainerLossBase):
+    loss_class = OffsetCurvesLoss
