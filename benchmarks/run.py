@@ -13,7 +13,7 @@ every results file present (a CPU run and a later GPU run end up side by side).
 
 Examples::
 
-    python -m benchmarks.run                                   # CPU, CPU sizes (about 5-10 minutes on 2 cores)
+    python -m benchmarks.run                                   # CPU, CPU sizes (about 5 minutes on 2 cores)
     python -m benchmarks.run --device cuda --sizes gpu --amp --compile
     python -m benchmarks.run --sizes tiny --repeats 2 --sections loss --out-json /tmp/x.json --doc /tmp/x.md
 """
@@ -44,7 +44,7 @@ def _parse(argv):
                          "batch 12 512x512, 3D batch 2 128^3 (issue 6, default on CUDA); tiny = smoke test")
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 3], choices=(2, 3))
     ap.add_argument("--classes", type=int, nargs="+", default=[2, 4, 16])
-    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per problem (default 20 CPU, 30 CUDA)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per problem (default 30)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed rounds first (+3 when compiling)")
     ap.add_argument("--amp", action="store_true", help="also run with autocast (fp16 on CUDA, bf16 on CPU)")
     ap.add_argument("--compile", action="store_true", help="also run with torch.compile (as nnU-Net/our trainers do)")
@@ -245,7 +245,7 @@ def main(argv=None) -> str:
     if args.sizes is None:
         args.sizes = "gpu" if device.type == "cuda" else "cpu"
     if args.repeats is None:
-        args.repeats = 30 if device.type == "cuda" else 20
+        args.repeats = 30
     threads = args.threads or (1 if device.type == "cpu" else torch.get_num_threads())
     torch.set_num_threads(threads)
     os.environ.setdefault("nnUNet_raw", tempfile.gettempdir())  # silence nnunetv2.paths; nothing is written there
