@@ -19,7 +19,8 @@ What one measurement is (the same for every row, on identical inputs):
   "on the fly": ``None``, the loss builds them from the target inside the timed region;
 * one call = ``loss(outputs, targets, *maps).backward()``; rounds visit every row in a shuffled
   order (interleaved), the first ``warmup`` rounds are discarded, the median is reported and the
-  ratio is median(row) / median(nnU-Net) of the same run.
+  ratio is median(row) / median(nnU-Net) of the same run. On CPU with one torch thread the clock is
+  the thread's CPU time (other processes on a shared machine do not count), else the wall clock.
 """
 from __future__ import annotations
 
@@ -255,10 +256,20 @@ def _closure(loss: nn.Module, prob: Problem, maps: list, variant: Variant, devic
     return call
 
 
+def _clock(device: torch.device) -> Callable[[], float]:
+    """CPU runs with one torch thread: the CPU time of the calling thread (the work runs there), so time the
+    machine spends on other processes does not count (on a shared machine wall-clock ratios swing by 2x);
+    CUDA: wall clock around synchronisations."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.thread_time
+    return time.perf_counter
+
+
 def time_calls(calls: Dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int,
                seed: int = 0, tick: Optional[Callable[[], None]] = None) -> Tuple[Dict[str, List[float]], Dict[str, str]]:
     """Interleaved timing: each round runs every call once, in a shuffled order."""
     rng = random.Random(seed)
+    clock = _clock(device)
     times: Dict[str, List[float]] = {k: [] for k in calls}
     errors: Dict[str, str] = {}
     for r in range(warmup + repeats):
@@ -267,10 +278,10 @@ def time_calls(calls: Dict[str, Callable[[], None]], device: torch.device, repea
         for key in order:
             try:
                 _sync(device)
-                t0 = time.perf_counter()
+                t0 = clock()
                 calls[key]()
                 _sync(device)
-                dt = time.perf_counter() - t0
+                dt = clock() - t0
             except Exception as e:  # a failing row is reported, not fatal
                 errors[key] = f"{type(e).__name__}: {e}"[:300]
                 continue

@@ -76,7 +76,7 @@ def check_kernel_size(kernel_size, low: int = 2):
 
 
 # ----------------------------------------------------------------------------- tensors
-def check_logits(logits: torch.Tensor, sigmoid: bool) -> None:
+def check_logits(logits: torch.Tensor, sigmoid: bool, data: bool = True) -> None:
     if not isinstance(logits, torch.Tensor):
         raise ValueError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if logits.ndim not in (4, 5):
@@ -88,22 +88,30 @@ def check_logits(logits: torch.Tensor, sigmoid: bool) -> None:
         raise ValueError(
             f"softmax mode needs at least 2 channels (background + one class), got C={logits.shape[1]}; "
             "for one binary region use sigmoid=True")
-    if input_checks_enabled():
+    if data and input_checks_enabled():
         # one reduction and one sync in the common case: a sum is finite only if every value is
         # (NaN and inf propagate); only a non-finite sum (possibly a float overflow) looks closer
-        acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        if bool(torch.isfinite(logits.detach().sum(dtype=acc))):
+        if bool(torch.isfinite(_logits_sum(logits))):
             return
-        bad = ~torch.isfinite(logits.detach())
-        if bool(bad.any()):
-            n_nan = int(torch.isnan(logits.detach()).sum())
-            raise ValueError(
-                f"logits contain {int(bad.sum())} non-finite values ({n_nan} NaN): the network diverged or "
-                "overflowed; lower the learning rate or check the input data/normalisation")
+        _explain_non_finite_logits(logits)
+
+
+def _logits_sum(logits: torch.Tensor) -> torch.Tensor:
+    return logits.detach().sum(dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32)
+
+
+def _explain_non_finite_logits(logits: torch.Tensor) -> None:
+    """Raise if ``logits`` hold NaN/inf (called once their sum was found non-finite; an overflow passes)."""
+    bad = ~torch.isfinite(logits.detach())
+    if bool(bad.any()):
+        n_nan = int(torch.isnan(logits.detach()).sum())
+        raise ValueError(
+            f"logits contain {int(bad.sum())} non-finite values ({n_nan} NaN): the network diverged or "
+            "overflowed; lower the learning rate or check the input data/normalisation")
 
 
 def normalise_target(target: torch.Tensor, logits: torch.Tensor, sigmoid: bool,
-                     ignore_index: Optional[int]) -> torch.Tensor:
+                     ignore_index: Optional[int], data: bool = True) -> torch.Tensor:
     """Check ``target`` against ``logits`` and return it as (B, 1, *spatial) (softmax) or (B, C, *spatial)."""
     if not isinstance(target, torch.Tensor):
         raise ValueError(f"target must be a torch.Tensor, got {type(target).__name__}")
@@ -123,7 +131,7 @@ def normalise_target(target: torch.Tensor, logits: torch.Tensor, sigmoid: bool,
                 f"for logits of shape {tuple(logits.shape)}, got {tuple(target.shape)}")
     if target.device != logits.device:
         raise ValueError(f"target is on {target.device} but logits are on {logits.device}")
-    if input_checks_enabled() and target.dtype != torch.bool:  # bool targets are always in range
+    if data and input_checks_enabled() and target.dtype != torch.bool:  # bool targets are always in range
         t = target.detach()
         # ignored voxels are replaced by 0, a valid label/region value, instead of being indexed
         # out (boolean indexing costs a nonzero + gather): the outcome of every check is the same
@@ -145,6 +153,30 @@ def normalise_target(target: torch.Tensor, logits: torch.Tensor, sigmoid: bool,
                     f"target holds values {bad} outside the allowed range: expected {what}{extra}. "
                     "Check the number of output channels, the dataset labels and ignore_index")
     return target
+
+
+def check_data(logits: torch.Tensor, target: torch.Tensor, sigmoid: bool, ignore_index: Optional[int]) -> None:
+    """The data checks of :func:`check_logits` and :func:`normalise_target` (shapes already checked) with
+    ONE host sync: the logits' sum (finite iff no NaN/inf), the target's min and max (and, for a float
+    target, whether every value is whole) are stacked and read together. Same errors, same messages."""
+    if not input_checks_enabled():
+        return
+    parts = [_logits_sum(logits).float()]
+    t = target.detach()
+    check_target = t.dtype != torch.bool and t.numel() > 0  # bool targets are always in range
+    if check_target:
+        tv = t if ignore_index is None else torch.where(t == ignore_index, torch.zeros((), dtype=t.dtype), t)
+        lo, hi = torch.aminmax(tv)
+        parts += [lo.float(), hi.float()]
+        if t.is_floating_point():
+            parts.append((tv == torch.round(tv)).all().float())
+    vals = torch.stack(parts).tolist()  # the one sync
+    if not math.isfinite(vals[0]):
+        _explain_non_finite_logits(logits)
+    if check_target and (not (math.isfinite(vals[1]) and math.isfinite(vals[2]))
+                         or (t.is_floating_point() and vals[3] != 1.0)
+                         or vals[1] < 0 or vals[2] > (1 if sigmoid else logits.shape[1] - 1)):
+        normalise_target(target, logits, sigmoid, ignore_index)  # raises with the detailed message
 
 
 def check_mask(mask: Optional[torch.Tensor], logits: torch.Tensor) -> Optional[torch.Tensor]:

@@ -11,13 +11,14 @@ Conventions (SPEC section 2):
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_ignore_index, check_logits, check_mask, normalise_target
+from ._checks import check_data, check_ignore_index, check_logits, check_mask, normalise_target
 
 
 class Prepared:
@@ -84,8 +85,9 @@ def compute_dtype(logits: torch.Tensor) -> torch.dtype:
 def prepare(logits: torch.Tensor, target: torch.Tensor, sigmoid: bool, ignore_index: Optional[int],
             mask: Optional[torch.Tensor] = None) -> Prepared:
     """Validate inputs and compute probabilities, log-probabilities, one-hot target and mask once."""
-    check_logits(logits, sigmoid)
-    target = normalise_target(target, logits, sigmoid, ignore_index)
+    check_logits(logits, sigmoid, data=False)
+    target = normalise_target(target, logits, sigmoid, ignore_index, data=False)
+    check_data(logits, target, sigmoid, ignore_index)  # NaN/inf logits, label range: one fused host sync
     mask = check_mask(mask, logits)
     x = logits.to(compute_dtype(logits))
     ignored = None
@@ -175,27 +177,92 @@ def log1m_softmax(x: torch.Tensor, logp: Optional[torch.Tensor] = None, p: Optio
     return torch.log1p(-(p * (1.0 - big))) + big * _log_sum_p_excluding(logp, big)
 
 
-def sum_log1m_p_other_classes(prep: Prepared) -> torch.Tensor:
+#: below this sum of the non-dominant probabilities, ``log(1 - p_max)`` is taken from the logsumexp of
+#: their log-probabilities instead (their probabilities may have underflowed); keeps ``1 / s`` far from overflow
+_S_FLOOR = {torch.float32: 1e-20, torch.float64: 1e-200}
+
+
+def _fallback_needed(flags: torch.Tensor) -> bool:
+    """Whether the exact logsumexp path must run: always while compiling or off the CPU (no host sync, one
+    fused graph); on CPU only if some voxel needs it (reading a CPU flag costs no device sync)."""
+    if flags.device.type != "cpu":
+        return True
+    try:
+        if torch.compiler.is_compiling():
+            return True
+    except AttributeError:  # pragma: no cover - very old torch
+        pass
+    return bool(flags.any())
+
+
+def _step(t: torch.Tensor, threshold: float, below: bool = False) -> torch.Tensor:
+    """``1.0`` where ``t > threshold`` (``below``: ``t < threshold``) else ``0.0``, in t's dtype, for a threshold
+    of order 1 (0.5 here), by arithmetic: on CPU several times faster than a comparison converted to float."""
+    d = torch.rsub(t, threshold) if below else t - threshold
+    return d.mul_(1e30).clamp_(0.0, 1.0)
+
+
+class _SumLog1mOthers(torch.autograd.Function):
+    """``S = sum_{c != y} log(1 - p_c)`` per voxel, (B, 1, *sp), softmax mode with C > 2.
+
+    Every class with ``p_c <= 1/2`` has ``log(1 - p_c)`` accurate from ``1 - p_c`` in [1/2, 1], so
+    ``sum_c log(1 - min(p_c, 1/2))`` is ONE log of a product (in [1/8, 1]: no underflow for any C)
+    instead of a log per class. At most one class M has ``p_M > 1/2``; for it (when it is not the
+    label) ``log(1 - p_M) = log s``, ``s = sum_{j: p_j < 1/2} p_j`` (the other classes' probability,
+    no cancellation), or, where s has underflowed (wrong class ahead by > ~46 nats in float32), the
+    logsumexp of their log-probabilities. The backward is written out: every C-wide step is one
+    product / quotient, no one-hot copy, no per-class log; the label's share goes through ``logp_y``
+    (gathered by the caller anyway), so no scatter either.
+    """
+
+    @staticmethod
+    def forward(ctx, logp: torch.Tensor, p: torch.Tensor, logp_y: torch.Tensor) -> torch.Tensor:
+        u = p.clamp_max(0.5).neg_().add_(1.0)  # 1 - min(p, 1/2), in [1/2, 1]
+        t = torch.log(u.prod(1, keepdim=True))
+        small = _step(p, 0.5, below=True)  # 1.0 where p < 1/2
+        s = (p * small).sum(1, keepdim=True)
+        p_y = logp_y.exp()
+        u_y = p_y.clamp_max(0.5).neg_().add_(1.0)
+        small_y = _step(p_y, 0.5, below=True)
+        use = _step(p.amax(1, keepdim=True), 0.5).mul_(small_y)  # a class other than the label has p > 1/2
+        floor = _S_FLOOR.get(p.dtype, 1e-20)
+        s = s.clamp_min(floor)
+        l1m = torch.log(s)
+        under = s <= floor
+        use_ok, fb, lse_w = use, None, None
+        if _fallback_needed(under):
+            fb = use * as_dtype(under, use.dtype)
+            use_ok = use - fb
+            shifted = logp.detach() - (1.0 - small) * _EXCLUDED  # log p of the classes with p < 1/2 only
+            m = shifted.amax(1, keepdim=True)
+            lse = torch.log((shifted - m).exp().sum(1, keepdim=True)) + m
+            l1m = l1m + fb * (lse - l1m)
+            lse_w = (shifted - lse).exp()  # d lse / d log p_j: softmax over those classes
+        out = t - torch.log(u_y) + use * (l1m - math.log(0.5))
+        ctx.save_for_backward(u, small, s, use_ok, p_y, u_y, small_y, fb, lse_w)
+        ctx.has_fallback = lse_w is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        u, small, s, use_ok, p_y, u_y, small_y, fb, lse_w = ctx.saved_tensors
+        # d S / d p_j = -1 / (1 - p_j) (classes with p_j < 1/2 other than the label) + [use] / s (classes with p_j < 1/2)
+        a = grad * use_ok / s
+        g_p = torch.div(grad, u).neg_().add_(a).mul_(small)
+        # g_p holds -1 / (1 - p_y) at the label too; the label is not in the sum: add it back through log p_y
+        g_logp_y = grad * small_y * p_y / u_y
+        g_logp = lse_w * (grad * fb) if ctx.has_fallback else None
+        return g_logp, g_p, g_logp_y
+
+
+def sum_log1m_p_other_classes(prep: Prepared, logp_y: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``sum_{c != y} log(1 - p_c)`` per voxel, (B, 1, *sp) (softmax mode): :func:`log1m_softmax`
-    summed over the classes other than the label, without building the (B, C, *sp) result."""
+    summed over the classes other than the label, without building the (B, C, *sp) result.
+    ``logp_y`` (log p at the label, (B, 1, *sp)) is reused when the caller has it."""
+    logp_y = prep.logp.gather(1, prep.labels) if logp_y is None else logp_y
     if prep.x.shape[1] == 2:  # two classes: the other class c has 1 - p_c = p_y
-        return prep.logp.gather(1, prep.labels)
-    p, g = prep.p, prep.g
-    with torch.no_grad():  # 0/1 weights
-        big = as_dtype(p > 0.5, p.dtype)
-        not_label = 1.0 - g
-        minus_small = (big - 1.0) * not_label  # -1 on the classes with p <= 1/2 other than the label, else 0
-        use = (big * not_label).sum(1, keepdim=True)  # 1 where the class with p > 1/2 is not the label
-    rest = torch.log1p(p * minus_small).sum(1, keepdim=True)  # log(1 - p_c) on those classes (0 elsewhere)
-    return rest + use * _log_sum_p_excluding(prep.logp, big)
-
-
-def log1m_p_of_label(prep: Prepared) -> torch.Tensor:
-    """``log(1 - p_y)`` at the true label, (B, 1, *sp): logsumexp over the other classes of log p
-    (``1 - p_y`` is their probability sum; no cancellation, finite for logits of 1e4)."""
-    if prep.x.shape[1] == 2:  # two classes: the other class's log-probability
-        return prep.logp.gather(1, 1 - prep.labels)
-    return _log_sum_p_excluding(prep.logp, prep.g)
+        return logp_y
+    return _SumLog1mOthers.apply(prep.logp, prep.p, logp_y)
 
 
 # ----------------------------------------------------------------------------- base class

@@ -43,8 +43,11 @@ class ComboLoss(SoftDiceLoss):
             return masked_mean(wce, prep.m)
         # softmax: g is one-hot, so the sum over channels is beta log p_y + (1 - beta) sum_{c != y} log(1 - p_c)
         # (a gather instead of products with the one-hot target); mean over voxels and channels
-        per_voxel = -(self.beta * prep.logp.gather(1, prep.labels)
-                      + (1.0 - self.beta) * sum_log1m_p_other_classes(prep))
+        logp_y = prep.logp.gather(1, prep.labels)
+        if prep.x.shape[1] == 2:  # two classes: sum_{c != y} log(1 - p_c) = log p_y, so WCE is CE / 2
+            per_voxel = -logp_y
+        else:
+            per_voxel = -(self.beta * logp_y + (1.0 - self.beta) * sum_log1m_p_other_classes(prep, logp_y))
         return masked_mean(per_voxel, prep.m) / prep.x.shape[1]
 
     def compute(self, prep: Prepared, **maps) -> torch.Tensor:

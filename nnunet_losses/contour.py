@@ -31,6 +31,11 @@ from .dice import SMOOTH, DiceOptions, dice_from_sums
 from .morphology import boundary_band, class_contours, contours_and_band
 
 
+#: above this many classes, SDL's sums with g use per-voxel values at the label and ``scatter_add``
+#: (no one-hot copy, two C-wide products instead of four); below, the one-hot products are cheaper on CPU
+LABEL_SUMS_MIN_CLASSES = 4
+
+
 class _ContourMaps:
     """Shared settings and on-the-fly construction of the contour maps."""
 
@@ -104,8 +109,28 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
         self._init_dice_options(False, batch_dice, smooth, ddp)
         self.lam = check_number("lam", lam, 0, 1)
 
-    def sdl(self, prep: Prepared, contour: Optional[torch.Tensor]) -> torch.Tensor:
+    def sdl(self, prep: Prepared, contour: Optional[torch.Tensor], logp_y: Optional[torch.Tensor] = None
+            ) -> torch.Tensor:
+        """SDL from the contour map; ``logp_y`` (log p at the label, (B, 1, *sp)) is reused when given."""
         k = self.contours_for(prep, contour)
+        bd = self.batch_dice
+        if prep.sigmoid or prep.x.shape[1] <= LABEL_SUMS_MIN_CLASSES:
+            sums_contour, sums_inner = self._sums_one_hot(prep, k)
+        else:
+            sums_contour, sums_inner = self._sums_labels(prep, k, logp_y)
+        if bd:
+            sums_contour = [t.sum(0, keepdim=True) for t in sums_contour]
+            sums_inner = [t.sum(0, keepdim=True) for t in sums_inner]
+        if self.ddp and bd:
+            sums_contour = [sum_across_ranks(t) for t in sums_contour]
+            sums_inner = [sum_across_ranks(t) for t in sums_inner]
+        d_contour = dice_from_sums(*sums_contour, self.smooth)
+        d_inner = dice_from_sums(*sums_inner, self.smooth)
+        return self.lam * (1.0 - d_contour.mean()) + (1.0 - self.lam) * (1.0 - d_inner.mean())
+
+    @staticmethod
+    def _sums_one_hot(prep: Prepared, k: torch.Tensor):
+        """(tp, P, G) per (sample, foreground class / region) on the contour and on the rest, from g."""
         p, g = prep.p[:, prep.fg], prep.g[:, prep.fg]
         # Dice(p K, g K) and Dice(p (1 - K), g (1 - K)) from the soft-Dice sums. K, g and the mask are 0/1, so
         # folding them into one weight per sum (without gradient) gives exactly the same products, with a
@@ -116,15 +141,40 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
             k_in = 1.0 - k
             if prep.m is not None:
                 gk, g_in, k, k_in = gk * prep.m, g_in * prep.m, k * prep.m, k_in * prep.m
-        bd = self.batch_dice
-        sums_contour = [spatial_sum(p * gk, bd), spatial_sum(p * k, bd), spatial_sum(gk, bd)]
-        sums_inner = [spatial_sum(p * g_in, bd), spatial_sum(p * k_in, bd), spatial_sum(g_in, bd)]
-        if self.ddp and bd:
-            sums_contour = [sum_across_ranks(t) for t in sums_contour]
-            sums_inner = [sum_across_ranks(t) for t in sums_inner]
-        d_contour = dice_from_sums(*sums_contour, self.smooth)
-        d_inner = dice_from_sums(*sums_inner, self.smooth)
-        return self.lam * (1.0 - d_contour.mean()) + (1.0 - self.lam) * (1.0 - d_inner.mean())
+        return ([spatial_sum(p * gk), spatial_sum(p * k), spatial_sum(gk)],
+                [spatial_sum(p * g_in), spatial_sum(p * k_in), spatial_sum(g_in)])
+
+    @staticmethod
+    def _sums_labels(prep: Prepared, k: torch.Tensor, logp_y: Optional[torch.Tensor]):
+        """(tp, P, G) per (sample, foreground class) on the contour and on the rest, softmax mode.
+
+        The one-hot target is never built: ``g_c`` is 1 only at voxels labelled c, so
+        ``tp_c = sum(p_c g_c K_c m) = sum over voxels labelled c of p_y K_y m`` and ``G_c`` likewise: a
+        per-voxel product at the label (B, 1, *sp) and one ``scatter_add`` into (B, C) bins per sum.
+        Only ``P = sum(p_c K_c m)`` and ``sum(p_c (1 - K_c) m)`` need all classes. ``p_y = exp(log p_y)``
+        shares the gather (and its backward) with the CE term of CWCD.
+        """
+        b, c = prep.x.shape[:2]
+        labels = prep.labels
+        if logp_y is None:
+            logp_y = prep.logp.gather(1, labels)
+        p_y = logp_y.exp()
+        p = prep.p[:, 1:]
+        with torch.no_grad():
+            fg = as_dtype(labels > 0, k.dtype)
+            k_y = k.gather(1, (labels - 1).clamp_min(0)) * fg  # contour at the label (0 on background)
+            in_y = fg - k_y
+            k_in = 1.0 - k
+            if prep.m is not None:
+                k_y, in_y, k, k_in = k_y * prep.m, in_y * prep.m, k * prep.m, k_in * prep.m
+        idx = labels.reshape(b, -1)
+        zeros = torch.zeros((b, c), dtype=p.dtype, device=p.device)
+
+        def per_class(w: torch.Tensor) -> torch.Tensor:  # (B, 1, *sp) -> (B, C - 1): sum over voxels of each class
+            return zeros.scatter_add(1, idx, w.reshape(b, -1))[:, 1:]
+
+        return ([per_class(p_y * k_y), spatial_sum(p * k), per_class(k_y)],
+                [per_class(p_y * in_y), spatial_sum(p * k_in), per_class(in_y)])
 
     def compute(self, prep: Prepared, contour: Optional[torch.Tensor] = None, **maps) -> torch.Tensor:
         return self.sdl(prep, contour)
@@ -153,8 +203,13 @@ class CWCDLoss(SeparableDiceLoss):
         if contour is None and band is None:  # on the fly: build both maps with the shared work done once
             contour, band = contours_and_band(self._target(prep), prep.x.shape[1], prep.sigmoid, self.kernel_size,
                                               self.iterations, prep.ignored)
-        cwce = contour_weighted_ce(prep, self.band_for(prep, band), self.contour_weight)
-        return self.weight_ce * cwce + self.weight_dice * self.sdl(prep, contour)
+        band = self.band_for(prep, band)
+        if prep.sigmoid:
+            return (self.weight_ce * contour_weighted_ce(prep, band, self.contour_weight)
+                    + self.weight_dice * self.sdl(prep, contour))
+        logp_y = prep.logp.gather(1, prep.labels)  # one gather for the CE and the SDL sums
+        cwce = masked_mean((1.0 + self.contour_weight * band) * -logp_y, prep.m)
+        return self.weight_ce * cwce + self.weight_dice * self.sdl(prep, contour, logp_y)
 
     def extra_repr(self) -> str:
         return (f"weight_ce={self.weight_ce}, weight_dice={self.weight_dice}, "

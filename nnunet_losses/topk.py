@@ -18,8 +18,10 @@ from typing import Optional
 import torch
 
 from ._checks import check_number
-from ._core import Prepared, bce_map, cross_entropy_map, masked_mean
-from .dice import SMOOTH, SoftDiceLoss, soft_dice
+from ._core import Prepared, bce_map, cross_entropy_map, masked_mean, spatial_sum
+from ._distributed import sum_across_ranks
+from .contour import LABEL_SUMS_MIN_CLASSES
+from .dice import SMOOTH, SoftDiceLoss, dice_from_sums, soft_dice
 
 
 def hardest_voxels(hardness: torch.Tensor, counted: Optional[torch.Tensor], k_percent: float) -> torch.Tensor:
@@ -60,12 +62,37 @@ class TopKDiceLoss(SoftDiceLoss):
             return bce_map(prep).sum(1, keepdim=True)
         return cross_entropy_map(prep)
 
-    def topk_dice(self, prep: Prepared, hardness: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def topk_dice(self, prep: Prepared, hardness: Optional[torch.Tensor] = None,
+                  logp_y: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self.hardness(prep) if hardness is None else hardness
         keep = hardest_voxels(h, prep.m, self.k)
         ch = prep.dice_channels(self.include_background)
-        dice = soft_dice(prep.p[:, ch], prep.g[:, ch], keep, self.batch_dice, self.smooth, square=True, ddp=self.ddp)
+        if prep.sigmoid or prep.x.shape[1] <= LABEL_SUMS_MIN_CLASSES:
+            dice = soft_dice(prep.p[:, ch], prep.g[:, ch], keep, self.batch_dice, self.smooth, square=True,
+                             ddp=self.ddp)
+        else:
+            dice = dice_from_sums(*self._label_sums(prep, keep, ch, logp_y), self.smooth)
         return 1.0 - dice.mean()
+
+    def _label_sums(self, prep: Prepared, keep: torch.Tensor, ch: slice, logp_y: Optional[torch.Tensor]):
+        """``(sum(p g K), sum(p^2 K), sum(g K))`` per (sample, class) without the one-hot target (softmax mode):
+        ``g_c`` is 1 only at voxels labelled c, so the sums with g are per-voxel values at the label added
+        into (B, C) bins by ``scatter_add``; only ``sum(p_c^2 K)`` needs every class. K (the kept voxels)
+        is 0 at voxels that do not count."""
+        b, c = prep.x.shape[:2]
+        if logp_y is None:
+            logp_y = prep.logp.gather(1, prep.labels)
+        idx = prep.labels.reshape(b, -1)
+        zeros = torch.zeros((b, c), dtype=keep.dtype, device=keep.device)
+        tp = zeros.scatter_add(1, idx, (logp_y.exp() * keep).reshape(b, -1))[:, ch]
+        sg = zeros.scatter_add(1, idx, keep.reshape(b, -1))[:, ch]
+        p = prep.p[:, ch]
+        sp = spatial_sum(p * p * keep)
+        if self.batch_dice:
+            tp, sp, sg = tp.sum(0, keepdim=True), sp.sum(0, keepdim=True), sg.sum(0, keepdim=True)
+            if self.ddp:
+                tp, sp, sg = (sum_across_ranks(t) for t in (tp, sp, sg))
+        return tp, sp, sg
 
     def compute(self, prep: Prepared, **maps) -> torch.Tensor:
         return self.topk_dice(prep)
@@ -89,10 +116,12 @@ class CETopKDiceLoss(TopKDiceLoss):
             bce = bce_map(prep)
             ce = bce.mean(1, keepdim=True)
             hardness = bce.sum(1, keepdim=True)
+            logp_y = None
         else:
             ce = hardness = cross_entropy_map(prep)
+            logp_y = -ce
         ce_mean = masked_mean(ce, prep.m)
-        return self.weight_ce * ce_mean + self.weight_dice * self.topk_dice(prep, hardness)
+        return self.weight_ce * ce_mean + self.weight_dice * self.topk_dice(prep, hardness, logp_y)
 
     def extra_repr(self) -> str:
         return f"weight_ce={self.weight_ce}, weight_dice={self.weight_dice}, {super().extra_repr()}"
