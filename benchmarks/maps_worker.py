@@ -5,23 +5,31 @@ runs as ``python -m benchmarks.maps_worker --work DIR ...`` with those variables
 temporary folder; nothing is written anywhere else, the shared data is only read). It prints one JSON
 object on its last stdout line.
 
-What is measured (one process, one thread, no process start-up in any timing):
+What is measured (one process, one thread; every time is in-process work per case: Python, torch and
+nnU-Net imports, process start-up and worker pools are excluded on both sides):
 
 * nnU-Net's preprocessing: ``DefaultPreprocessor.run_case_save`` for every case, sequentially (the work
-  of ``nnUNetv2_preprocess -np 1`` without its worker-process start-up);
-* our precompute: :func:`nnunet_losses.nnunet.precompute.precompute` for each map (contour, dwce, osc),
-  in-process (``-np 1``), reading nnU-Net's segmentations and writing blosc2 files;
+  of ``nnUNetv2_preprocess -np 1`` without its worker-process start-up): read the NIfTI image and
+  label, crop, resample, normalise, write blosc2;
+* our precompute: :func:`nnunet_losses.nnunet.precompute.precompute` (``-np 1``, ``--force``) with all
+  three maps in one run (what a user runs: ``--maps contour dwce osc``) and with each map alone: read
+  nnU-Net's segmentation, fingerprint it, compute, write blosc2, fsync, manifest. nnU-Net's
+  preprocessing and our all-maps run alternate ``--repeats`` times (medians), so a change in machine
+  load hits both sides alike; a cProfile of one all-maps run says where the time goes;
 * compute only (no file I/O), per map and case: :func:`~nnunet_losses.nnunet.precompute.compute_map`
-  against a naive per-class / per-object SciPy loop written here (``naive_*``), on the same arrays, with
-  the results compared;
-* nnU-Net's training data loader (``nnUNetTrainer.get_dataloaders``, the plans' batch size and patch,
-  ``nnUNet_n_proc_DA=0``: augmentation in the calling process): batches per second.
+  against a naive per-class / per-object SciPy loop written here (``naive_*``), on the same arrays,
+  alternating case by case, with the results compared;
+* nnU-Net's training data loader (``nnUNetTrainer.get_dataloaders``: the plans' batch size and patch,
+  ``nnUNet_n_proc_DA=0``, i.e. loading and augmentation in the calling process) against the same
+  loader of our trainers with stored maps (``maps="stored"``: ``nnUNetDatasetBlosc2WithMaps`` and the
+  training transforms wrapped by ``with_maps``), batch by batch in turn: batches/s.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -30,6 +38,7 @@ from scipy import ndimage
 
 HIPPOCAMPUS = "/work/shared/data/Hippocampus"
 DATASET_ID = 987
+MAPS = ("contour", "dwce", "osc")
 
 
 # ----------------------------------------------------------------------------- naive references
@@ -121,22 +130,26 @@ def plan(dataset_id: int) -> None:
     plan_experiment_dataset(dataset_id)
 
 
-def nnunet_preprocess(dataset_id: int, configuration: str) -> dict:
-    """nnU-Net's DefaultPreprocessor on every case, sequentially in this process (timed per case)."""
-    import shutil
-    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
-    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+def _plans(dataset_id: int, configuration: str):
+    from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
     name = maybe_convert_to_dataset_name(dataset_id)
     with open(os.path.join(nnUNet_preprocessed, name, "nnUNetPlans.json")) as f:
         pm = PlansManager(json.load(f))
-    cm = pm.get_configuration(configuration)
     with open(os.path.join(nnUNet_preprocessed, name, "dataset.json")) as f:
         dataset_json = json.load(f)
+    return name, pm, pm.get_configuration(configuration), dataset_json
+
+
+def nnunet_preprocess(dataset_id: int, configuration: str) -> dict:
+    """nnU-Net's DefaultPreprocessor on every case, sequentially in this process (timed per case)."""
+    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+    name, pm, cm, dataset_json = _plans(dataset_id, configuration)
     out = os.path.join(nnUNet_preprocessed, name, cm.data_identifier)
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # nnU-Net does not overwrite its blosc2 files (untimed)
     os.makedirs(out)
     dataset = get_filenames_of_train_images_and_targets(os.path.join(nnUNet_raw, name), dataset_json)
     pre = DefaultPreprocessor(verbose=False)
@@ -149,6 +162,53 @@ def nnunet_preprocess(dataset_id: int, configuration: str) -> dict:
             "batch_size": int(cm.batch_size), "spacing": [float(s) for s in cm.spacing]}
 
 
+def _profile(fn, top: int = 12) -> dict:
+    """cProfile of ``fn()``: the functions with the most own time (tottime)."""
+    import cProfile
+    import pstats
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    st = pstats.Stats(prof)
+    total = sum(v[2] for v in st.stats.values()) or 1.0
+    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def where(f):
+        path, line, func = f
+        if path == "~":
+            return func
+        for base in (repo + os.sep, os.path.join(sys.prefix, "lib") + os.sep):
+            path = path.replace(base, "")
+        if "site-packages" + os.sep in path:
+            path = path.split("site-packages" + os.sep, 1)[1]
+        return f"{path}:{line}({func})"
+
+    return {"total_s": total, "functions": [{"name": where(f), "calls": v[1], "tottime_s": v[2], "cumtime_s": v[3],
+                                             "share": v[2] / total} for f, v in rows]}
+
+
+def precompute_vs_preprocessing(dataset_id: int, configuration: str, maps, repeats: int) -> dict:
+    """nnU-Net's preprocessing and our all-maps precompute, alternating ``repeats`` times (medians)."""
+    from nnunet_losses.nnunet import precompute as pc
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    quiet = dict(num_processes=1, force=True, progress=False, log=lambda *a: None)
+    pre_runs, ours_runs, info, ctx = [], [], None, None
+    for _ in range(max(1, repeats)):
+        info = nnunet_preprocess(dataset_id, configuration)
+        pre_runs.append(info["seconds"])
+        ctx = ctx or pc.MapContext.from_ids(maybe_convert_to_dataset_name(dataset_id), configuration)
+        ours_runs.append(pc.precompute(ctx, list(maps), **quiet)["seconds"])
+    n = len(ctx.identifiers())
+    pre_s, ours_s = float(np.median(pre_runs)), float(np.median(ours_runs))
+    prof = _profile(lambda: pc.precompute(ctx, list(maps), **quiet))
+    info.update(seconds=pre_s, seconds_all=pre_runs, repeats=len(pre_runs))
+    return {"nnunet_preprocess": info,
+            "all_maps": {"maps": list(maps), "seconds": ours_s, "seconds_all": ours_runs, "per_case_s": ours_s / n,
+                         "share_of_preprocessing": ours_s / pre_s, "profile": prof}}
+
+
 def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> dict:
     import blosc2
     from nnunet_losses.nnunet import precompute as pc
@@ -158,8 +218,7 @@ def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> d
     result = {"cases": len(ids), "num_classes": ctx.num_classes, "preprocessed_bytes": pc.preprocessed_bytes(ctx),
               "maps": {}}
     segs = [blosc2.open(urlpath=os.path.join(ctx.folder, f"{c}_seg.b2nd"), mode="r")[:] for c in ids]
-    voxels = int(sum(s.size for s in segs))
-    result["voxels"] = voxels
+    result["voxels"] = int(sum(s.size for s in segs))
     for name in maps:
         summary = pc.precompute(ctx, [name], num_processes=1, force=True, progress=False, log=lambda *a: None)
         rp = pc.resolve_params(ctx, name)
@@ -182,6 +241,9 @@ def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> d
             "compute_s": float(np.median(ours_t)), "naive_s": float(np.median(naive_t)),
             "compute_s_all": ours_t, "naive_s_all": naive_t, "agree_with_naive": agree,
             "params": rp["params"], "kernel": rp.get("kernel")}
+    # where the compute time goes (the map functions alone, every case once)
+    rps = [pc.resolve_params(ctx, n) for n in maps]
+    result["compute_profile"] = _profile(lambda: [pc.compute_map(s, rp) for rp in rps for s in segs])
     return result
 
 
@@ -206,30 +268,96 @@ def scaling_benchmark(shape, num_classes: int, maps, seed: int = 0) -> dict:
     return out
 
 
-def loader_benchmark(dataset_id: int, configuration: str, batches: int) -> dict:
+#: loader rows: (label, trainer, map) -- our trainers with maps="stored" read the map through
+#: nnUNetDatasetBlosc2WithMaps and with_maps (nnunet_losses.nnunet.trainer_base)
+LOADERS = [("nnU-Net, no maps", "nnUNetTrainer", None),
+           ("stored contour maps (nnUNetTrainerCWCD)", "nnUNetTrainerCWCD", "contour"),
+           ("stored U-Net weight map (nnUNetTrainerDWCE)", "nnUNetTrainerDWCE", "dwce"),
+           ("stored offset band (nnUNetTrainerOsC)", "nnUNetTrainerOsC", "osc")]
+
+
+def _loader(dataset_id: int, configuration: str, trainer_name: str, stored: bool):
     import torch
+    from nnunet_losses.nnunet.options import ENV_VAR
     from nnunetv2.run.run_training import get_trainer_from_args
-    os.environ["nnUNet_n_proc_DA"] = "0"  # augmentation in this process (SingleThreadedAugmenter)
-    trainer = get_trainer_from_args(str(dataset_id), configuration, 0, "nnUNetTrainer", "nnUNetPlans",
+    if stored:
+        os.environ[ENV_VAR] = json.dumps({"maps": "stored"})
+    else:
+        os.environ.pop(ENV_VAR, None)
+    trainer = get_trainer_from_args(str(dataset_id), configuration, 0, trainer_name, "nnUNetPlans",
                                     device=torch.device("cpu"))
     trainer.print_to_log_file = lambda *a, **k: None
     trainer.initialize()
-    dl_tr, dl_val = trainer.get_dataloaders()
-    for _ in range(2):
-        next(dl_tr)
-    times = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        next(dl_tr)
-        times.append(time.perf_counter() - t0)
+    dl_tr, dl_val = trainer.get_dataloaders()  # builds missing/stale maps first (untimed)
+    return trainer, dl_tr, dl_val
+
+
+def loader_benchmark(dataset_id: int, configuration: str, batches: int, with_maps=True) -> dict:
+    """batches/s of nnU-Net's training loader without and with stored maps, batch by batch in turn."""
+    import random
+
+    import torch
+    os.environ["nnUNet_n_proc_DA"] = "0"  # augmentation in this process (SingleThreadedAugmenter)
+    rows = LOADERS if with_maps else LOADERS[:1]
+    loaders, out = [], {"rows": []}
+    for label, name, m in rows:
+        entry = {"label": label, "trainer": name, "map": m}
+        try:
+            loaders.append((entry, *_loader(dataset_id, configuration, name, m is not None)))
+        except Exception as e:  # reported, not fatal
+            entry["error"] = f"{type(e).__name__}: {e}"[:400]
+        out["rows"].append(entry)
+    times = {id(e): [] for e, *_ in loaders}
+    np.random.seed(0)
+    random.seed(0)
+    torch.manual_seed(0)
+    for entry, _, dl_tr, _ in loaders:   # warm-up
+        for _ in range(2):
+            next(dl_tr)
+    try:
+        for _ in range(batches):
+            for entry, _, dl_tr, _ in loaders:
+                t0 = time.perf_counter()
+                next(dl_tr)
+                times[id(entry)].append(time.perf_counter() - t0)
+    except Exception as e:
+        out["error"] = f"{type(e).__name__}: {e}"[:400]
+    base = None
+    for entry, trainer, dl_tr, dl_val in loaders:
+        t = times[id(entry)]
+        med = float(np.median(t)) if t else None
+        entry.update(loader=type(dl_tr).__name__, batch_size=int(trainer.batch_size),
+                     patch_size=list(trainer.configuration_manager.patch_size), batches=len(t),
+                     median_s_per_batch=med, batches_per_s=1.0 / med if med else None, times_s=t,
+                     workers=os.environ.get("nnUNet_n_proc_DA"))
+        if entry["map"] is None:
+            base = entry["batches_per_s"]
+        for dl in (dl_tr, dl_val):
+            if hasattr(dl, "_finish"):
+                dl._finish()
+    for entry in out["rows"]:
+        if base and entry.get("batches_per_s"):
+            entry["vs_nnunet"] = entry["batches_per_s"] / base
+    return out
+
+
+def profile_loader(dataset_id: int, configuration: str, trainer_name: str, batches: int = 10) -> dict:
+    """cProfile of ``batches`` batches of one loader (the map loader that is slowest, if any missed)."""
+    import random
+
+    import torch
+    os.environ["nnUNet_n_proc_DA"] = "0"
+    _, dl_tr, dl_val = _loader(dataset_id, configuration, trainer_name, trainer_name != "nnUNetTrainer")
+    np.random.seed(0)
+    random.seed(0)
+    torch.manual_seed(0)
+    next(dl_tr)
+    prof = _profile(lambda: [next(dl_tr) for _ in range(batches)], top=14)
+    prof["trainer"], prof["batches"] = trainer_name, batches
     for dl in (dl_tr, dl_val):
         if hasattr(dl, "_finish"):
             dl._finish()
-    med = float(np.median(times))
-    return {"loader": type(dl_tr).__name__, "batch_size": int(trainer.batch_size),
-            "patch_size": list(trainer.configuration_manager.patch_size), "batches": batches,
-            "median_s_per_batch": med, "batches_per_s": 1.0 / med if med > 0 else None, "times_s": times,
-            "workers": os.environ.get("nnUNet_n_proc_DA")}
+    return prof
 
 
 def main(argv=None) -> None:
@@ -238,9 +366,10 @@ def main(argv=None) -> None:
     ap.add_argument("--source", choices=("hippocampus", "synthetic"), default="hippocampus")
     ap.add_argument("--cases", type=int, default=20)
     ap.add_argument("--configuration", default="3d_fullres")
-    ap.add_argument("--maps", nargs="+", default=["contour", "dwce", "osc"])
+    ap.add_argument("--maps", nargs="+", default=list(MAPS))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--loader-batches", type=int, default=20, help="0: skip the loader benchmark")
+    ap.add_argument("--no-loader-maps", action="store_true", help="loader: nnU-Net's only (no stored-map rows)")
     ap.add_argument("--scaling-shape", type=int, nargs="*", default=[96, 96, 96],
                     help="synthetic volume for the compute-only scaling row (nothing: skip)")
     ap.add_argument("--scaling-classes", type=int, default=4)
@@ -251,13 +380,22 @@ def main(argv=None) -> None:
     folder = make_dataset(a.work, a.source, a.cases)
     out["dataset"] = os.path.basename(folder)
     plan(DATASET_ID)
-    out["nnunet_preprocess"] = nnunet_preprocess(DATASET_ID, a.configuration)
+    both = precompute_vs_preprocessing(DATASET_ID, a.configuration, a.maps, a.repeats)
+    out["nnunet_preprocess"] = both["nnunet_preprocess"]
     out["precompute"] = maps_benchmark(DATASET_ID, a.configuration, a.maps, a.repeats)
+    out["precompute"]["all_maps"] = both["all_maps"]
     if a.scaling_shape:
         out["scaling"] = scaling_benchmark(a.scaling_shape, a.scaling_classes, a.maps)
     if a.loader_batches > 0:
         try:
-            out["loader"] = loader_benchmark(DATASET_ID, a.configuration, a.loader_batches)
+            out["loader"] = loader_benchmark(DATASET_ID, a.configuration, a.loader_batches, not a.no_loader_maps)
+            rows = [r for r in out["loader"]["rows"] if r["map"] and r.get("vs_nnunet")]
+            slow = [r for r in rows if r["vs_nnunet"] < 0.9]
+            if slow:  # a missed target: where does the time go
+                worst = min(slow, key=lambda r: r["vs_nnunet"])
+                out["loader"]["profiles"] = {
+                    r["trainer"]: profile_loader(DATASET_ID, a.configuration, r["trainer"], min(10, a.loader_batches))
+                    for r in (out["loader"]["rows"][0], worst)}
         except Exception as e:  # reported, not fatal
             out["loader"] = {"error": f"{type(e).__name__}: {e}"[:400]}
     sys.stdout.write("\n" + json.dumps(out) + "\n")

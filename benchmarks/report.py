@@ -222,6 +222,21 @@ def _summary(results: List[dict]) -> List[str]:
     return lines
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _profile_lines(prof: dict, title: str, per: str) -> List[str]:
+    """A cProfile summary (benchmarks.maps_worker._profile) as a collapsible table."""
+    if not prof or not prof.get("functions"):
+        return []
+    lines = [f"<details><summary>{title} (cProfile, own time; {prof['total_s']:.2f} s in all{per})</summary>", "",
+             "| function | calls | own time, s | share |", "|---|---|---|---|"]
+    for f in prof["functions"]:
+        lines.append(f"| `{f['name']}` | {f['calls']} | {f['tottime_s']:.3f} | {100 * f['share']:.0f}% |")
+    return lines + ["", "</details>", ""]
+
+
 def _maps_section(res: dict) -> List[str]:
     m = res.get("maps")
     if not m:
@@ -232,14 +247,22 @@ def _maps_section(res: dict) -> List[str]:
     pre = m["nnunet_preprocess"]
     pc = m["precompute"]
     n = pc["cases"]
+    pre_case = pre["seconds"] / n
+    rounds = f", median of {pre['repeats']} runs" if pre.get("repeats") else ""
     lines += [f"Dataset: {m['dataset']} ({m['source']}, {n} cases, {pc['voxels'] / n / 1e3:.0f}k voxels per case "
               f"on average, {pc['num_classes']} classes), configuration {m['configuration']} (patch "
               f"{'x'.join(map(str, pre['patch_size']))}, spacing {pre['spacing']}). nnU-Net's preprocessing "
-              f"(`DefaultPreprocessor.run_case_save`, sequential, in process): **{pre['seconds']:.2f} s** "
-              f"({1e3 * pre['seconds'] / n:.0f} ms per case); preprocessed data (image + seg + pkl): "
+              f"(`DefaultPreprocessor.run_case_save`, sequential, in process{rounds}): **{pre['seconds']:.2f} s** "
+              f"(**{1e3 * pre_case:.1f} ms per case**); preprocessed data (image + seg + pkl): "
               f"{_human_bytes(pc['preprocessed_bytes'])}.", "",
+              "All times are in-process work (one process, one thread) on both sides: Python, torch and nnU-Net "
+              "imports, process start-up and worker pools are excluded from ours and from nnU-Net's alike. "
+              "Compute = the map functions on arrays already in memory; precompute = "
+              "`nnunet_losses.nnunet.precompute.precompute(-np 1, --force)`, i.e. read nnU-Net's segmentation, "
+              "fingerprint it, compute, write blosc2, fsync, manifest; nnU-Net's preprocessing reads the NIfTI "
+              "files, crops, resamples, normalises and writes blosc2.", "",
               "| map | ours: compute, ms/case | naive SciPy loop, ms/case | speed-up (target >= 10x) | "
-              "ours: precompute incl. I/O, s | share of nnU-Net preprocessing (target <= 10%) | map files | "
+              "ours: precompute incl. I/O, ms/case | share of nnU-Net preprocessing (target <= 10%) | map files | "
               "share of preprocessed size | same result as naive |",
               "|---|---|---|---|---|---|---|---|---|"]
     tot_pre, tot_bytes = 0.0, 0
@@ -248,14 +271,36 @@ def _maps_section(res: dict) -> List[str]:
         share = e["precompute_s"] / pre["seconds"]
         tot_pre += e["precompute_s"]
         tot_bytes += e["bytes"]
-        lines.append(f"| {name} | {1e3 * e['compute_s'] / n:.1f} | {1e3 * e['naive_s'] / n:.1f} | {sp:.2f}x "
-                     f"{'met' if sp >= 10 else '**missed**'} | {e['precompute_s']:.2f} | {100 * share:.0f}% "
-                     f"{'met' if share <= 0.10 else '**missed**'} | {_human_bytes(e['bytes'])} | "
-                     f"{100 * e['bytes'] / pc['preprocessed_bytes']:.1f}% | {'yes' if e['agree_with_naive'] else 'NO'} |")
-    share = tot_pre / pre["seconds"]
-    lines.append(f"| all three | | | | {tot_pre:.2f} | {100 * share:.0f}% {'met' if share <= 0.10 else '**missed**'} "
-                 f"| {_human_bytes(tot_bytes)} | {100 * tot_bytes / pc['preprocessed_bytes']:.1f}% | |")
+        lines.append(f"| {name} (alone) | {1e3 * e['compute_s'] / n:.2f} | {1e3 * e['naive_s'] / n:.2f} | {sp:.1f}x "
+                     f"{_met(sp >= 10)} | {1e3 * e['precompute_s'] / n:.2f} | {100 * share:.0f}% ({_met(share <= 0.10)} "
+                     f"alone) | "
+                     f"{_human_bytes(e['bytes'])} | {100 * e['bytes'] / pc['preprocessed_bytes']:.1f}% | "
+                     f"{'yes' if e['agree_with_naive'] else 'NO'} |")
+    am = pc.get("all_maps")
+    if am:  # one run with every map, what a user runs (--maps contour dwce osc), alternating with nnU-Net's
+        comp = sum(e["compute_s"] for e in pc["maps"].values())
+        naive = sum(e["naive_s"] for e in pc["maps"].values())
+        share = am["share_of_preprocessing"]
+        lines.append(f"| **all three, one run** (`--maps {' '.join(am['maps'])}`) | {1e3 * comp / n:.2f} | "
+                     f"{1e3 * naive / n:.2f} | {naive / comp:.1f}x | **{1e3 * am['per_case_s']:.2f}** | "
+                     f"**{100 * share:.0f}%** {_met(share <= 0.10)} | {_human_bytes(tot_bytes)} | "
+                     f"{100 * tot_bytes / pc['preprocessed_bytes']:.1f}% | |")
+    else:  # older results files: three separate runs
+        share = tot_pre / pre["seconds"]
+        lines.append(f"| all three | | | | {1e3 * tot_pre / n:.2f} | {100 * share:.0f}% {_met(share <= 0.10)} "
+                     f"| {_human_bytes(tot_bytes)} | {100 * tot_bytes / pc['preprocessed_bytes']:.1f}% | |")
     lines.append("")
+    if am:
+        lines += [f"The all-maps row alternates with nnU-Net's preprocessing ({len(am['seconds_all'])} runs each, "
+                  f"medians), so both see the same machine load; the per-map rows are single runs.", ""]
+        top = [(f["name"], f["share"]) for f in (am.get("profile") or {}).get("functions", [])[:3]]
+        if top:
+            lines += ["Largest own times in the all-maps run: " + ", ".join(f"`{n_}` {100 * sh:.0f}%" for n_, sh in top)
+                      + " (details below).", ""]
+        lines += _profile_lines(am.get("profile"), "Where the precompute time goes: one all-maps run",
+                                f", {n} cases")
+    lines += _profile_lines(pc.get("compute_profile"), "Where the compute time goes: every map of every case once",
+                            f", {n} cases x {len(pc['maps'])} maps")
     sc = m.get("scaling")
     if sc:
         lines += [f"Scaling (compute only, one synthetic blob volume {'x'.join(map(str, sc['shape']))}, "
@@ -271,17 +316,35 @@ def _maps_section(res: dict) -> List[str]:
 def _loader_section(res: dict) -> List[str]:
     m = res.get("maps") or {}
     ld = m.get("loader")
-    lines = [f"### {_device_label(res)} run", "", "| data path | loader | batch | patch | batches/s | vs nnU-Net (target >= 90%) |",
+    lines = [f"### {_device_label(res)} run", "",
+             "nnU-Net's `nnUNetTrainer.get_dataloaders` (plans' batch size and patch, same process and workers) "
+             "for nnU-Net's trainer and for our trainers with `maps=\"stored\"` (`nnUNetDatasetBlosc2WithMaps` "
+             "reads the map crops with the segmentation, `with_maps` carries them through nnU-Net's augmentation "
+             "and deep-supervision downsampling); the loaders take turns batch by batch; median time per batch.", "",
+             "| data path | loader | batch | patch | batches/s | vs nnU-Net (target >= 90%) |",
              "|---|---|---|---|---|---|"]
     if not ld:
         lines.append("| nnU-Net, no maps | not measured | | | | |")
-    elif "error" in ld:
+    elif "error" in ld and "rows" not in ld:
         lines.append(f"| nnU-Net, no maps | error: {ld['error'][:120]} | | | | |")
-    else:
+    elif "rows" not in ld:  # older results files: nnU-Net's loader only
         lines.append(f"| nnU-Net, no maps | `{ld['loader']}` (nnUNet_n_proc_DA={ld['workers']}) | {ld['batch_size']} | "
                      f"{'x'.join(map(str, ld['patch_size']))} | {ld['batches_per_s']:.1f} | 100% |")
-    lines.append("| nnU-Net + stored maps | not measured (data path not implemented) | | | | not measured |")
+        lines.append("| nnU-Net + stored maps | not measured | | | | not measured |")
+    else:
+        for r in ld["rows"]:
+            if r.get("error") or not r.get("batches_per_s"):
+                lines.append(f"| {r['label']} | error: {str(r.get('error', 'no batches'))[:120]} | | | | |")
+                continue
+            vs = r.get("vs_nnunet")
+            cell = "100%" if r["map"] is None else ("-" if vs is None else f"{100 * vs:.0f}% {_met(vs >= 0.9)}")
+            lines.append(f"| {r['label']} | `{r['loader']}` (nnUNet_n_proc_DA={r['workers']}) | {r['batch_size']} | "
+                         f"{'x'.join(map(str, r['patch_size']))} | {r['batches_per_s']:.1f} | {cell} |")
+        if ld.get("error"):
+            lines.append(f"\nThe timed loop stopped early: {ld['error'][:300]}")
     lines.append("")
+    for name, prof in ((ld or {}).get("profiles") or {}).items():
+        lines += _profile_lines(prof, f"Loader profile, `{name}`", f", {prof.get('batches')} batches")
     return lines
 
 

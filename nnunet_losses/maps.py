@@ -9,8 +9,10 @@ Morphology (SPEC 3.3, 3.8)
     ``erode`` treats everything outside the array as foreground (the edge of an image or patch is
     never a contour), ``dilate`` treats it as background. A box of side ``k`` applied
     ``iterations`` times equals one box of side ``(k - 1) * iterations + 1``, and a box is
-    separable, so each operation is one 1D running max per axis (SciPy), whatever the number of
-    iterations. Even sides (the CWCD authors' 2x2x2 element) are anchored as in
+    separable, so each operation is one 1D running max per axis (log2(side) + 1 vectorised maxima),
+    whatever the number of iterations. Label maps take no per-class erosion at all: one running OR
+    of per-voxel label bits gives the labels in every window, hence the contours, the boundary band
+    and the offset band of every class at once (:class:`_Window`). Even sides (the CWCD authors' 2x2x2 element) are anchored as in
     ``scipy.ndimage.binary_erosion`` (origin 0). ``kernel_size`` may be one int per axis; pass
     ``spacing`` to use the spacing-aware element of :func:`anisotropic_kernel` (cube unless
     max/min spacing > 3, nnU-Net's anisotropy threshold).
@@ -87,8 +89,33 @@ def _element(ndim: int, kernel_size: KernelSize, spacing: Optional[Sequence[floa
     return _per_axis(kernel_size, ndim)
 
 
-def _box_max(x: np.ndarray, ks: Sequence[int], iterations: int, reflected: bool, axes_offset: int = 0) -> np.ndarray:
-    """Max of uint8 ``x`` over the box ``ks`` applied ``iterations`` times, outside = 0.
+def _sliding_max(x: np.ndarray, axis: int, side: int, op=np.maximum) -> np.ndarray:
+    """Max over every window of ``side`` consecutive entries along ``axis`` (the axis shrinks by side - 1).
+
+    Doubling: after j steps entry i holds the max of ``2^j`` entries from i; two overlapping windows
+    of the largest power of two p <= side then cover any window of ``side`` (max is idempotent):
+    log2(side) + 1 vectorised maxima, exact (same scheme as :mod:`nnunet_losses.morphology`). ``op``
+    may be any idempotent ufunc (``np.bitwise_or``: the union of label bits).
+    """
+    def part(start: int, n: int):
+        sl = [slice(None)] * x.ndim
+        sl[axis] = slice(start, start + n)
+        return tuple(sl)
+
+    out_len = x.shape[axis] - side + 1
+    p = 1
+    while 2 * p <= side:
+        n = x.shape[axis] - p
+        x = op(x[part(0, n)], x[part(p, n)])
+        p *= 2
+    if p == side:
+        return x[part(0, out_len)]
+    return op(x[part(0, out_len)], x[part(side - p, out_len)])
+
+
+def _box_max(x: np.ndarray, ks: Sequence[int], iterations: int, reflected: bool, axes_offset: int = 0,
+             op=np.maximum) -> np.ndarray:
+    """Max (or ``op``) of unsigned ``x`` over the box ``ks`` applied ``iterations`` times, outside = 0.
 
     The element of side k spans offsets -(k // 2) .. (k - 1) // 2 (SciPy's origin 0); dilation
     uses the reflected element. Spatial axes start at ``axes_offset`` (leading channel axes).
@@ -100,15 +127,15 @@ def _box_max(x: np.ndarray, ks: Sequence[int], iterations: int, reflected: bool,
         lo, hi = iterations * (k // 2), iterations * ((k - 1) // 2)
         if reflected:
             lo, hi = hi, lo
-        size = lo + hi + 1
-        pad = [(0, 0)] * x.ndim
-        pad[axis] = (lo, hi)
-        xp = np.pad(x, pad)
-        # window of output i must be xp[i : i + size]; SciPy's centred window starts at j - size // 2
-        y = ndimage.maximum_filter1d(xp, size, axis=axis, mode="constant", cval=0)
+        n = x.shape[axis]
+        shape = list(x.shape)
+        shape[axis] = n + lo + hi
+        xp = np.zeros(shape, x.dtype)
         sl = [slice(None)] * x.ndim
-        sl[axis] = slice(size // 2, size // 2 + x.shape[axis])
-        x = y[tuple(sl)]
+        sl[axis] = slice(lo, lo + n)
+        xp[tuple(sl)] = x
+        # output i must be the max of xp[i : i + lo + hi + 1]
+        x = _sliding_max(xp, axis, lo + hi + 1, op)
     return x
 
 
@@ -167,28 +194,123 @@ def _ignored(label: np.ndarray, ignore_label: Optional[int]) -> Optional[np.ndar
     return ign if ign.any() else None
 
 
-def _channels(label: np.ndarray, num_classes: Optional[int], regions, ignore_label: Optional[int],
-              with_background: bool) -> np.ndarray:
-    """Binary channels (C, *sp): one-hot classes (1..C-1, or 0..C-1) or regions (+ their complements)."""
+def _int_labels(label) -> np.ndarray:
     label = np.asarray(label)
-    if not np.issubdtype(label.dtype, np.integer) and not np.issubdtype(label.dtype, np.bool_):
+    if np.issubdtype(label.dtype, np.bool_):
+        return label.view(np.uint8)
+    if not np.issubdtype(label.dtype, np.integer):
         if not np.all(np.mod(label, 1) == 0):
             raise ValueError("label must hold integer labels (it has fractional values)")
         label = label.astype(np.int64)
+    return label
+
+
+def _num_classes(label: np.ndarray, num_classes: Optional[int], ignore_label: Optional[int]) -> int:
+    if num_classes is None:
+        valid = label[label != ignore_label] if ignore_label is not None else label
+        num_classes = int(valid.max()) + 1 if valid.size else 1
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return int(num_classes)
+
+
+def _channels(label: np.ndarray, num_classes: Optional[int], regions, ignore_label: Optional[int],
+              with_background: bool) -> np.ndarray:
+    """Binary channels (C, *sp): one-hot classes (1..C-1, or 0..C-1) or regions (+ their complements)."""
+    label = _int_labels(label)
     if regions is not None:
         chans = [np.isin(label, np.atleast_1d(np.asarray(r))) for r in regions]
         if with_background:
             counted = np.ones(label.shape, bool) if ignore_label is None else label != ignore_label
             chans = chans + [counted & ~c for c in chans]
         return np.stack(chans) if chans else np.zeros((0, *label.shape), bool)
-    if num_classes is None:
-        valid = label[label != ignore_label] if ignore_label is not None else label
-        num_classes = int(valid.max()) + 1 if valid.size else 1
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    num_classes = _num_classes(label, num_classes, ignore_label)
     first = 0 if with_background else 1
     classes = np.arange(first, num_classes).reshape((-1,) + (1,) * label.ndim)
     return label[None] == classes
+
+
+class _Window:
+    """Which counted labels each voxel's window holds, for all classes at once.
+
+    A label map needs no per-class erosion: a counted voxel of class c is on the inner contour of c
+    iff its erosion window (the element of :func:`erode`) holds a counted voxel of another label
+    (``mixed``); ignored voxels and the outside of the array hold no label, exactly as they count as
+    foreground for :func:`erode`. Up to 64 distinct label values (``lo`` .. ``hi``): label l is bit
+    ``l - lo`` of one unsigned integer per voxel and one separable running OR over the window gives
+    the set of labels in it (mixed = two or more bits; class c present = its bit). Wider label
+    ranges: one running max of a 2-channel array (labels and reversed labels) gives the window's
+    largest and smallest label (mixed = they differ). Cost independent of classes and iterations.
+    """
+
+    def __init__(self, label: np.ndarray, ks: Sequence[int], iterations: int, ign: Optional[np.ndarray]):
+        counted = label if ign is None else label[~ign]
+        self.lo = int(counted.min()) if counted.size else 0
+        self.hi = int(counted.max()) if counted.size else -1
+        self.span = self.hi - self.lo
+        shift = np.subtract(label, self.lo, dtype=np.int64) if self.lo or label.dtype.kind not in "iu" \
+            or label.dtype.itemsize > 8 else label
+        if self.span < 64:
+            dt = next(t for t, bits in ((np.uint8, 8), (np.uint16, 16), (np.uint32, 32), (np.uint64, 64))
+                      if self.span < bits)
+            v = np.left_shift(dt(1), shift, dtype=dt, casting="unsafe") if counted.size else np.zeros(label.shape, dt)
+            if ign is not None:
+                v[ign] = 0
+            self.bits = _box_max(v, ks, iterations, False, 0, np.bitwise_or)
+            self.dtype = dt
+        else:
+            self.bits = None
+            dt = np.uint16 if self.span < 65534 else np.uint64
+            v = np.empty((2, *label.shape), dt)
+            np.add(shift, 1, out=v[0], casting="unsafe")                  # counted labels -> 1 .. span + 1
+            np.subtract(self.span + 1, shift, out=v[1], casting="unsafe")  # reversed: hi -> 1, lo -> span + 1
+            if ign is not None:
+                v[:, ign] = 0
+            self.top, self.bottom = _box_max(v, ks, iterations, False, 1)
+
+    def mixed(self) -> np.ndarray:
+        """The window holds two different counted labels."""
+        if self.bits is not None:
+            return (self.bits & (self.bits - self.dtype(1))) != 0  # more than one bit set (0 - 1 wraps: 0 & max)
+        return self.top.astype(np.int64) + self.bottom > self.span + 2  # max > min (no label: 0 + 0)
+
+    def has(self, c: int) -> np.ndarray:
+        """The window holds a counted voxel of label ``c``."""
+        if not self.lo <= c <= self.hi:
+            return np.zeros(self.bits.shape if self.bits is not None else self.top.shape, bool)
+        if self.bits is not None:
+            return (self.bits & self.dtype(1 << (c - self.lo))) != 0
+        if c == self.hi:
+            return self.top == self.span + 1
+        if c == self.lo:
+            return self.bottom == self.span + 1
+        raise NotImplementedError("label range over 64: only the smallest and largest label")
+
+
+def contours_and_band(label: np.ndarray, num_classes: Optional[int] = None, regions=None,
+                      kernel_size: KernelSize = 3, iterations: int = 6, spacing=None,
+                      ignore_label: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """``(class_contours(...), boundary_band(...))`` with the shared work done once (CWCD needs both).
+
+    Label maps (no ``regions``): one window max/min of the label map (:class:`_Window`) gives the
+    boundary band of every class at once, and class c's contour is the band restricted to class c.
+    Regions may overlap, so they take the per-channel erosion.
+    """
+    label = _int_labels(label)
+    if regions is not None:
+        return (class_contours(label, num_classes, regions, kernel_size, iterations, spacing, ignore_label),
+                boundary_band(label, num_classes, regions, kernel_size, iterations, spacing, ignore_label))
+    num_classes = _num_classes(label, num_classes, ignore_label)
+    ign = _ignored(label, ignore_label)
+    win = _Window(label, _element(label.ndim, kernel_size, spacing), _check_iterations(iterations), ign)
+    band = win.mixed()
+    if ign is not None:
+        band &= ~ign
+    classes = np.arange(1, num_classes).reshape((-1,) + (1,) * label.ndim)
+    contours = (label[None] == classes) & band
+    if win.lo < 0 or win.hi >= num_classes:   # labels of no class: on no class's contour, in no channel
+        band &= (label >= 0) & (label < num_classes)
+    return contours, band
 
 
 def class_contours(label: np.ndarray, num_classes: Optional[int] = None, regions=None, kernel_size: KernelSize = 3,
@@ -198,7 +320,9 @@ def class_contours(label: np.ndarray, num_classes: Optional[int] = None, regions
     ``K_c = g_c AND NOT erode(g_c, box kernel_size, iterations)`` for classes 1..num_classes-1
     (``num_classes`` None: max label + 1), or for every region if ``regions`` is given.
     """
-    label = np.asarray(label)
+    if regions is None:
+        return contours_and_band(label, num_classes, None, kernel_size, iterations, spacing, ignore_label)[0]
+    label = _int_labels(label)
     ign = _ignored(label, ignore_label)
     g = _channels(label, num_classes, regions, ignore_label, with_background=False)
     return inner_contour(g, kernel_size, iterations, spacing, None if ign is None else ign[None], True)
@@ -209,7 +333,9 @@ def boundary_band(label: np.ndarray, num_classes: Optional[int] = None, regions=
     """Boundary band for CWCE (SPEC 3.3), bool (*sp): the union of the inner contours of every class
     including background (regions: of every region and of its complement), i.e. the voxels on both
     sides of every boundary, as the weight band of Huang et al.'s code."""
-    label = np.asarray(label)
+    if regions is None:
+        return contours_and_band(label, num_classes, None, kernel_size, iterations, spacing, ignore_label)[1]
+    label = _int_labels(label)
     ign = _ignored(label, ignore_label)
     g = _channels(label, num_classes, regions, ignore_label, with_background=True)
     return inner_contour(g, kernel_size, iterations, spacing, None if ign is None else ign[None], True).any(0)
@@ -224,9 +350,30 @@ def offset_band(label: np.ndarray, num_classes: Optional[int] = None, regions=No
     ``kernel_size`` per axis (e.g. ``(1, 3, 3)``) serves nnU-Net 2d configurations of 3D data
     (slice by slice); the default is SPEC's cube3. Like the torch version, ignored voxels are not
     zeroed here (the loss masks them).
+
+    Label maps with an odd (symmetric) element: where class c is in the window (``dilate``), ``NOT
+    erode`` holds iff the window also holds another counted label, i.e. iff it is ``mixed``; both
+    come from one :class:`_Window` of the label map, for every class at once.
     """
-    label = np.asarray(label)
+    label = _int_labels(label)
     ign = _ignored(label, ignore_label)
+    band = _check_iterations(band)
+    ks = _per_axis(kernel_size, label.ndim)
+    if regions is None and all(k % 2 for k in ks):
+        num_classes = _num_classes(label, num_classes, ignore_label)
+        win = _Window(label, ks, band, ign)
+        mixed = win.mixed()
+        out = np.zeros((num_classes - 1, *label.shape), bool)
+        middle = []
+        for c in range(max(1, win.lo), min(num_classes - 1, win.hi) + 1):  # classes outside lo..hi are absent
+            if win.bits is not None or c in (win.lo, win.hi):
+                np.logical_and(win.has(c), mixed, out=out[c - 1])
+            else:
+                middle.append(c)
+        if middle:  # label range over 64: the classes between the smallest and largest label are dilated
+            g = label[None] == np.asarray(middle).reshape((-1,) + (1,) * label.ndim)
+            out[np.asarray(middle) - 1] = dilate(g, ks, band, None, None if ign is None else ign[None], True) & mixed
+        return out
     g = _channels(label, num_classes, regions, ignore_label, with_background=False)
     ign = None if ign is None else ign[None]
     return dilate(g, kernel_size, band, None, ign, True) & ~erode(g, kernel_size, band, None, ign, True)
@@ -259,7 +406,10 @@ def _edt(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     if mask.ndim <= 3:
         import edt
         aniso = float(spacing[0]) if mask.ndim == 1 else tuple(float(s) for s in spacing)
-        return edt.edt(np.ascontiguousarray(mask), anisotropy=aniso, black_border=False, parallel=1)
+        mask = np.ascontiguousarray(mask)
+        if mask.dtype == np.bool_:
+            mask = mask.view(np.uint8)  # edt's bool path is about 3x slower than uint8 (edt 3.1)
+        return edt.edt(mask, anisotropy=aniso, black_border=False, parallel=1)
     return ndimage.distance_transform_edt(mask, sampling=spacing)
 
 
@@ -273,11 +423,7 @@ def _two_nearest(comp: np.ndarray, n: int, spacing: Sequence[float], reach: floa
     d1 = np.full(comp.shape, np.inf, np.float32)
     d2 = np.full(comp.shape, np.inf, np.float32)
     grow = [int(math.ceil(reach / s)) for s in spacing]
-    if comp.ndim in (2, 3):
-        import cc3d
-        boxes = cc3d.statistics(comp)["bounding_boxes"]
-    else:
-        boxes = [None] + ndimage.find_objects(comp)
+    boxes = [None] + ndimage.find_objects(comp)  # one pass, cheaper than cc3d.statistics (no centroids)
     for k in range(1, n + 1):
         box = tuple(slice(max(0, b.start - g), min(sz, b.stop + g)) for b, g, sz in zip(boxes[k], grow, comp.shape))
         d = _edt(comp[box] != k, spacing)
@@ -318,19 +464,44 @@ def unet_weight_map(label: np.ndarray, w0: float = 10.0, sigma: float = 5.0, spa
         label = label.astype(np.int64)
     if label.size and label.min() < 0:
         raise ValueError("label must be >= 0 (negative values found); pass the ignore value as ignore_label")
-    counted = np.ones(label.shape, bool) if ignore_label is None else label != ignore_label
+    counted = None if ignore_label is None else label != ignore_label
     sp_nd = label.ndim - int(per_slice)
     spacing = (1.0,) * sp_nd if spacing is None else tuple(float(s) for s in spacing)
     if len(spacing) != sp_nd or min(spacing) <= 0:
         raise ValueError(f"spacing must have {sp_nd} positive entries, got {spacing}")
 
-    # class term
-    lab_c = np.where(counted, label, 0)
-    counts = np.bincount(lab_c.ravel(), weights=counted.ravel().astype(np.float64))
+    # class term (objects = counted labels, 0 elsewhere)
+    objects = label if counted is None else np.where(counted, label, 0)
+    counts = np.bincount(objects.ravel(), weights=None if counted is None else counted.ravel()).astype(np.float64)
     n_counted = counts.sum()
     w = np.zeros(label.shape, np.float32)
     if n_counted == 0:
         return w
+    present = counts > 0
+    w_class = np.zeros(counts.shape, np.float64)
+    w_class[present] = n_counted / (present.sum() * counts[present])
+    w[...] = w_class.astype(np.float32)[objects]
+    if counted is not None:
+        w[~counted] = 0
+
+    # border term on (counted) background voxels
+    if w0 > 0:
+        reach = sigma * math.sqrt(2.0 * math.log(1.0 / BORDER_TERM_CUTOFF))
+        for sl in (range(label.shape[0]) if per_slice else [Ellipsis]):
+            obj = objects[sl]
+            comp, n = _components(obj if obj.ndim > 1 else obj[None])
+            if n < 2:
+                continue
+            comp = comp.reshape(obj.shape)
+            d1, d2 = _two_nearest(comp, n, spacing, reach)
+            s = d1 + d2
+            bg = obj == 0
+            if counted is not None:
+                bg &= counted[sl]
+            bg &= np.isfinite(s)
+            ws = w[sl]
+            ws[bg] += (w0 * np.exp(-(s[bg].astype(np.float64) ** 2) / (2.0 * sigma ** 2))).astype(np.float32)
+    return w
     present = counts > 0
     w_class = np.zeros(counts.shape, np.float64)
     w_class[present] = n_counted / (present.sum() * counts[present])

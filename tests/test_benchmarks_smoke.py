@@ -64,7 +64,10 @@ def test_maps_match_the_naive_reference_and_sizes_are_reported(run):
         assert e["bytes"] > 0 and e["precompute_s"] > 0 and e["compute_s"] > 0 and e["naive_s"] > 0
     assert all(e["agree_with_naive"] for e in m["scaling"]["maps"].values())
     assert m["nnunet_preprocess"]["seconds"] > 0
-    assert m["loader"].get("batches_per_s", 0) > 0, m["loader"]
+    rows = m["loader"]["rows"]
+    assert [r["map"] for r in rows] == [None, "contour", "dwce", "osc"]  # nnU-Net's loader, then with stored maps
+    assert all(r.get("batches_per_s", 0) > 0 and r.get("vs_nnunet", 0) > 0 for r in rows), rows
+    assert m["precompute"]["all_maps"]["share_of_preprocessing"] > 0
 
 
 def test_document_is_rendered_and_keeps_hand_written_blocks(run):
@@ -76,7 +79,7 @@ def test_document_is_rendered_and_keeps_hand_written_blocks(run):
         assert heading in doc
     assert "No GPU was available" in doc  # CPU-only results
     assert "python -m benchmarks.run --sizes tiny" in doc  # the exact command
-    assert "not measured (data path not implemented)" in doc
+    assert "stored contour maps (nnUNetTrainerCWCD)" in doc and "all three, one run" in doc
 
 
 def test_profile_of_a_missed_row(run):

@@ -220,3 +220,109 @@ def test_unet_weight_map_far_objects_cutoff_and_edge_cases():
         maps.unet_weight_map(lab, sigma=0)
     with pytest.raises(ValueError, match="spacing"):
         maps.unet_weight_map(lab, spacing=(1, 1, 1))
+
+
+# ----------------------------------------------------------------------------- label-window fast paths: edge cases
+def ref_maps(lab, num_classes, kernel, iterations, ignore_label=None, band_iters=2):
+    """Per-channel SciPy references: class contours (1..C-1), boundary band (0..C-1), offset band (1..C-1)."""
+    ignored = (lab == ignore_label) if ignore_label is not None else np.zeros(lab.shape, bool)
+    inner = [ref_inner_contour(lab == c, ignored, kernel, iterations) for c in range(num_classes)]
+    osc = []
+    for c in range(1, num_classes):
+        m = lab == c
+        er = ndimage.binary_erosion(m | ignored, np.ones(kernel, bool), iterations=band_iters, border_value=1) \
+            if band_iters else (m | ignored)
+        dil = ref_dilate(m, ignored, kernel, band_iters) if band_iters else (m & ~ignored)  # SciPy: 0 = until stable
+        osc.append(dil & ~er)
+    fg = np.stack(inner[1:]) if num_classes > 1 else np.zeros((0, *lab.shape), bool)
+    osc = np.stack(osc) if osc else np.zeros((0, *lab.shape), bool)
+    return fg, np.any(inner, 0), osc
+
+
+def check_all(lab, num_classes, kernel, iterations, ignore_label=None, band_iters=2):
+    k = kernel[0] if len(set(kernel)) == 1 else kernel
+    fg, band, osc = ref_maps(lab, num_classes, kernel, iterations, ignore_label, band_iters)
+    cc, bb = maps.contours_and_band(lab, num_classes, kernel_size=k, iterations=iterations, ignore_label=ignore_label)
+    np.testing.assert_array_equal(cc, fg)
+    np.testing.assert_array_equal(bb, band)
+    np.testing.assert_array_equal(maps.class_contours(lab, num_classes, kernel_size=k, iterations=iterations,
+                                                      ignore_label=ignore_label), fg)
+    np.testing.assert_array_equal(maps.boundary_band(lab, num_classes, kernel_size=k, iterations=iterations,
+                                                     ignore_label=ignore_label), band)
+    np.testing.assert_array_equal(maps.offset_band(lab, num_classes, band=band_iters, kernel_size=k,
+                                                   ignore_label=ignore_label), osc)
+
+
+@pytest.mark.parametrize("kernel", [(3, 3, 3), (2, 2, 2), (1, 3, 3), (3, 1, 5)])
+def test_many_classes_absent_classes_and_labels_of_no_class(kernel):
+    lab = blobs((13, 15, 11), 7, seed=7)
+    check_all(lab, 7, kernel, 2)                       # classes in the middle need their own dilation (offset band)
+    check_all(np.where(lab == 3, 0, lab), 7, kernel, 2)  # a class absent from the case
+    check_all(lab, 4, kernel, 2)                       # labels >= num_classes belong to no class
+    neg = np.where(lab == 6, -1, lab).astype(np.int16)
+    check_all(neg, 6, kernel, 2)                       # negative labels belong to no class
+    check_all(lab, 7, kernel, 2, ignore_label=2)       # ignore label inside the class range: no contour on it
+    check_all(np.where(lab > 3, lab + 300, lab), 307, kernel, 1)  # label span beyond uint8 (wider window dtype)
+    check_all(lab * 2, 13, kernel, 1)                  # label bits in uint16
+    check_all(np.where(lab > 3, lab + 50, lab), 57, kernel, 1)  # label bits in uint64
+
+
+@pytest.mark.parametrize("fill", ["background", "foreground", "ignored", "single voxel"])
+def test_empty_all_foreground_and_all_ignored(fill):
+    lab = np.zeros((9, 8, 7), np.uint8)
+    if fill == "foreground":
+        lab[:] = 1
+    elif fill == "ignored":
+        lab[:] = 4
+    elif fill == "single voxel":
+        lab[4, 4, 3] = 2
+    for kernel, it in (((3, 3, 3), 6), ((2, 2, 2), 1), ((3, 3, 3), 0)):
+        check_all(lab, 3, kernel, it, ignore_label=4, band_iters=min(it, 2))
+    cc, band = maps.contours_and_band(lab, 3, ignore_label=4)
+    assert cc.shape == (2, 9, 8, 7) and band.shape == (9, 8, 7)
+    if fill != "single voxel":
+        assert not cc.any() and not band.any()        # no boundary anywhere (the array edge is none)
+
+
+def test_spacing_aware_element_and_bool_labels():
+    lab = blobs((8, 20, 18), 3, seed=11)
+    # max/min spacing > 3: element (1, 3, 3) derived from the spacing, same as passing it
+    for iters in (1, 3):
+        fg, band, _ = ref_maps(lab, 3, (1, 3, 3), iters)
+        cc, bb = maps.contours_and_band(lab, 3, spacing=(4.0, 1.0, 1.0), iterations=iters)
+        np.testing.assert_array_equal(cc, fg)
+        np.testing.assert_array_equal(bb, band)
+    # mildly anisotropic (ratio <= 3): the cube
+    fg, band, _ = ref_maps(lab, 3, (3, 3, 3), 2)
+    np.testing.assert_array_equal(maps.contours_and_band(lab, 3, spacing=(2.5, 1.0, 1.0), iterations=2)[1], band)
+    # bool labels are classes 0/1
+    m = lab == 1
+    np.testing.assert_array_equal(maps.class_contours(m, iterations=2)[0], ref_maps(m.astype(np.uint8), 2, (3, 3, 3), 2)[0][0])
+    with pytest.raises(ValueError, match="fractional"):
+        maps.class_contours(lab + 0.5)
+    with pytest.raises(ValueError, match="iterations"):
+        maps.contours_and_band(lab, 3, iterations=-1)
+
+
+def test_pack_bits_matches_numpy_packbits():
+    from nnunet_losses.nnunet.precompute import pack_bits, unpack_bits
+    rng = np.random.default_rng(0)
+    for n in (1, 3, 8, 9, 17):
+        ch = rng.random((n, 5, 6, 4)) > 0.5
+        exp = np.packbits(ch, axis=0, bitorder="little")
+        np.testing.assert_array_equal(pack_bits(ch), exp)
+        np.testing.assert_array_equal(pack_bits(list(ch)), exp)
+        np.testing.assert_array_equal(unpack_bits(pack_bits(ch), n), ch)
+    assert pack_bits(np.zeros((0, 4, 4), bool)).shape == (0, 4, 4)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64, bool])
+def test_unet_weight_map_label_dtypes_and_ignore(dtype):
+    lab = sparse_objects((31, 27, 19), 4, n_labels=1 if dtype is bool else 2)
+    exp = ref_unet_weight_map(lab, 10.0, 5.0)
+    np.testing.assert_allclose(maps.unet_weight_map(lab.astype(dtype)), exp, rtol=1e-5, atol=1e-5)
+    if dtype is not bool:
+        lab_i = lab.copy()
+        lab_i[:5] = 7
+        np.testing.assert_allclose(maps.unet_weight_map(lab_i.astype(dtype), ignore_label=7),
+                                   ref_unet_weight_map(lab_i, 10.0, 5.0, ignore_label=7), rtol=1e-5, atol=1e-5)
