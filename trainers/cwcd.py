@@ -14,3 +14,4 @@ from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerCWCD(nnUNetTrainerLossBase):
     loss_class = CWCDLoss
+    trainer_options = {"maps": "online"}  # "stored": maps from nnunet_losses_precompute

@@ -12,3 +12,4 @@ from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerCWCE(nnUNetTrainerLossBase):
     loss_class = ContourWeightedCELoss
+    trainer_options = {"maps": "online"}  # "stored": maps from nnunet_losses_precompute

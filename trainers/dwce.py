@@ -16,7 +16,7 @@ from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerDWCE(nnUNetTrainerLossBase):
     loss_class = DistanceWeightedCELoss
-    trainer_options = {"w0": 10.0, "sigma": 5.0}
+    trainer_options = {"w0": 10.0, "sigma": 5.0, "maps": "stored"}  # "online": computed per batch
 
     def check_trainer_options(self, values):
         check_number("w0", values["w0"], 0)

@@ -13,3 +13,4 @@ from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerOsC(nnUNetTrainerLossBase):
     loss_class = OffsetCurvesLoss
+    trainer_options = {"maps": "online"}  # "stored": maps from nnunet_losses_precompute

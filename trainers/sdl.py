@@ -12,3 +12,4 @@ from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerSDL(nnUNetTrainerLossBase):
     loss_class = SeparableDiceLoss
+    trainer_options = {"maps": "online"}  # "stored": maps from nnunet_losses_precompute

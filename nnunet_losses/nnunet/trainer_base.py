@@ -17,6 +17,13 @@ does for its default loss (nnunetv2 2.8.1):
 Hyper-parameters come from ``NNUNET_LOSSES_OPTIONS`` and are saved to
 ``<output_folder>/loss_options.json`` (see :mod:`nnunet_losses.nnunet.options`); ``--c`` and
 ``--val`` restore the saved values.
+
+Maps (SPEC section 4), trainer option ``maps``: ``"online"`` (the loss computes its contours / bands
+by max-pool morphology from the augmented target at every deep-supervision scale) or ``"stored"``
+(maps from ``nnunet_losses_precompute``, built at training start when missing or stale; they are
+loaded with each case by :mod:`.map_data`, follow the patch through :mod:`.map_transforms` and reach
+the loss as extra target channels, split off by ``NnUNetLoss``). The validation loader and cascade
+stages always use online maps.
 """
 from __future__ import annotations
 
@@ -56,15 +63,19 @@ class NnUNetLoss(nn.Module):
         region_ignore: the target carries nnU-Net's ignore channel last (region training).
         map_fn: None or ``map_fn(targets, masks) -> {name: [tensor per scale]}`` for losses with
             maps that must be provided (DWCE's ``weight_map``).
+        stored: None or a :class:`nnunet_losses.nnunet.map_transforms.StoredMapSplit`: the target
+            carries stored maps as extra channels (training loader with ``maps="stored"``); a target
+            without them (the validation loader) falls back to ``map_fn`` / the loss's own maps.
     """
 
     def __init__(self, loss: nn.Module, weights: Optional[tuple] = None, region_ignore: bool = False,
-                 map_fn=None):
+                 map_fn=None, stored=None):
         super().__init__()
         self.loss = loss
         self.ds = None if weights is None else DeepSupervisionLoss(loss, weights)
         self.region_ignore = region_ignore
         self.map_fn = map_fn
+        self.stored = stored
 
     @property
     def weight_factors(self):
@@ -74,11 +85,14 @@ class NnUNetLoss(nn.Module):
         multi = isinstance(output, (list, tuple))
         outputs = list(output) if multi else [output]
         targets = list(target) if isinstance(target, (list, tuple)) else [target]
-        masks = None
+        masks, maps = None, {}
+        if self.stored is not None:
+            targets, maps = self.stored(targets)
         if self.region_ignore:
             split = [split_region_ignore(t) for t in targets]
             targets, masks = [s[0] for s in split], [s[1] for s in split]
-        maps = self.map_fn(targets, masks) if self.map_fn is not None else {}
+        if not maps and self.map_fn is not None:
+            maps = self.map_fn(targets, masks)
         if multi and self.ds is not None:
             return self.ds(outputs, targets, mask=masks, **maps)
         return self.loss(outputs[0], targets[0], mask=None if masks is None else masks[0],
@@ -138,6 +152,8 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         values.update({k: v for k, v in self.plans_loss_defaults().items() if k not in self.loss_defaults})
         values.update(user)
         extra = {k: values.pop(k) for k in list(values) if k in self.trainer_options}
+        if "maps" in extra:
+            extra["maps"] = self._maps_mode(extra["maps"], "maps" in user)
         fixed = self.fixed_loss_arguments()
         try:
             self.check_trainer_options(extra)
@@ -158,6 +174,96 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         """None, or ``map_fn(targets, masks) -> {name: [tensor per scale]}`` (see :class:`NnUNetLoss`)."""
         return None
 
+    # ------------------------------------------------------------------ stored maps (SPEC section 4)
+    _map_specs: tuple = ()
+
+    @property
+    def stored_map(self) -> Optional[str]:
+        """precompute's map for the loss's map arguments ("contour", "osc", "dwce"), or None."""
+        names = set(getattr(self.loss_class, "map_names", ()) or ())
+        if names & {"band", "contour"}:
+            return "contour"
+        return "osc" if "offset_band" in names else ("dwce" if "weight_map" in names else None)
+
+    def stored_map_params(self, loss: nn.Module, values: Dict[str, Any]) -> Dict[str, Any]:
+        """precompute's parameters of :attr:`stored_map` matching ``loss`` (trainer options ``values``)."""
+        if self.stored_map == "contour":
+            k = loss.kernel_size
+            k = k if isinstance(k, int) else (k[0] if len(set(k)) == 1 else None)
+            if k is None:
+                raise ValueError(f"{opt.ENV_VAR}: maps=\"stored\" needs a cubic kernel_size, got {loss.kernel_size!r}; "
+                                 f"use maps=\"online\" for other elements")
+            return {"kernel_size": int(k), "iterations": int(loss.iterations), "element": "cube"}
+        if self.stored_map == "osc":
+            return {"band": int(loss.band)}
+        if self.stored_map == "dwce":
+            return {"w0": float(values["w0"]), "sigma": float(values["sigma"])}
+        raise ValueError(f"unknown stored map {self.stored_map!r}")
+
+    def _maps_mode(self, mode: str, user_set: bool) -> str:
+        """The ``maps`` option in effect: "stored" or "online". Cascade stages (``seg_prev``) do not
+        carry stored maps: a default "stored" becomes "online" (log line), an explicit one is an error."""
+        if mode not in ("stored", "online"):
+            raise ValueError(f"{opt.ENV_VAR}: maps must be \"stored\" or \"online\", got {mode!r}")
+        if mode == "stored" and self.stored_map is not None and self.folder_with_segs_from_previous_stage:
+            if user_set:
+                raise ValueError(f"{opt.ENV_VAR}: maps=\"stored\" is not supported for cascade stages "
+                                 f"({self.configuration_name}); use maps=\"online\"")
+            self.print_to_log_file(f"maps: cascade stage {self.configuration_name}: stored maps are not supported, "
+                                   f"the maps are computed online")
+            mode = "online"
+        return mode
+
+    def _setup_stored_maps(self, loss, extra):
+        """The :class:`StoredMapSplit` for the loss when ``maps="stored"``, else None."""
+        if extra.get("maps", "online") != "stored" or self.stored_map is None:
+            self._map_specs = ()
+            return None
+        from .map_data import MapSpec
+        from .map_transforms import StoredMapSplit
+        from .precompute import MapContext, resolve_params
+        self._map_ctx = MapContext.from_nnunet(self.plans_manager, self.configuration_name, self.dataset_json,
+                                               folder=self.preprocessed_dataset_folder)
+        self._map_request = {self.stored_map: self.stored_map_params(getattr(loss, "_orig_mod", loss), extra)}
+        rp = resolve_params(self._map_ctx, self.stored_map, self._map_request[self.stored_map])
+        self._map_specs = (MapSpec.from_rp(rp),)
+        lm = self.label_manager
+        n_target = len(lm.foreground_regions) + int(lm.has_ignore_label) if lm.has_regions else 1
+        self.print_to_log_file(f"maps: stored {self.stored_map} {self._map_request[self.stored_map]} from "
+                               f"{self._map_ctx.maps_dir}")
+        return StoredMapSplit(self._map_specs, n_target, lm.has_regions, self.loss_class.map_names)
+
+    def get_dataloaders(self):
+        if self._map_specs:
+            from .map_data import ensure_maps
+            from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+            barrier = None
+            if self.is_ddp:
+                import torch.distributed as dist
+                barrier = dist.barrier
+            ensure_maps(self._map_ctx, self._map_request, log=self.print_to_log_file, is_rank0=self.local_rank == 0,
+                        barrier=barrier, num_processes=max(1, get_allowed_n_proc_DA()))
+        return super().get_dataloaders()
+
+    def get_tr_and_val_datasets(self):
+        dataset_tr, dataset_val = super().get_tr_and_val_datasets()
+        if self._map_specs:
+            from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+            from .map_data import nnUNetDatasetBlosc2WithMaps
+            if not isinstance(dataset_tr, nnUNetDatasetBlosc2):
+                raise ValueError(f"maps=\"stored\" needs nnU-Net's blosc2 preprocessed data (.b2nd), found "
+                                 f"{type(dataset_tr).__name__}: re-run nnUNetv2_preprocess with nnunetv2 >= 2.6")
+            dataset_tr = nnUNetDatasetBlosc2WithMaps(self.preprocessed_dataset_folder, dataset_tr.identifiers,
+                                                     self.folder_with_segs_from_previous_stage, self._map_specs)
+        return dataset_tr, dataset_val
+
+    def get_training_transforms(self, *args, **kwargs):
+        transforms = nnUNetTrainer.get_training_transforms(*args, **kwargs)
+        if self._map_specs:
+            from .map_transforms import with_maps
+            transforms = with_maps(transforms, self._map_specs)
+        return transforms
+
     # ------------------------------------------------------------------ nnU-Net hooks
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         if not self.was_initialized:  # --c or --val: the loss is built now, from the saved options
@@ -168,6 +274,7 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         if self.loss_class is None:
             raise TypeError(f"{type(self).__name__} must set loss_class")
         loss, extra = self.resolve_loss_options()
+        stored = self._setup_stored_maps(loss, extra)
         if self._do_i_compile():
             loss = torch.compile(loss)
         weights = None
@@ -175,4 +282,4 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
             weights = nnunet_deep_supervision_weights(len(self._get_deep_supervision_scales()), self.is_ddp,
                                                       self._do_i_compile())
         region_ignore = self.label_manager.has_regions and self.label_manager.has_ignore_label
-        return NnUNetLoss(loss, weights, region_ignore, self.make_map_fn(extra))
+        return NnUNetLoss(loss, weights, region_ignore, self.make_map_fn(extra), stored)

@@ -1,0 +1,154 @@
+"""Stored maps (SPEC section 4) loaded with each case by nnU-Net's own dataset and data loader.
+
+Design: the maps travel as extra channels of the segmentation until the transforms take them over.
+:class:`nnUNetDatasetBlosc2WithMaps` (a subclass of nnU-Net's ``nnUNetDatasetBlosc2``) returns, from
+``load_case``, the segmentation wrapped in :class:`SegWithMaps`: an array-like with channels
+``[seg, binary map channels..., continuous map channels...]`` that decompresses only the crop
+nnU-Net's unmodified ``nnUNetDataLoader`` asks for (``crop_and_pad_nd``). The loader then crops and
+pads the maps exactly like the segmentation (pad value -1). Encoding inside the int16 segmentation:
+
+* binary maps (``contour``, ``osc``): bit-unpacked, one 0/1 channel each;
+* continuous maps (``dwce``): the float16 bit pattern viewed as int16 (lossless). nnU-Net's pad
+  value -1 is 0xFFFF, a float16 NaN, which :mod:`nnunet_losses.nnunet.map_transforms` turns back
+  into the pad value 0.
+
+:mod:`nnunet_losses.nnunet.map_transforms` splits the map channels off before any transform that
+interprets the segmentation. Cascades (``seg_prev``) are not supported with stored maps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+from .precompute import array_fingerprint, load_map, map_error, unpack_bits
+
+__all__ = ["MapSpec", "SegWithMaps", "nnUNetDatasetBlosc2WithMaps"]
+
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """One stored map: ``name`` (precompute's map name), ``rp`` (its :func:`precompute.resolve_params`
+    dict, checked against the manifest), ``channels`` (number of channels after unpacking) and
+    ``binary`` (bit-packed 0/1 channels, else one continuous float channel)."""
+
+    name: str
+    rp: dict
+    channels: int
+    binary: bool
+
+    @classmethod
+    def from_rp(cls, rp: dict) -> "MapSpec":
+        return cls(rp["map"], rp, len(rp["channels"]), rp["map"] != "dwce")
+
+
+def order_specs(specs: Sequence[MapSpec]) -> List[MapSpec]:
+    """Binary maps first, then continuous ones (the channel order used everywhere)."""
+    return [s for s in specs if s.binary] + [s for s in specs if not s.binary]
+
+
+class SegWithMaps:
+    """``seg`` (1, *sp) plus the maps of one case as extra int16 channels, decompressed lazily per crop."""
+
+    def __init__(self, seg, maps: Sequence, specs: Sequence[MapSpec], folder: str, case: str):
+        self.seg, self.maps, self.specs, self.folder, self.case = seg, list(maps), list(specs), folder, case
+        self.shape = (int(seg.shape[0]) + sum(s.channels for s in specs), *seg.shape[1:])
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.int16)
+
+    def __getitem__(self, item):
+        if not isinstance(item, tuple) or not item or item[0] != slice(None):
+            raise IndexError("SegWithMaps only supports crops that keep every channel (as nnU-Net's loader does)")
+        parts = [np.asarray(self.seg[item]).astype(np.int16, copy=False)]
+        for spec, arr in zip(self.specs, self.maps):
+            try:
+                crop = np.asarray(arr[item])
+            except Exception as e:  # decompression of a damaged chunk
+                raise map_error(self.folder, self.case, spec.name,
+                                f"cannot be decompressed ({type(e).__name__}: {e}): truncated or corrupt") from e
+            if spec.binary:
+                parts.append(unpack_bits(crop, spec.channels).astype(np.int16))
+            else:
+                parts.append(np.clip(crop, -_F16_MAX, _F16_MAX).astype(np.float16).view(np.int16))
+        return np.concatenate(parts, axis=0)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[(slice(None),)]
+        return out if dtype is None else out.astype(dtype)
+
+
+class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
+    """nnU-Net's blosc2 dataset whose ``load_case`` also opens the stored maps of the case
+    (:func:`precompute.load_map`: validated against the manifest; a bad file raises
+    :class:`precompute.MapFileError` naming the file and the command that rebuilds it). The first
+    time a process loads a case, its maps are decompressed whole and their content hash checked
+    (cost: one decompression of the maps per data-augmentation worker and case).
+
+    ``map_specs``: the maps, in channel order (:func:`order_specs`).
+    """
+
+    def __init__(self, folder: str, identifiers: Optional[List[str]] = None,
+                 folder_with_segs_from_previous_stage: Optional[str] = None,
+                 map_specs: Sequence[MapSpec] = ()):
+        if folder_with_segs_from_previous_stage is not None:
+            raise ValueError("stored maps are not supported for cascade stages (3d_cascade_fullres): "
+                             "use the option maps=\"online\"")
+        super().__init__(folder, identifiers, folder_with_segs_from_previous_stage)
+        self.map_specs = order_specs(map_specs)
+        self._verified = set()  # (case, map) whose content hash was checked in this process
+
+    def load_case(self, identifier):
+        data, seg, seg_prev, properties = super().load_case(identifier)
+        if not self.map_specs:
+            return data, seg, seg_prev, properties
+        maps = [load_map(self.source_folder, identifier, s.name, s.rp) for s in self.map_specs]
+        for s, m in zip(self.map_specs, maps):
+            if tuple(m.shape[1:]) != tuple(seg.shape[1:]):
+                raise map_error(self.source_folder, identifier, s.name,
+                                f"has spatial shape {tuple(m.shape[1:])}, the segmentation {tuple(seg.shape[1:])} "
+                                f"(stale)")
+            if (identifier, s.name) not in self._verified:
+                self._verify(identifier, s, m)
+        return data, SegWithMaps(seg, maps, self.map_specs, self.source_folder, identifier), seg_prev, properties
+
+    def _verify(self, identifier: str, spec: MapSpec, arr) -> None:
+        """Decompress the whole map once per process and compare its content hash with the one
+        recorded at precompute time: a damaged chunk can decompress without any error (blosc2
+        stores no checksum), and that must not become a silently wrong weight."""
+        try:
+            data = arr[:]
+        except Exception as e:
+            raise map_error(self.source_folder, identifier, spec.name,
+                            f"cannot be decompressed ({type(e).__name__}: {e}): truncated or corrupt") from e
+        if array_fingerprint(data) != arr.schunk.vlmeta["nnunet_losses"].get("sha"):
+            raise map_error(self.source_folder, identifier, spec.name,
+                            "content differs from the manifest's hash (corrupt)")
+        self._verified.add((identifier, spec.name))
+
+
+def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=None,
+                num_processes: int = 1) -> None:
+    """At training start: build missing or stale maps (rank 0, with a log line; the other ranks wait at
+    ``barrier``); a corrupt or truncated file raises :class:`MapFileError` naming it and the fix."""
+    from .precompute import find_missing_or_stale, fix_command, precompute
+    if is_rank0:
+        todo = find_missing_or_stale(ctx, requested)
+        for name, cases in todo.items():
+            bad = {c: r for c, r in cases.items() if r.startswith("corrupt")}
+            if bad:
+                case, reason = sorted(bad.items())[0]
+                raise map_error(ctx.folder, case, name, f"is {reason} ({len(bad)} file(s) affected)",
+                                requested.get(name))
+        n = {name: len(c) for name, c in todo.items() if c}
+        if n:
+            reasons = sorted({r for c in todo.values() for r in c.values()})
+            log(f"nnunet-losses: computing stored maps {n} (cases: {', '.join(reasons)}) in {ctx.maps_dir}; "
+                f"to do this beforehand: {fix_command(ctx.dataset_name, ctx.configuration, ctx.plans_identifier, requested)}")
+            precompute(ctx, requested, num_processes=num_processes, progress=False, log=log)
+    if barrier is not None:
+        barrier()
