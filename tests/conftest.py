@@ -130,6 +130,13 @@ def nnunet_tiny(tmp_path_factory) -> TinyNnUNet:
     for key in DATASETS:
         write_tiny_plans(tiny.folder(key))
         write_tiny_splits(tiny.folder(key))
+    # nnUNetTrainerDWCE trains with stored maps by default: build them here, once, with the real CLI, so
+    # that no test writes into the shared folder (tests of missing/stale maps work on copies)
+    for did in ids:
+        proc = subprocess.run([cli_path("nnunet_losses_precompute"), "-d", did, "-c", "2d", "3d_fullres",
+                               "-p", tiny.plans, "--maps", "dwce", "-np", "1", "--no-progress"],
+                              env=tiny.env(str(root / "results")), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tiny
 
 

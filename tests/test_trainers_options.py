@@ -18,9 +18,10 @@ def test_parse_pairs_and_json():
     assert opt.parse_options('{"k": 5, "alpha": null}') == {"k": 5, "alpha": None}
     assert opt.parse_options("") == {} and opt.parse_options(None) == {}
     assert opt.parse_options("alpha=None,gamma=False") == {"alpha": None, "gamma": False}
+    assert opt.parse_options("maps=stored,k=5") == {"maps": "stored", "k": 5}  # a bare word is a string
 
 
-@pytest.mark.parametrize("text,match", [("beta", "name=value"), ("beta=abc", "value of 'beta'"),
+@pytest.mark.parametrize("text,match", [("beta", "name=value"), ("beta=1.2.3", "value of 'beta'"), ("beta=a b", "value of 'beta'"),
                                         ("beta=1,beta=2", "given twice"), ("{beta: 1}", "JSON"),
                                         ("[1, 2]", "name=value"), ("1x=2", "not an option name")])
 def test_parse_errors(text, match):

@@ -6,7 +6,8 @@ by commas or as a JSON object::
     NNUNET_LOSSES_OPTIONS='beta=2.0' nnUNetv2_train 1 3d_fullres 0 -tr nnUNetTrainerAsymFbeta
     NNUNET_LOSSES_OPTIONS='{"k": 5, "weight_ce": 0.5}' nnUNetv2_train 1 2d 0 -tr nnUNetTrainerCETopKDice
 
-Values are Python/JSON literals (``2``, ``0.5``, ``true``, ``none``, ``[3, 3, 1]``). The allowed
+Values are Python/JSON literals (``2``, ``0.5``, ``true``, ``none``, ``[3, 3, 1]``) or bare words for
+string options (``maps=stored``). The allowed
 names are the arguments of the trainer's loss constructor (and a few trainer options, e.g. ``w0``
 and ``sigma`` of DWCE's weight map) except those nnU-Net decides (``sigmoid`` and ``ignore_index``
 from the dataset, ``ddp`` from the launch). An unknown name or a value the loss rejects stops the
@@ -56,7 +57,10 @@ def _parse_value(name: str, raw: str) -> Any:
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
-        raise ValueError(f"{ENV_VAR}: the value of {name!r} must be a number, true/false, none or a list, got {raw!r}")
+        if raw.isidentifier():  # a bare word is a string: maps=stored
+            return raw
+        raise ValueError(f"{ENV_VAR}: the value of {name!r} must be a number, a word, true/false, none or a list, "
+                         f"got {raw!r}")
     return list(value) if isinstance(value, tuple) else value
 
 
