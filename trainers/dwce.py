@@ -2,9 +2,12 @@
 MICCAI 2015).
 
 Loss: :class:`nnunet_losses.DistanceWeightedCELoss` (SPEC 3.7). The weight map (``w0`` = 10,
-``sigma`` = 5 voxels; options ``w0`` and ``sigma``) is computed from the augmented target of each
-batch on the CPU and resized to every deep-supervision scale
-(:mod:`nnunet_losses.nnunet.online_maps`). Everything else is nnU-Net's default trainer.
+``sigma`` = 5 voxels; options ``w0`` and ``sigma``) is by default the stored map of
+``nnunet_losses_precompute --maps dwce`` (built at training start when missing or stale), carried through
+nnU-Net's crop, augmentation and deep-supervision downsampling (option ``maps=stored``); with
+``maps=online`` it is computed from the augmented target of each batch on the CPU and resized to every
+deep-supervision scale (:mod:`nnunet_losses.nnunet.online_maps`). Everything else is nnU-Net's default
+trainer.
 
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerDWCE
 """

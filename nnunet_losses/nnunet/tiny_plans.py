@@ -10,6 +10,12 @@ sliding-window step) stays consistent, because the shrunk plans are still nnU-Ne
     nnUNetv2_train 990 3d_fullres 0 -p nnUNetTinyPlans -tr nnUNetTrainerCWCD -device cpu
 
 The preprocessed data are shared (``data_identifier`` is kept), so no second preprocessing runs.
+
+Cascade (:func:`add_cascade` / :func:`write_cascade_plans`): tiny datasets are too small for nnU-Net's
+planner to make a ``3d_lowres`` configuration, so one is added the way ``ExperimentPlanner`` writes it
+(a coarser ``3d_fullres`` with its own ``data_identifier`` and ``next_stage``, plus
+``3d_cascade_fullres`` inheriting ``3d_fullres`` with ``previous_stage``); ``3d_lowres`` then needs
+``nnUNetv2_preprocess -d ID -c 3d_lowres -plans_name <plans>``.
 """
 from __future__ import annotations
 
@@ -19,9 +25,11 @@ import math
 import os
 from typing import Optional, Sequence
 
-__all__ = ["shrink_plans", "write_tiny_plans", "write_tiny_splits", "TINY_PLANS"]
+__all__ = ["shrink_plans", "write_tiny_plans", "write_tiny_splits", "add_cascade", "write_cascade_plans", "TINY_PLANS",
+           "CASCADE_PLANS"]
 
 TINY_PLANS = "nnUNetTinyPlans"
+CASCADE_PLANS = "nnUNetTinyCascadePlans"
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -115,4 +123,72 @@ def write_tiny_splits(preprocessed_dataset_folder: str, num_val: int = 1) -> str
         raise ValueError(f"{dst} exists with another split; delete it first to use the tiny splits")
     with open(dst, "w") as f:
         json.dump(splits, f, indent=2)
+    return dst
+
+
+def add_cascade(plans: dict, spacing_factor: float = 2.0) -> dict:
+    """A copy of ``plans`` with ``3d_lowres`` and ``3d_cascade_fullres`` added as nnU-Net's
+    ``ExperimentPlanner.plan_experiment`` (nnunetv2 2.8.1) writes them:
+
+    * ``3d_lowres``: ``3d_fullres`` with spacing x ``spacing_factor``, median image size
+      / ``spacing_factor``, patch no larger than that (a multiple of the network's total stride),
+      ``data_identifier`` ``<plans_name>_3d_lowres`` (its own preprocessed data), ``batch_dice``
+      False and ``next_stage`` ``3d_cascade_fullres``;
+    * ``3d_fullres``: ``batch_dice`` True (the planner's choice when a lowres stage exists);
+    * ``3d_cascade_fullres``: ``{"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}``.
+    """
+    cfgs = plans.get("configurations", {})
+    full = cfgs.get("3d_fullres")
+    if full is None or "architecture" not in full:
+        raise ValueError("add_cascade needs a 3d_fullres configuration with an architecture (a 3D dataset planned "
+                         "with nnUNetv2_plan_and_preprocess -c 3d_fullres)")
+    if "3d_lowres" in cfgs or "3d_cascade_fullres" in cfgs:
+        raise ValueError("these plans already have a 3d_lowres / 3d_cascade_fullres configuration")
+    if not float(spacing_factor) > 1:
+        raise ValueError(f"spacing_factor must be > 1 (lowres is coarser than fullres), got {spacing_factor!r}")
+    out = copy.deepcopy(plans)
+    full = out["configurations"]["3d_fullres"]
+    low = copy.deepcopy(full)
+    f = float(spacing_factor)
+    low["data_identifier"] = f"{out['plans_name']}_3d_lowres"
+    low["spacing"] = [float(s) * f for s in full["spacing"]]
+    low["median_image_size_in_voxels"] = [float(round(float(m) / f)) for m in full["median_image_size_in_voxels"]]
+    strides = low["architecture"]["arch_kwargs"]["strides"]
+    divisors = [math.prod(int(s[a]) for s in strides) for a in range(len(low["patch_size"]))]
+    low["patch_size"] = [max(d, min(int(p), int(m) // d * d))
+                         for p, m, d in zip(full["patch_size"], low["median_image_size_in_voxels"], divisors)]
+    low["batch_dice"] = False
+    low["next_stage"] = "3d_cascade_fullres"
+    full["batch_dice"] = True
+    configurations = {}
+    for name, cfg in out["configurations"].items():  # the planner's order: 2d, 3d_lowres, 3d_fullres, cascade
+        if name == "3d_fullres":
+            configurations["3d_lowres"] = low
+        configurations[name] = cfg
+    configurations["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    out["configurations"] = configurations
+    return out
+
+
+def write_cascade_plans(preprocessed_dataset_folder: str, source: str = TINY_PLANS, plans_name: str = CASCADE_PLANS,
+                        spacing_factor: float = 2.0) -> str:
+    """Read ``<folder>/<source>.json``, :func:`add_cascade`, write ``<folder>/<plans_name>.json``; return its path.
+
+    Then preprocess the new stage: ``nnUNetv2_preprocess -d ID -c 3d_lowres -plans_name <plans_name>``
+    (``3d_fullres`` keeps its ``data_identifier``: its preprocessed data are shared with ``source``).
+    """
+    src = os.path.join(preprocessed_dataset_folder, f"{source}.json")
+    if not os.path.isfile(src):
+        raise ValueError(f"{src} not found: run nnUNetv2_plan_and_preprocess (and write_tiny_plans) first")
+    if plans_name == source:
+        raise ValueError("plans_name must differ from source: never overwrite existing plans")
+    with open(src) as fh:
+        plans = json.load(fh)
+    plans["plans_name"] = plans_name
+    out = add_cascade(plans, spacing_factor)
+    dst = os.path.join(preprocessed_dataset_folder, f"{plans_name}.json")
+    tmp = f"{dst}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(out, fh, indent=2)
+    os.replace(tmp, dst)
     return dst
