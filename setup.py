@@ -67,5 +67,6 @@ setup(
                                     "nnunet_losses_precompute=nnunet_losses.nnunet.precompute:main",
                                     "nnunet_losses_compare=nnunet_losses.nnunet.compare:entry_point",
                                     "nnunet_losses_convert_drive=nnunet_losses.nnunet.convert_drive:entry_point",
-                                    "nnunet_losses_convert_msd=nnunet_losses.nnunet.convert_msd:entry_point"]},
+                                    "nnunet_losses_convert_msd=nnunet_losses.nnunet.convert_msd:entry_point",
+                                    "nnunet_losses_demo=nnunet_losses.nnunet.demo:entry_point"]},
 )

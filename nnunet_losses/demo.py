@@ -5,7 +5,7 @@
 The image holds blobs of three very different sizes (a large organ, a medium one and small
 lesions), so class imbalance matters. For each loss the script prints the loss at the start and
 at the end and the hard Dice per class reached, then a summary table. The full nnU-Net demo
-(plan, preprocess, train, predict, compare) is ``nnunet_losses_demo`` once available.
+(plan, preprocess, train, predict, compare) is ``nnunet_losses_demo`` (``bash scripts/demo.sh``).
 """
 from __future__ import annotations
 

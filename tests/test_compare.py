@@ -236,3 +236,19 @@ def test_parse_labels_matches_nnunet_label_manager():
         expected = lm.foreground_regions if lm.has_regions else lm.foreground_labels
         assert [tuple(c) if isinstance(c, (list, tuple)) else int(c) for c in expected] == classes
         assert ignore == lm.ignore_label
+
+
+def test_table_bolds_the_best_and_no_cell_when_all_tie():
+    import pandas as pd
+    from nnunet_losses.nnunet.compare import Method, markdown_table
+
+    methods = [Method(name="A"), Method(name="B")]
+    summary = pd.DataFrame([
+        {"class": "1", "method": 0, "metric": "dice", "mean": 0.5, "std": 0.1},
+        {"class": "1", "method": 1, "metric": "dice", "mean": 0.7, "std": 0.1},
+        {"class": "2", "method": 0, "metric": "dice", "mean": 0.0, "std": 0.0},
+        {"class": "2", "method": 1, "metric": "dice", "mean": 0.0, "std": 0.0},
+    ])
+    md = markdown_table(summary, "dice", methods, ["1", "2"], {"1": "big", "2": "tiny"})
+    assert "| big | 0.5000 ± 0.1000 | **0.7000 ± 0.1000** |" in md
+    assert "| tiny | 0.0000 ± 0.0000 | 0.0000 ± 0.0000 |" in md  # a tie of all is not bold

@@ -268,7 +268,7 @@ def _digits(metric: str) -> int:
 
 
 def markdown_table(summary, metric: str, methods, class_order, names, std: str = "std") -> str:
-    """Rows = classes + mean, columns = methods, ``mean ± std``, best mean of each row in bold."""
+    """Rows = classes + mean, columns = methods, ``mean ± std``, best mean of each row in bold (none when all tie)."""
     title, higher = METRICS[metric]
     d = _digits(metric)
     s = summary[summary.metric == metric].set_index(["class", "method"])
@@ -279,6 +279,8 @@ def markdown_table(summary, metric: str, methods, class_order, names, std: str =
         rounded = [round(float(v), d) for v in means]
         finite = [v for v in rounded if np.isfinite(v)]
         best = (max(finite) if higher else min(finite)) if finite and len(methods) > 1 else None
+        if best is not None and all(v == best for v in finite):
+            best = None  # a tie of every method is no "best"
         cells = []
         for i, v in enumerate(rounded):
             if not np.isfinite(v):
