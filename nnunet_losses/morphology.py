@@ -270,3 +270,55 @@ def offset_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmoid
         return top & mixed
     present = dilate(_fg_classes(target, num_classes)[:, :-1], 3, band, ignored)
     return torch.cat([present, top], 1) & mixed
+
+
+def _sliding_or(x: torch.Tensor, dim: int, side: int) -> torch.Tensor:
+    """Bitwise OR over every window of ``side`` consecutive entries along ``dim`` (integer ``x``); the
+    doubling of :func:`_sliding_max` (OR is idempotent too)."""
+    out_len = x.shape[dim] - side + 1
+    p = 1
+    while 2 * p <= side:
+        n = x.shape[dim] - p
+        x = torch.bitwise_or(x.narrow(dim, 0, n), x.narrow(dim, p, n))
+        p *= 2
+    if p == side:
+        return x.narrow(dim, 0, out_len)
+    return torch.bitwise_or(x.narrow(dim, 0, out_len), x.narrow(dim, side - p, out_len))
+
+
+#: most classes :func:`_offset_band_bits` handles (one bit per class in an int64, sign bit unused)
+_MAX_BIT_CLASSES = 63
+
+
+@torch.no_grad()
+def _offset_band_bits(labels: torch.Tensor, num_classes: int, band: int = 3,
+                      ignored: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`offset_band` in softmax mode (same values), with one window pass for all classes.
+
+    Every counted voxel holds the bit ``1 << label``; the bitwise OR over the voxel's window (the
+    cube3 element iterated ``band`` times; outside and ignored voxels hold no bit) is the set S of
+    labels in the window. ``dilate(g_c)`` is ``c in S``; the window is the erosion window as well
+    (odd, symmetric element), so ``NOT erode(g_c)`` where ``dilate(g_c)`` holds is "S has two labels".
+    Hence ``B_c = c in S AND |S| >= 2``. One integer channel through the separable pool instead of
+    a float channel per class. ``num_classes`` <= 63; bool (B, C-1, *sp).
+    """
+    if num_classes > _MAX_BIT_CLASSES:
+        return offset_band(labels, num_classes, False, band, ignored)
+    dtype = torch.int32 if num_classes <= 31 else torch.int64
+    lab = labels.long().clamp(0, num_classes - 1).to(dtype)
+    bits = torch.bitwise_left_shift(torch.ones((), dtype=dtype, device=labels.device), lab)
+    if ignored is not None:
+        bits = bits.masked_fill(ignored.bool(), 0)
+    nd = bits.ndim - 2
+    sides, pads = _composed(3, band, nd, dilation=True)
+    for axis in range(nd):
+        lo, hi = pads[axis]
+        pad = [0, 0] * nd
+        pad[2 * (nd - 1 - axis)] = lo
+        pad[2 * (nd - 1 - axis) + 1] = hi
+        bits = _sliding_or(F.pad(bits, pad, value=0), 2 + axis, sides[axis])
+    mixed = torch.bitwise_and(bits, bits - 1) != 0  # two labels or more in the window
+    s = bits * mixed.to(dtype)
+    fg = torch.bitwise_left_shift(torch.ones((), dtype=dtype, device=labels.device),
+                                  torch.arange(1, num_classes, device=labels.device, dtype=dtype))
+    return torch.bitwise_and(s, fg.view(1, -1, *([1] * nd))) != 0

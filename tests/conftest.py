@@ -132,8 +132,9 @@ def nnunet_tiny(tmp_path_factory) -> TinyNnUNet:
         write_tiny_splits(tiny.folder(key))
     # nnUNetTrainerDWCE trains with stored maps by default: build them here, once, with the real CLI, so
     # that no test writes into the shared folder (tests of missing/stale maps work on copies)
-    for did in ids:
-        proc = subprocess.run([cli_path("nnunet_losses_precompute"), "-d", did, "-c", "2d", "3d_fullres",
+    for key, (did, _) in DATASETS.items():
+        configs = ["2d", "3d_fullres"] if key.endswith("3d") else ["2d"]  # nnU-Net plans no 3d for 2D data
+        proc = subprocess.run([cli_path("nnunet_losses_precompute"), "-d", str(did), "-c", *configs,
                                "-p", tiny.plans, "--maps", "dwce", "-np", "1", "--no-progress"],
                               env=tiny.env(str(root / "results")), capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

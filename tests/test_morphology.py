@@ -97,3 +97,25 @@ def test_anisotropic_kernel():
     assert mo.anisotropic_kernel([1, 1, 1.5]) == 3
     assert mo.anisotropic_kernel([5.0, 0.8, 0.8]) == (1, 3, 3)
     assert mo.anisotropic_kernel([4.0, 1.0, 1.0], kernel_size=5) == (2, 5, 5)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("num_classes,band", [(2, 1), (3, 3), (5, 2), (31, 1), (40, 2), (70, 1)])
+@pytest.mark.parametrize("with_ignore", [False, True])
+def test_offset_band_bits_equals_offset_band(dim, num_classes, band, with_ignore):
+    """The one-pass bit-set band (int32 up to 31 classes, int64 up to 63, fallback above) is the
+    per-class definition, with ignored voxels."""
+    g = torch.Generator().manual_seed(num_classes * 10 + band + dim)
+    shape = (2, 1) + ((13, 12) if dim == 2 else (7, 8, 6))
+    # blocky labels so that bands are not everywhere
+    small = torch.randint(0, num_classes, (2, 1) + tuple((s + 2) // 3 for s in shape[2:]), generator=g)
+    lab = small.repeat_interleave(3, 2).repeat_interleave(3, 3)
+    if dim == 3:
+        lab = lab.repeat_interleave(3, 4)
+    lab = lab[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape[2:])]
+    ignored = (torch.rand(shape, generator=g) < 0.1) if with_ignore else None
+    ref = mo.offset_band(lab, num_classes, False, band, ignored)
+    out = mo._offset_band_bits(lab, num_classes, band, ignored)
+    assert out.dtype == torch.bool and out.shape == ref.shape
+    assert torch.equal(out, ref)
+    assert ref.any()
