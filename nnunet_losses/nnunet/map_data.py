@@ -7,7 +7,11 @@ Design: the maps travel as extra channels of the segmentation until the transfor
 nnU-Net's unmodified ``nnUNetDataLoader`` asks for (``crop_and_pad_nd``). The loader then crops and
 pads the maps exactly like the segmentation (pad value -1). Encoding inside the int16 segmentation:
 
-* binary maps (``contour``, ``osc``): bit-unpacked, one 0/1 channel each;
+* binary maps (``contour``, ``osc``): still bit-packed, one channel per stored byte (bit k of byte
+  k // 8 is map channel k; 8 channels per byte), i.e. usually ONE channel whatever the number of
+  classes. Cropping, padding, mirroring and nearest resampling pick whole bytes, so they are exact on
+  the packed byte; :class:`~nnunet_losses.nnunet.map_transforms.PackMapsTransform` unpacks in torch
+  after the spatial transform (nnU-Net's pad value -1 becomes 0: no bit set);
 * continuous maps (``dwce``): the float16 bit pattern viewed as int16 (lossless). nnU-Net's pad
   value -1 is 0xFFFF, a float16 NaN, which :mod:`nnunet_losses.nnunet.map_transforms` turns back
   into the pad value 0.
@@ -17,6 +21,7 @@ interprets the segmentation. Cascades (``seg_prev``) are not supported with stor
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -24,7 +29,7 @@ import numpy as np
 
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
-from .precompute import array_fingerprint, load_map, map_error, unpack_bits
+from .precompute import array_fingerprint, load_map, map_error
 
 __all__ = ["MapSpec", "SegWithMaps", "nnUNetDatasetBlosc2WithMaps"]
 
@@ -42,6 +47,11 @@ class MapSpec:
     channels: int
     binary: bool
 
+    @property
+    def stored_channels(self) -> int:
+        """Channels in the loader's segmentation: packed bytes for binary maps, else ``channels``."""
+        return (self.channels + 7) // 8 if self.binary else self.channels
+
     @classmethod
     def from_rp(cls, rp: dict) -> "MapSpec":
         return cls(rp["map"], rp, len(rp["channels"]), rp["map"] != "dwce")
@@ -53,29 +63,37 @@ def order_specs(specs: Sequence[MapSpec]) -> List[MapSpec]:
 
 
 class SegWithMaps:
-    """``seg`` (1, *sp) plus the maps of one case as extra int16 channels, decompressed lazily per crop."""
+    """``seg`` (1, *sp) plus the maps of one case as extra int16 channels (binary maps: the packed bytes;
+    continuous: float16 bits), decompressed lazily per crop."""
 
     def __init__(self, seg, maps: Sequence, specs: Sequence[MapSpec], folder: str, case: str):
         self.seg, self.maps, self.specs, self.folder, self.case = seg, list(maps), list(specs), folder, case
-        self.shape = (int(seg.shape[0]) + sum(s.channels for s in specs), *seg.shape[1:])
+        self.shape = (int(seg.shape[0]) + sum(s.stored_channels for s in specs), *seg.shape[1:])
         self.ndim = len(self.shape)
         self.dtype = np.dtype(np.int16)
 
     def __getitem__(self, item):
         if not isinstance(item, tuple) or not item or item[0] != slice(None):
             raise IndexError("SegWithMaps only supports crops that keep every channel (as nnU-Net's loader does)")
-        parts = [np.asarray(self.seg[item]).astype(np.int16, copy=False)]
+        seg = np.asarray(self.seg[item])
+        out = np.empty(self.shape[:1] + seg.shape[1:], np.int16)
+        out[:seg.shape[0]] = seg
+        start = seg.shape[0]
         for spec, arr in zip(self.specs, self.maps):
             try:
                 crop = np.asarray(arr[item])
             except Exception as e:  # decompression of a damaged chunk
                 raise map_error(self.folder, self.case, spec.name,
                                 f"cannot be decompressed ({type(e).__name__}: {e}): truncated or corrupt") from e
+            n = spec.stored_channels
             if spec.binary:
-                parts.append(unpack_bits(crop, spec.channels).astype(np.int16))
+                out[start:start + n] = crop  # uint8 0..255 -> int16, lossless
+            elif crop.dtype == np.float16:  # as precompute stores it: the bits as they are
+                out[start:start + n] = crop.view(np.int16)
             else:
-                parts.append(np.clip(crop, -_F16_MAX, _F16_MAX).astype(np.float16).view(np.int16))
-        return np.concatenate(parts, axis=0)
+                out[start:start + n] = np.clip(crop, -_F16_MAX, _F16_MAX).astype(np.float16).view(np.int16)
+            start += n
+        return out
 
     def __array__(self, dtype=None, copy=None):
         out = self[(slice(None),)]
@@ -87,7 +105,8 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
     (:func:`precompute.load_map`: validated against the manifest; a bad file raises
     :class:`precompute.MapFileError` naming the file and the command that rebuilds it). The first
     time a process loads a case, its maps are decompressed whole and their content hash checked
-    (cost: one decompression of the maps per data-augmentation worker and case).
+    (cost: one decompression of the maps per data-augmentation worker and case); the checked, opened
+    map files are then kept per process (the last :attr:`HANDLES` ones) and reused.
 
     ``map_specs``: the maps, in channel order (:func:`order_specs`).
     """
@@ -101,11 +120,28 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
         super().__init__(folder, identifiers, folder_with_segs_from_previous_stage)
         self.map_specs = order_specs(map_specs)
         self._verified = set()  # (case, map) whose content hash was checked in this process
+        self._handles = OrderedDict()  # case -> its opened, checked maps (LRU, per process)
+
+    HANDLES = 256
+
+    def __getstate__(self):  # opened files stay in their process (workers open their own)
+        state = dict(self.__dict__)
+        state["_handles"] = OrderedDict()
+        return state
 
     def load_case(self, identifier):
         data, seg, seg_prev, properties = super().load_case(identifier)
         if not self.map_specs:
             return data, seg, seg_prev, properties
+        maps = self._handles.get(identifier)
+        if maps is not None and all(tuple(m.shape[1:]) == tuple(seg.shape[1:]) for m in maps):
+            self._handles.move_to_end(identifier)
+        else:
+            maps = self._open(identifier, seg)
+        return data, SegWithMaps(seg, maps, self.map_specs, self.source_folder, identifier), seg_prev, properties
+
+    def _open(self, identifier: str, seg) -> list:
+        """Open (manifest checks), check the shape and, once per process, the content hash."""
         maps = [load_map(self.source_folder, identifier, s.name, s.rp) for s in self.map_specs]
         for s, m in zip(self.map_specs, maps):
             if tuple(m.shape[1:]) != tuple(seg.shape[1:]):
@@ -114,7 +150,10 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
                                 f"(stale)")
             if (identifier, s.name) not in self._verified:
                 self._verify(identifier, s, m)
-        return data, SegWithMaps(seg, maps, self.map_specs, self.source_folder, identifier), seg_prev, properties
+        self._handles[identifier] = maps
+        while len(self._handles) > self.HANDLES:
+            self._handles.popitem(last=False)
+        return maps
 
     def _verify(self, identifier: str, spec: MapSpec, arr) -> None:
         """Decompress the whole map once per process and compare its content hash with the one
