@@ -502,25 +502,3 @@ def unet_weight_map(label: np.ndarray, w0: float = 10.0, sigma: float = 5.0, spa
             ws = w[sl]
             ws[bg] += (w0 * np.exp(-(s[bg].astype(np.float64) ** 2) / (2.0 * sigma ** 2))).astype(np.float32)
     return w
-    present = counts > 0
-    w_class = np.zeros(counts.shape, np.float64)
-    w_class[present] = n_counted / (present.sum() * counts[present])
-    w[...] = w_class[lab_c]
-    w[~counted] = 0
-
-    # border term on background voxels
-    if w0 > 0:
-        reach = sigma * math.sqrt(2.0 * math.log(1.0 / BORDER_TERM_CUTOFF))
-        objects = np.where(counted, label, 0)
-        for sl in (range(label.shape[0]) if per_slice else [Ellipsis]):
-            obj = objects[sl]
-            comp, n = _components(obj if obj.ndim > 1 else obj[None])
-            if n < 2:
-                continue
-            comp = comp.reshape(obj.shape)
-            d1, d2 = _two_nearest(comp, n, spacing, reach)
-            s = d1 + d2
-            border = np.where(np.isfinite(s), w0 * np.exp(-(s.astype(np.float64) ** 2) / (2.0 * sigma ** 2)), 0.0)
-            bg = (obj == 0) & counted[sl]
-            w[sl][bg] += border[bg].astype(np.float32)
-    return w

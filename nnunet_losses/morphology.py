@@ -61,15 +61,20 @@ def _sliding_max(x: torch.Tensor, dim: int, side: int) -> torch.Tensor:
     log2(side) + 1 elementwise maxima instead of ``side`` comparisons per output (max-pooling),
     exact, and fast on CPU and GPU.
     """
+    return _sliding_reduce(x, dim, side, torch.maximum)
+
+
+def _sliding_reduce(x: torch.Tensor, dim: int, side: int, op) -> torch.Tensor:
+    """The doubling window reduction of :func:`_sliding_max` for any idempotent elementwise ``op``."""
     out_len = x.shape[dim] - side + 1
     p = 1
     while 2 * p <= side:
         n = x.shape[dim] - p
-        x = torch.maximum(x.narrow(dim, 0, n), x.narrow(dim, p, n))
+        x = op(x.narrow(dim, 0, n), x.narrow(dim, p, n))
         p *= 2
     if p == side:
         return x.narrow(dim, 0, out_len)
-    return torch.maximum(x.narrow(dim, 0, out_len), x.narrow(dim, side - p, out_len))
+    return op(x.narrow(dim, 0, out_len), x.narrow(dim, side - p, out_len))
 
 
 def _box_pool(x: torch.Tensor, sides: Sequence[int], pads: Sequence[Tuple[int, int]], pad_value: float) -> torch.Tensor:
@@ -275,15 +280,7 @@ def offset_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmoid
 def _sliding_or(x: torch.Tensor, dim: int, side: int) -> torch.Tensor:
     """Bitwise OR over every window of ``side`` consecutive entries along ``dim`` (integer ``x``); the
     doubling of :func:`_sliding_max` (OR is idempotent too)."""
-    out_len = x.shape[dim] - side + 1
-    p = 1
-    while 2 * p <= side:
-        n = x.shape[dim] - p
-        x = torch.bitwise_or(x.narrow(dim, 0, n), x.narrow(dim, p, n))
-        p *= 2
-    if p == side:
-        return x.narrow(dim, 0, out_len)
-    return torch.bitwise_or(x.narrow(dim, 0, out_len), x.narrow(dim, side - p, out_len))
+    return _sliding_reduce(x, dim, side, torch.bitwise_or)
 
 
 #: most classes :func:`_offset_band_bits` handles (one bit per class in an int64, sign bit unused)

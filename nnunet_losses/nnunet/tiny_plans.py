@@ -70,6 +70,15 @@ def shrink_plans(plans: dict, plans_name: str = TINY_PLANS, **kwargs) -> dict:
     return out
 
 
+def _write_json_atomic(dst: str, obj) -> str:
+    """Write ``obj`` to ``dst`` through a temporary file and a rename (never a half-written plans file)."""
+    tmp = f"{dst}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, dst)
+    return dst
+
+
 def write_tiny_plans(preprocessed_dataset_folder: str, source: str = "nnUNetPlans", plans_name: str = TINY_PLANS,
                      configurations: Optional[Sequence[str]] = None, **kwargs) -> str:
     """Read ``<folder>/<source>.json``, shrink it, write ``<folder>/<plans_name>.json``; return its path.
@@ -89,12 +98,7 @@ def write_tiny_plans(preprocessed_dataset_folder: str, source: str = "nnUNetPlan
             raise ValueError(f"configurations {sorted(missing)} are not in {src}")
         plans["configurations"] = {k: v for k, v in plans["configurations"].items() if k in configurations}
     tiny = shrink_plans(plans, plans_name, **kwargs)
-    dst = os.path.join(preprocessed_dataset_folder, f"{plans_name}.json")
-    tmp = f"{dst}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(tiny, f, indent=2)
-    os.replace(tmp, dst)
-    return dst
+    return _write_json_atomic(os.path.join(preprocessed_dataset_folder, f"{plans_name}.json"), tiny)
 
 
 def write_tiny_splits(preprocessed_dataset_folder: str, num_val: int = 1) -> str:
@@ -186,9 +190,4 @@ def write_cascade_plans(preprocessed_dataset_folder: str, source: str = TINY_PLA
         plans = json.load(fh)
     plans["plans_name"] = plans_name
     out = add_cascade(plans, spacing_factor)
-    dst = os.path.join(preprocessed_dataset_folder, f"{plans_name}.json")
-    tmp = f"{dst}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(out, fh, indent=2)
-    os.replace(tmp, dst)
-    return dst
+    return _write_json_atomic(os.path.join(preprocessed_dataset_folder, f"{plans_name}.json"), out)
