@@ -28,7 +28,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from tqdm import tqdm
 
-from nnunet_losses.nnunet.predictor import nnUNetFusionPredictor
+from nnunet_losses.nnunet.inference.predictor import nnUNetFusionPredictor
 
 CASES = {
     # name: (patch, features per stage, image shape (c, [1,] *spatial))

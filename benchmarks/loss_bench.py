@@ -177,7 +177,7 @@ def make_problem(dim: int, num_classes: int, batch: int, patch: Sequence[int], d
 
 def stored_maps(prob: Problem) -> Dict[str, List[torch.Tensor]]:
     """Every map of every scale, computed before timing (what a map-aware data loader delivers)."""
-    from nnunet_losses.nnunet.online_maps import unet_weight_maps
+    from nnunet_losses.nnunet.maps.online import unet_weight_maps
     c = prob.num_classes
     maps = {"band": [], "contour": [], "offset_band": []}
     for t in prob.targets:

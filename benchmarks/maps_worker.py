@@ -11,12 +11,12 @@ nnU-Net imports, process start-up and worker pools are excluded on both sides):
 * nnU-Net's preprocessing: ``DefaultPreprocessor.run_case_save`` for every case, sequentially (the work
   of ``nnUNetv2_preprocess -np 1`` without its worker-process start-up): read the NIfTI image and
   label, crop, resample, normalise, write blosc2;
-* our precompute: :func:`nnunet_losses.nnunet.precompute.precompute` (``-np 1``, ``--force``) with all
+* our precompute: :func:`nnunet_losses.nnunet.maps.build.precompute` (``-np 1``, ``--force``) with all
   three maps in one run (what a user runs: ``--maps contour dwce osc``) and with each map alone: read
   nnU-Net's segmentation, fingerprint it, compute, write blosc2, fsync, manifest. nnU-Net's
   preprocessing and our all-maps run alternate ``--repeats`` times (medians), so a change in machine
   load hits both sides alike; a cProfile of one all-maps run says where the time goes;
-* compute only (no file I/O), per map and case: :func:`~nnunet_losses.nnunet.precompute.compute_map`
+* compute only (no file I/O), per map and case: :func:`~nnunet_losses.nnunet.maps.build.compute_map`
   against a naive per-class / per-object SciPy loop written here (``naive_*``), on the same arrays,
   alternating case by case, with the results compared;
 * nnU-Net's training data loader (``nnUNetTrainer.get_dataloaders``: the plans' batch size and patch,
@@ -92,7 +92,7 @@ NAIVE = {
 
 
 def _agree(name: str, ours: np.ndarray, naive, num_classes: int) -> bool:
-    from nnunet_losses.nnunet.precompute import unpack_bits
+    from nnunet_losses.nnunet.maps.build import unpack_bits
     if name == "contour":
         band, contours = naive
         unpacked = unpack_bits(ours, num_classes)  # channel 0 band, 1.. contours
@@ -108,7 +108,7 @@ def make_dataset(work: str, source: str, cases: int) -> str:
     folder, converted by our converter) or, for ``synthetic``, the package's synthetic 3D generator."""
     raw = os.environ["nnUNet_raw"]
     if source == "hippocampus":
-        from nnunet_losses.nnunet.convert_msd import convert_msd
+        from nnunet_losses.nnunet.tools.convert_msd import convert_msd
         flat = os.path.join(work, "Hippocampus")
         for sub in ("images", "labels"):
             os.makedirs(os.path.join(flat, sub), exist_ok=True)
@@ -119,7 +119,7 @@ def make_dataset(work: str, source: str, cases: int) -> str:
                 if not os.path.exists(dst):
                     os.symlink(os.path.join(HIPPOCAMPUS, sub, n), dst)
         return convert_msd(flat, DATASET_ID, raw, progress=False)
-    from nnunet_losses.nnunet.synthetic import make_label_dataset_3d
+    from fixtures.synthetic import make_label_dataset_3d
     return make_label_dataset_3d(raw, DATASET_ID, "SynthBench3D", num_cases=cases, shape=(40, 48, 40), ignore=False)
 
 
@@ -191,7 +191,7 @@ def _profile(fn, top: int = 12) -> dict:
 
 def precompute_vs_preprocessing(dataset_id: int, configuration: str, maps, repeats: int) -> dict:
     """nnU-Net's preprocessing and our all-maps precompute, alternating ``repeats`` times (medians)."""
-    from nnunet_losses.nnunet import precompute as pc
+    from nnunet_losses.nnunet.maps import build as pc
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     quiet = dict(num_processes=1, force=True, progress=False, log=lambda *a: None)
     pre_runs, ours_runs, info, ctx = [], [], None, None
@@ -211,7 +211,7 @@ def precompute_vs_preprocessing(dataset_id: int, configuration: str, maps, repea
 
 def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> dict:
     import blosc2
-    from nnunet_losses.nnunet import precompute as pc
+    from nnunet_losses.nnunet.maps import build as pc
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     ctx = pc.MapContext.from_ids(maybe_convert_to_dataset_name(dataset_id), configuration)
     ids = ctx.identifiers()
@@ -250,7 +250,7 @@ def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> d
 def scaling_benchmark(shape, num_classes: int, maps, seed: int = 0) -> dict:
     """Compute only, one synthetic blob volume larger than Hippocampus: how both sides scale with size."""
     from benchmarks.loss_bench import blob_labels
-    from nnunet_losses.nnunet import precompute as pc
+    from nnunet_losses.nnunet.maps import build as pc
     seg = blob_labels(1, tuple(shape), num_classes, seed)[0].astype(np.int16)  # (1, *shape), nnU-Net's layout
     ctx = pc.MapContext(folder="", dataset_name="synthetic", plans_identifier="nnUNetPlans",
                         configuration="3d_fullres", spacing=(1.0,) * len(shape), patch_size=tuple(shape),
@@ -269,7 +269,7 @@ def scaling_benchmark(shape, num_classes: int, maps, seed: int = 0) -> dict:
 
 
 #: loader rows: (label, trainer, map) -- our trainers with maps="stored" read the map through
-#: nnUNetDatasetBlosc2WithMaps and with_maps (nnunet_losses.nnunet.trainer_base)
+#: nnUNetDatasetBlosc2WithMaps and with_maps (nnunet_losses.nnunet.training.trainer_base)
 LOADERS = [("nnU-Net, no maps", "nnUNetTrainer", None),
            ("stored contour maps (nnUNetTrainerCWCD)", "nnUNetTrainerCWCD", "contour"),
            ("stored U-Net weight map (nnUNetTrainerDWCE)", "nnUNetTrainerDWCE", "dwce"),
@@ -278,7 +278,7 @@ LOADERS = [("nnU-Net, no maps", "nnUNetTrainer", None),
 
 def _loader(dataset_id: int, configuration: str, trainer_name: str, stored: bool):
     import torch
-    from nnunet_losses.nnunet.options import ENV_VAR
+    from nnunet_losses.nnunet.training.options import ENV_VAR
     from nnunetv2.run.run_training import get_trainer_from_args
     if stored:
         os.environ[ENV_VAR] = json.dumps({"maps": "stored"})

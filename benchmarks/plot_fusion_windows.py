@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nnunet_losses.nnunet.predictor import FUSIONS, window  # noqa: E402
+from nnunet_losses.nnunet.inference.predictor import FUSIONS, window  # noqa: E402
 
 STYLE = {"gaussian": ("tab:blue", "nnU-Net Gaussian (sigma = n/8)"),
          "bspline": ("tab:orange", "cubic B-spline (border at t = 1.5)"),

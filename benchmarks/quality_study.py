@@ -4,7 +4,7 @@ One entry point that reproduces the study, step by step, with real nnU-Net comma
 
 1. ``nnunet_losses_convert_drive`` (20 training images; test images 01-10 with both observers);
 2. ``nnUNetv2_plan_and_preprocess -c 2d``;
-3. a smaller copy of nnU-Net's 2d plans (``nnunet_losses.nnunet.tiny_plans.shrink_configuration``:
+3. a smaller copy of nnU-Net's 2d plans (``nnunet_losses.nnunet.tools.tiny_plans.shrink_configuration``:
    fewer stages and features, smaller patch) so that a CPU run fits; same preprocessed data;
 4. a trainer-variant module (``<root>/ext_trainers``, put on ``nnUNet_extTrainer``) with fewer
    epochs / iterations, one torch thread, and no final validation (the test set is what we report);
@@ -120,7 +120,7 @@ def prepare(args):
              "-npfp", "1"], {**env, "nnUNet_n_proc_DA": "1"}, os.path.join(root, "logs", "preprocess.log"), root,
             "plan_and_preprocess")
     # study plans: nnU-Net's 2d plans, shrunk (fewer stages / features, smaller patch); same preprocessed data
-    from nnunet_losses.nnunet.tiny_plans import shrink_configuration
+    from nnunet_losses.nnunet.tools.tiny_plans import shrink_configuration
 
     with open(os.path.join(pre, "nnUNetPlans.json")) as f:
         plans = json.load(f)

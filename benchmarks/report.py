@@ -258,7 +258,7 @@ def _maps_section(res: dict) -> List[str]:
               "All times are in-process work (one process, one thread) on both sides: Python, torch and nnU-Net "
               "imports, process start-up and worker pools are excluded from ours and from nnU-Net's alike. "
               "Compute = the map functions on arrays already in memory; precompute = "
-              "`nnunet_losses.nnunet.precompute.precompute(-np 1, --force)`, i.e. read nnU-Net's segmentation, "
+              "`nnunet_losses.nnunet.maps.build.precompute(-np 1, --force)`, i.e. read nnU-Net's segmentation, "
               "fingerprint it, compute, write blosc2, fsync, manifest; nnU-Net's preprocessing reads the NIfTI "
               "files, crops, resamples, normalises and writes blosc2.", "",
               "| map | ours: compute, ms/case | naive SciPy loop, ms/case | speed-up (target >= 10x) | "
@@ -384,7 +384,7 @@ def render(results: List[dict], keep: Dict[str, str]) -> str:
     if prof:
         out += ["### Profiles of the misses", ""] + prof
     out += ["## Map precompute", "",
-            "Ours = `nnunet_losses.nnunet.precompute` (`compute_map`, which calls `nnunet_losses.maps`); naive = a "
+            "Ours = `nnunet_losses.nnunet.maps.build` (`compute_map`, which calls `nnunet_losses.maps`); naive = a "
             "per-class (contour, offset band) or per-object (U-Net weight map) SciPy loop written in "
             "`benchmarks/maps_worker.py`; both on the same preprocessed segmentations, results compared.", ""]
     for res in results:

@@ -2,7 +2,7 @@
 
 ``nnUNetv2_train DATASET CONFIG FOLD -tr nnUNetTrainerCWCD`` finds them with no further step (see
 docs/trainers.md, "Discovery"). Each trainer is a thin subclass of
-:class:`nnunet_losses.nnunet.trainer_base.nnUNetTrainerLossBase` that only chooses its loss.
+:class:`nnunet_losses.nnunet.training.trainer_base.nnUNetTrainerLossBase` that only chooses its loss.
 
 Importing this package is cheap (it runs at interpreter start-up to register the trainers' folder,
 see :mod:`nnunet_losses_trainers._discovery`); the trainer classes load on first access.

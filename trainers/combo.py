@@ -6,7 +6,7 @@ Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerCombo
 """
 from nnunet_losses import ComboLoss
-from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
+from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 
 class nnUNetTrainerCombo(nnUNetTrainerLossBase):

@@ -6,15 +6,15 @@ Loss: :class:`nnunet_losses.DistanceWeightedCELoss` (SPEC 3.7). The weight map (
 ``nnunet_losses_precompute --maps dwce`` (built at training start when missing or stale), carried through
 nnU-Net's crop, augmentation and deep-supervision downsampling (option ``maps=stored``); with
 ``maps=online`` it is computed from the augmented target of each batch on the CPU and resized to every
-deep-supervision scale (:mod:`nnunet_losses.nnunet.online_maps`). Everything else is nnU-Net's default
+deep-supervision scale (:mod:`nnunet_losses.nnunet.maps.online`). Everything else is nnU-Net's default
 trainer.
 
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerDWCE
 """
 from nnunet_losses import DistanceWeightedCELoss
 from nnunet_losses._checks import check_number
-from nnunet_losses.nnunet.online_maps import UNetWeightMapFn
-from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
+from nnunet_losses.nnunet.maps.online import UNetWeightMapFn
+from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 
 class nnUNetTrainerDWCE(nnUNetTrainerLossBase):

@@ -8,7 +8,7 @@ Everything else is nnU-Net's default trainer. Options: docs/trainers.md.
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerGDL
 """
 from nnunet_losses import GeneralizedDiceLoss
-from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
+from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 
 class nnUNetTrainerGDL(nnUNetTrainerLossBase):

@@ -8,7 +8,7 @@ Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerOsC
 """
 from nnunet_losses import OffsetCurvesLoss
-from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
+from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 
 class nnUNetTrainerOsC(nnUNetTrainerLossBase):

@@ -7,7 +7,7 @@ Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerSDL
 """
 from nnunet_losses import SeparableDiceLoss
-from nnunet_losses.nnunet.trainer_base import nnUNetTrainerLossBase
+from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 
 class nnUNetTrainerSDL(nnUNetTrainerLossBase):

@@ -1,6 +1,6 @@
 """Everything that touches nnU-Net v2 internals (the rest of ``nnunet_losses`` never imports nnunetv2).
 
-* ``trainer_base``: :class:`~nnunet_losses.nnunet.trainer_base.nnUNetTrainerLossBase`, the base of
+* ``trainer_base``: :class:`~nnunet_losses.nnunet.training.trainer_base.nnUNetTrainerLossBase`, the base of
   the trainers in ``nnunet_losses_trainers`` (repository folder ``trainers/``).
 * ``deep_supervision``: nnU-Net's deep-supervision weighting, with per-scale maps.
 * ``online_maps``: maps computed from the target during training (DWCE's weight map, interim).

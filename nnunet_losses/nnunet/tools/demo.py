@@ -1,0 +1,507 @@
+"""``nnunet_losses_demo``: the whole nnU-Net workflow on a generated dataset, on the CPU, in minutes.
+
+    nnunet_losses_demo [-o demo_output] [--trainers nnUNetTrainer nnUNetTrainerCWCD ...]
+                       [--epochs 10] [--iterations 40] [--quick] [--overwrite]
+
+Steps, all with nnU-Net's and this package's real commands, everything inside the output folder:
+
+1. generate a 2D dataset in nnU-Net's raw format (:func:`make_imbalance_dataset_2d`): a large
+   ``organ`` (about 20 % of the image), one medium ``nodule`` (about 1 %) and a few tiny
+   ``lesions`` (radius 1-2 px, about 0.3 % at 96x96), training cases in ``imagesTr`` and held-out cases in
+   ``imagesTs``/``labelsTs``;
+2. ``nnUNetv2_plan_and_preprocess`` (2d), then the plans shrunk for the CPU
+   (:mod:`nnunet_losses.nnunet.tools.tiny_plans`: ``nnUNetTinyPlans``, same preprocessed data) and a
+   one-fold split;
+3. ``nnunet_losses_precompute --maps contour``: the contour maps stored next to the preprocessed data;
+4. ``nnUNetv2_train`` of every trainer, two at a time (two cores), as short-epoch subclasses
+   ``<trainer>_demo`` written into ``<output>/trainers/`` and found through ``nnUNet_extTrainer``
+   (the package's trainers themselves are unchanged; only ``num_epochs``, the iterations per
+   epoch and a seed differ, so a rerun gives the same table);
+5. ``nnUNetv2_predict`` of the held-out cases with each trained model;
+6. ``nnunet_losses_compare`` against ``labelsTs``: Markdown, CSV and PNGs written; the Dice and
+   recall tables printed with the paths of the plots.
+
+Logs of every command are in ``<output>/logs/``. The output folder must be new or empty unless
+``--overwrite`` is given (which removes only the demo's own sub-folders).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from nnunet_losses.nnunet.tools import raw_dataset
+
+__all__ = ["make_imbalance_dataset_2d", "run_demo", "main", "DEFAULT_TRAINERS", "ALL_MAIN_TRAINERS"]
+
+DATASET_ID = 950
+DATASET_NAME = "DemoImbalance2D"
+PLANS = "nnUNetTinyPlans"
+CONFIG = "2d"
+DEFAULT_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerCWCD", "nnUNetTrainerCombo", "nnUNetTrainerAsymFbeta",
+                    "nnUNetTrainerCETopKDice", "nnUNetTrainerOsC"]
+ALL_MAIN_TRAINERS = DEFAULT_TRAINERS
+QUICK_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerCWCD"]
+#: 400 iterations per trainer: at 200 the small structures were found by no loss in one run (seed 0) and by one or
+#: two losses in unseeded runs; 6 x 400 iterations cost about 6-7 CPU-minutes in all
+DEFAULT_EPOCHS, DEFAULT_ITERATIONS = 10, 40
+#: tables printed at the end (summary.md holds every metric)
+PRINTED_METRICS = ("Dice", "Recall")
+#: sub-folders the demo owns inside the output folder (the only things --overwrite removes)
+OWNED = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "trainers", "predictions", "compare", "logs",
+         "demo_summary.json")
+SUFFIX = "_demo"
+
+TRAINERS_MODULE = textwrap.dedent('''
+    """Short-epoch variants written by nnunet_losses_demo: <trainer>_demo = the real trainer with
+    num_epochs / iterations from NNUNET_LOSSES_DEMO_EPOCHS / _ITERS, random generators seeded from
+    NNUNET_LOSSES_DEMO_SEED (the demo runs augmentation in the main process, so a rerun on the same
+    machine gives the same table) and nnU-Net's final validation skipped unless
+    NNUNET_LOSSES_DEMO_VALIDATE=1 (loss, data and network are the real trainer's)."""
+    import os
+    import random
+
+    import numpy as np
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    import nnunet_losses_trainers as _T
+
+
+    def _make(base):
+        def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+            seed = int(os.environ.get("NNUNET_LOSSES_DEMO_SEED", "0"))
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            base.__init__(self, plans, configuration, fold, dataset_json, device)
+            self.num_epochs = int(os.environ.get("NNUNET_LOSSES_DEMO_EPOCHS", "10"))
+            self.num_iterations_per_epoch = int(os.environ.get("NNUNET_LOSSES_DEMO_ITERS", "40"))
+            self.num_val_iterations_per_epoch = int(os.environ.get("NNUNET_LOSSES_DEMO_VAL_ITERS", "2"))
+            torch.set_num_threads(int(os.environ.get("NNUNET_LOSSES_DEMO_THREADS", "1")))
+
+        def perform_actual_validation(self, save_probabilities=False):
+            if os.environ.get("NNUNET_LOSSES_DEMO_VALIDATE") != "1":
+                self.print_to_log_file("nnunet_losses_demo: final validation skipped (the demo evaluates the "
+                                       "held-out imagesTs instead; --validate keeps it)")
+                return
+            return base.perform_actual_validation(self, save_probabilities)
+
+        return type(base.__name__ + "_demo", (base,), {"__init__": __init__, "__module__": __name__,
+                                                      "perform_actual_validation": perform_actual_validation})
+
+
+    for _base in [nnUNetTrainer] + [getattr(_T, _n) for _n in _T.__all__]:
+        _cls = _make(_base)
+        globals()[_cls.__name__] = _cls
+''')
+
+
+# --------------------------------------------------------------------------------------------- data
+def _imbalance_case(size: int, rng: np.random.Generator, num_lesions: int) -> np.ndarray:
+    ball = raw_dataset.ball
+    shape = (size, size)
+    seg = np.zeros(shape, dtype=np.uint8)
+    center = rng.uniform(0.4, 0.6, 2) * size
+    seg[ball(shape, center, rng.uniform(0.2, 0.3, 2) * size)] = 1            # organ: ~20 %
+    for _ in range(100):                                                      # nodule: ~1 %, outside the organ
+        r = rng.uniform(0.05, 0.07) * size
+        c = rng.uniform(r + 2, size - r - 2, 2)
+        if not seg[ball(shape, c, [r + 2, r + 2])].any():
+            seg[ball(shape, c, [r, r])] = 2
+            break
+    placed = 0
+    for _ in range(300):                                                      # lesions: radius 1-2 px, anywhere
+        if placed == num_lesions:
+            break
+        r = rng.uniform(1.0, 2.0)
+        c = rng.uniform(r + 2, size - r - 3, 2)
+        if (seg[ball(shape, c, [r + 3, r + 3])] >= 2).any():
+            continue
+        seg[ball(shape, c, [r, r])] = 3
+        placed += 1
+    return seg
+
+
+def make_imbalance_dataset_2d(raw_root: str, dataset_id: int = DATASET_ID, name: str = DATASET_NAME,
+                              num_train: int = 16, num_test: int = 6, size: int = 96, num_lesions: int = 4,
+                              noise: float = 0.5, seed: int = 0, overwrite: bool = False) -> str:
+    """2D label dataset with structures of very different sizes (PNG, nnU-Net raw format).
+
+    Labels: 1 ``organ`` (one ellipse, ~20 % of the image), 2 ``nodule`` (one disc, ~1 %), 3
+    ``lesion`` (``num_lesions`` discs of radius 1-2 px, ~0.3 % at 96x96, ~0.8 % at 64x64, also inside
+    the organ). Image = class intensity (0, 1, 2, 3) + Gaussian noise (``noise``), scaled to uint8. Training cases go to
+    ``imagesTr``/``labelsTr``, ``num_test`` held-out cases to ``imagesTs``/``labelsTs``.
+    Returns the dataset folder; refuses an existing one unless ``overwrite``.
+    """
+    if size < 32:
+        raise ValueError(f"size must be >= 32 pixels, got {size}")
+    if num_train < 3 or num_test < 1:
+        raise ValueError(f"need num_train >= 3 and num_test >= 1, got {num_train} and {num_test}")
+    rng = np.random.default_rng(seed)
+    folder = raw_dataset.prepare_folder(raw_root, dataset_id, name, overwrite)
+    os.makedirs(os.path.join(folder, "imagesTs"))
+    os.makedirs(os.path.join(folder, "labelsTs"))
+    for i in range(num_train + num_test):
+        seg = _imbalance_case(size, rng, num_lesions)
+        img = raw_dataset.image_from_labels(seg, (0.0, 1.0, 2.0, 3.0), noise, rng)
+        img = np.clip(img * 50 + 40, 0, 255).astype(np.uint8)
+        split = "Tr" if i < num_train else "Ts"
+        case = f"{name.lower()}_{i:03d}"
+        raw_dataset.write_png(img, os.path.join(folder, f"images{split}", f"{case}_0000.png"))
+        raw_dataset.write_png(seg, os.path.join(folder, f"labels{split}", f"{case}.png"))
+    raw_dataset.write_dataset_json(folder, {"background": 0, "organ": 1, "nodule": 2, "lesion": 3}, num_train,
+                                  ".png", description="nnunet_losses_demo: large organ, medium nodule, tiny "
+                                                      "lesions (class imbalance)")
+    return folder
+
+
+def _label_fractions(labels_dir: str, num_classes: int) -> List[float]:
+    """Percentage of the pixels of every label over the PNG label maps of a folder."""
+    from PIL import Image
+
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for name in sorted(os.listdir(labels_dir)):
+        seg = np.asarray(Image.open(os.path.join(labels_dir, name)))
+        counts += np.bincount(seg.ravel(), minlength=num_classes)[:num_classes]
+    return (100.0 * counts / max(1, counts.sum())).tolist()
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _write_stderr(chunk: bytes) -> None:
+    buf = getattr(sys.stderr, "buffer", None)
+    if buf is not None:
+        buf.write(chunk)
+    else:  # a replaced sys.stderr (e.g. captured by pytest)
+        sys.stderr.write(chunk.decode(errors="replace"))
+    sys.stderr.flush()
+
+
+class _Run:
+    """Run a command; log stdout and stderr to ``<logs>/<name>.log``; call ``on_line`` for every
+    stdout line; with ``show_progress`` also relay stderr (where nnU-Net's and our tqdm bars go) to
+    the terminal as it comes, so a sequential step shows its own progress bar."""
+
+    def __init__(self, logs: str):
+        self.logs = logs
+
+    def __call__(self, name: str, cmd: Sequence[str], env: Dict[str, str], on_line=None,
+                 show_progress: bool = False) -> float:
+        t0 = time.time()
+        log_path = os.path.join(self.logs, f"{name}.log")
+        lock = threading.Lock()
+        with open(log_path, "wb") as log:
+            log.write(("$ " + " ".join(cmd) + "\n").encode())
+            log.flush()
+            proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+            def relay_stderr() -> None:  # raw chunks: tqdm redraws with '\r', not '\n'
+                while True:
+                    chunk = os.read(proc.stderr.fileno(), 4096)
+                    if not chunk:
+                        return
+                    with lock:
+                        log.write(chunk)
+                    if show_progress:
+                        _write_stderr(chunk)
+
+            err = threading.Thread(target=relay_stderr, daemon=True)
+            err.start()
+            for raw in proc.stdout:
+                with lock:
+                    log.write(raw)
+                if on_line is not None:
+                    on_line(raw.decode(errors="replace"))
+            rc = proc.wait()
+            err.join()
+        if rc != 0:
+            with open(log_path, errors="replace") as f:
+                tail = f.read()[-3000:]
+            raise RuntimeError(f"step '{name}' failed (exit code {rc}): {' '.join(cmd)}\n--- last lines of "
+                               f"{log_path} ---\n{tail}")
+        return time.time() - t0
+
+
+def _md_sections(markdown: str, titles: Sequence[str]) -> List[str]:
+    """The ``## <title> (...)`` sections of the compare tool's summary.md, in the order of ``titles``."""
+    sections = {}
+    for block in markdown.split("\n## ")[1:]:
+        heading = block.split("\n", 1)[0]
+        sections[heading.split(" (", 1)[0]] = ("## " + block).strip()
+    return [sections[t] for t in titles if t in sections]
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of every finished command it ran (and their workers)."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def _loadavg() -> Optional[List[float]]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):  # not available on this platform
+        return None
+
+
+def _cli(name: str) -> str:
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(path):
+        return path
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found next to {sys.executable} or on PATH: install nnunetv2 >= 2.8.1 and "
+                           f"this package (pip install -e .) into the running environment")
+    return found
+
+
+def _prepare_output(out: str, overwrite: bool) -> None:
+    if os.path.isdir(out) and os.listdir(out):
+        if not overwrite:
+            raise ValueError(f"{out} exists and is not empty: choose another folder with -o, or pass --overwrite "
+                             f"(removes only the demo's own entries: {', '.join(OWNED)})")
+        for entry in OWNED:
+            p = os.path.join(out, entry)
+            if os.path.isdir(p):
+                shutil.rmtree(p)
+            elif os.path.exists(p):
+                os.remove(p)
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"{out} exists and is not a folder: choose another output folder with -o")
+    os.makedirs(out, exist_ok=True)
+
+
+def _short(trainer: str) -> str:
+    return "nnUNet" if trainer == "nnUNetTrainer" else trainer.replace("nnUNetTrainer", "")
+
+
+# --------------------------------------------------------------------------------------------- demo
+def run_demo(out: str = "demo_output", trainers: Optional[Sequence[str]] = None, epochs: int = DEFAULT_EPOCHS,
+             iterations: int = DEFAULT_ITERATIONS, num_train: int = 16, num_test: int = 6, size: int = 96,
+             jobs: int = 2,
+             overwrite: bool = False, progress: bool = True, seed: int = 0, validate: bool = False) -> dict:
+    """Run the demo (see the module docstring); return a summary dict (also ``<out>/demo_summary.json``)."""
+    from tqdm import tqdm
+
+    import nnunet_losses_trainers
+    from nnunet_losses.nnunet.tools.tiny_plans import write_tiny_plans, write_tiny_splits
+
+    trainers = list(trainers or DEFAULT_TRAINERS)
+    known = ["nnUNetTrainer"] + list(nnunet_losses_trainers.__all__)
+    bad = [t for t in trainers if t not in known]
+    if bad:
+        raise ValueError(f"unknown trainer(s) {bad}; choose from {known}")
+    if len(set(trainers)) != len(trainers):
+        raise ValueError(f"a trainer is listed twice: {trainers}")
+    if epochs < 1 or iterations < 1 or jobs < 1:
+        raise ValueError(f"epochs, iterations and jobs must be >= 1, got {epochs}, {iterations}, {jobs}")
+    out = os.path.abspath(out)
+    _prepare_output(out, overwrite)
+    t_start = time.time(), _cpu_seconds()
+    paths = {k: os.path.join(out, k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "trainers",
+                                               "predictions", "compare", "logs")}
+    for k, p in paths.items():
+        if k != "compare":
+            os.makedirs(p, exist_ok=True)
+    run = _Run(paths["logs"])
+    env = dict(os.environ)
+    env.pop("NNUNET_LOSSES_OPTIONS", None)
+    env.update({"nnUNet_raw": paths["nnUNet_raw"], "nnUNet_preprocessed": paths["nnUNet_preprocessed"],
+                "nnUNet_results": paths["nnUNet_results"], "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
+                "OMP_NUM_THREADS": "1", "nnUNet_compile": "0", "PYTHONWARNINGS": "ignore",
+                "nnUNet_extTrainer": os.pathsep.join([paths["trainers"]] + [
+                    p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]),
+                "NNUNET_LOSSES_DEMO_VALIDATE": "1" if validate else "0",
+                "NNUNET_LOSSES_DEMO_SEED": str(seed), "NNUNET_LOSSES_DEMO_EPOCHS": str(epochs),
+                "NNUNET_LOSSES_DEMO_ITERS": str(iterations),
+                "NNUNET_LOSSES_DEMO_THREADS": str(max(1, (os.cpu_count() or 2) // jobs))})
+    did = str(DATASET_ID)
+    n_steps = 6
+    timings: Dict[str, float] = {}
+    cpu: Dict[str, float] = {}
+    load_start = _loadavg()
+
+    def step(i: int, text: str) -> tuple:
+        print(f"\n[{i}/{n_steps}] {text}", flush=True)
+        return time.time(), _cpu_seconds()
+
+    def mark(key: str, t0: tuple) -> None:
+        timings[key], cpu[key] = time.time() - t0[0], _cpu_seconds() - t0[1]
+
+    print(f"nnunet_losses_demo: {len(trainers)} trainers x {epochs} epochs x {iterations} iterations on the CPU; "
+          f"output in {out}", flush=True)
+
+    t = step(1, f"Generating Dataset{DATASET_ID:03d}_{DATASET_NAME}: {num_train} training + {num_test} held-out "
+                f"{size}x{size} images with structures of very different sizes")
+    folder = make_imbalance_dataset_2d(paths["nnUNet_raw"], num_train=num_train, num_test=num_test, size=size,
+                                       seed=seed)
+    mark("dataset", t)
+    frac = _label_fractions(os.path.join(folder, "labelsTr"), 4)
+    print(f"      {folder}\n      pixels: organ {frac[1]:.1f} %, nodule {frac[2]:.1f} %, lesion {frac[3]:.2f} % "
+          f"(background {frac[0]:.1f} %)", flush=True)
+
+    t = step(2, "nnUNetv2_plan_and_preprocess (2d), then CPU-sized plans nnUNetTinyPlans and a one-fold split")
+    run("plan_and_preprocess", [_cli("nnUNetv2_plan_and_preprocess"), "-d", did, "-c", CONFIG, "-np", "1",
+                                "-npfp", "1", "--verify_dataset_integrity"], {**env, "nnUNet_n_proc_DA": "1"},
+        show_progress=progress)
+    pre = os.path.join(paths["nnUNet_preprocessed"], os.path.basename(folder))
+    write_tiny_plans(pre, configurations=[CONFIG], n_stages=4, base_features=8, max_features=32,
+                     patch_2d=min(64, size), batch_size=4)
+    write_tiny_splits(pre, num_val=max(1, num_train // 5))
+    mark("plan_and_preprocess", t)
+    print(f"      {pre} ({timings['plan_and_preprocess']:.0f} s)", flush=True)
+
+    t = step(3, "nnunet_losses_precompute --maps contour (contour maps stored next to the preprocessed data)")
+    run("precompute", [_cli("nnunet_losses_precompute"), "-d", did, "-c", CONFIG, "--maps", "contour", "-np", "1"]
+        + ([] if progress else ["--no-progress"]), env, show_progress=progress)
+    mark("precompute", t)
+    print(f"      {os.path.join(pre, 'nnUNetPlans_' + CONFIG, 'nnunet_losses_maps')} "
+          f"({timings['precompute']:.0f} s; the trainers below compute the contours on the fly, so the stored maps "
+          f"only show the tool)", flush=True)
+
+    with open(os.path.join(paths["trainers"], "nnunet_losses_demo_trainers.py"), "w") as f:
+        f.write(TRAINERS_MODULE)
+    t = step(4, f"nnUNetv2_train {did} {CONFIG} 0 -p {PLANS} -tr <trainer>{SUFFIX} -device cpu, {jobs} at a time.\n"
+                f"      <trainer>{SUFFIX} = the real trainer with {epochs} epochs of {iterations} iterations "
+                f"(nnU-Net's default: 1000 x 250){'' if validate else ', final validation skipped'},\n"
+                f"      a subclass in {paths['trainers']} found via nnUNet_extTrainer")
+    bar = tqdm(total=len(trainers) * epochs, desc="      training (epochs)", unit="ep", disable=not progress,
+               file=sys.stdout, dynamic_ncols=True)
+    lock = threading.Lock()
+    dice: Dict[str, str] = {}
+
+    def train(trainer: str) -> float:
+        def on_line(line: str) -> None:
+            if "Epoch time:" in line:
+                with lock:
+                    bar.update(1)
+            if "Pseudo dice" in line:
+                nums = re.findall(r"(?<![\d.])(\d+\.\d+|nan)", line.split("Pseudo dice", 1)[1])
+                dice[trainer] = "[" + ", ".join(nums) + "]"
+
+        s = run(f"train_{trainer}", [_cli("nnUNetv2_train"), did, CONFIG, "0", "-p", PLANS, "-tr", trainer + SUFFIX,
+                                     "-device", "cpu"], env, on_line)
+        with lock:
+            bar.write(f"      done: {trainer} in {s:.0f} s; last pseudo Dice (organ, nodule, lesion) "
+                      f"{dice.get(trainer, '?')}")
+        return s
+
+    with ThreadPoolExecutor(max_workers=jobs) as ex:
+        train_s = dict(zip(trainers, ex.map(train, trainers)))
+    bar.close()
+    mark("train", t)
+
+    t = step(5, f"nnUNetv2_predict of the {num_test} held-out cases (imagesTs) with each model")
+    images_ts, labels_ts = os.path.join(folder, "imagesTs"), os.path.join(folder, "labelsTs")
+    pbar = tqdm(total=len(trainers), desc="      predicting (models)", unit="model", disable=not progress,
+                file=sys.stdout, dynamic_ncols=True)
+
+    def predict(trainer: str) -> str:
+        dst = os.path.join(paths["predictions"], _short(trainer))
+        run(f"predict_{trainer}", [_cli("nnUNetv2_predict"), "-i", images_ts, "-o", dst, "-d", did, "-c", CONFIG,
+                                   "-f", "0", "-p", PLANS, "-tr", trainer + SUFFIX, "-device", "cpu", "-npp", "0",
+                                   "-nps", "0", "--disable_progress_bar", "-chk", "checkpoint_final.pth"], env)
+        with lock:
+            pbar.update(1)
+        return dst
+
+    with ThreadPoolExecutor(max_workers=jobs) as ex:
+        preds = dict(zip(trainers, ex.map(predict, trainers)))
+    pbar.close()
+    mark("predict", t)
+
+    t = step(6, "nnunet_losses_compare against labelsTs (Dice, IoU, HD95, surface Dice, precision, recall, "
+                "lesion-wise rates)")
+    cmp_dir = paths["compare"]
+    cmd = [_cli("nnunet_losses_compare"), "-d", did, "-ref", labels_ts, "--images", images_ts, "-o", cmp_dir,
+           "--lesions", "-i", *[f"{_short(tr)}={preds[tr]}" for tr in trainers]]
+    if not progress:
+        cmd.append("--no-progress")
+    run("compare", cmd, env, show_progress=progress)
+    mark("compare", t)
+    mark("total", t_start)
+
+    with open(os.path.join(cmp_dir, "summary.md")) as f:
+        tables = _md_sections(f.read(), PRINTED_METRICS)
+    print("\n" + "\n\n".join(tables) + "\n", flush=True)
+    plots = sorted(os.listdir(os.path.join(cmp_dir, "plots")))
+    overlays = sorted(os.listdir(os.path.join(cmp_dir, "overlays"))) if os.path.isdir(
+        os.path.join(cmp_dir, "overlays")) else []
+    load_end = _loadavg()
+    summary = {"output": out, "trainers": trainers, "epochs": epochs, "iterations": iterations,
+               "num_train": num_train, "num_test": num_test, "size": size, "jobs": jobs,
+               "seconds": {k: round(v, 1) for k, v in timings.items()},
+               "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
+               "train_seconds": {k: round(v, 1) for k, v in train_s.items()},
+               "cpu_count": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end,
+               "predictions": preds, "compare": cmp_dir}
+    with open(os.path.join(out, "demo_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print("Where things are:")
+    print(f"  tables     {os.path.join(cmp_dir, 'summary.md')}  (also IoU, HD95, surface Dice, precision, "
+          f"lesion-wise TPR/FPR; CSV: summary.csv, per_case.csv)")
+    print(f"  plots      {os.path.join(cmp_dir, 'plots')}/  ({', '.join(plots)})")
+    print(f"  overlays   {os.path.join(cmp_dir, 'overlays')}/  ({', '.join(overlays) or 'none'})")
+    print(f"  models     {os.path.join(paths['nnUNet_results'], os.path.basename(folder))}/")
+    print(f"  logs       {paths['logs']}/  (every command's full output)")
+    print(f"These models trained {epochs} epochs of {iterations} iterations on {num_train} tiny images: the "
+          f"numbers show the workflow, not the losses' final quality (docs/quality.md has real runs).")
+    load = (f"; load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end on {os.cpu_count()} "
+            f"cores" if load_start and load_end else "")
+    print(f"Total wall time: {timings['total']:.0f} s ({timings['total'] / 60:.1f} min); CPU time of all "
+          f"commands: {cpu['total']:.0f} s{load}", flush=True)
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    p = argparse.ArgumentParser(prog="nnunet_losses_demo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--output", default="demo_output", help="output folder, new or empty (default demo_output)")
+    p.add_argument("--trainers", nargs="+", help=f"trainers (default: {' '.join(DEFAULT_TRAINERS)})")
+    p.add_argument("--epochs", type=int, help=f"epochs per trainer (default {DEFAULT_EPOCHS}; --quick: 1)")
+    p.add_argument("--iterations", type=int,
+                   help=f"training iterations per epoch (default {DEFAULT_ITERATIONS}; --quick: 3)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke test: {' and '.join(QUICK_TRAINERS)}, 1 epoch of 3 iterations, 6+2 images of 64x64")
+    p.add_argument("-j", "--jobs", type=int, default=2, help="trainings / predictions at a time (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="reuse a non-empty output folder (removes only the "
+                                                            "demo's own sub-folders)")
+    p.add_argument("--validate", action="store_true", help="keep nnU-Net's final validation of fold 0 (slower)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the dataset and of the trainings (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    kw = dict(trainers=a.trainers or (QUICK_TRAINERS if a.quick else DEFAULT_TRAINERS),
+              epochs=a.epochs if a.epochs is not None else (1 if a.quick else DEFAULT_EPOCHS),
+              iterations=a.iterations if a.iterations is not None else (3 if a.quick else DEFAULT_ITERATIONS))
+    if a.quick:
+        kw.update(num_train=6, num_test=2, size=64)
+    return run_demo(a.output, jobs=a.jobs, overwrite=a.overwrite, progress=not a.no_progress,
+                    validate=a.validate, seed=a.seed, **kw)
+
+
+def entry_point() -> None:
+    try:
+        main()
+    except ValueError as e:  # bad input: the message says what to do
+        print(f"nnunet_losses_demo: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as e:  # a step failed: the message names its log
+        print(f"nnunet_losses_demo: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    entry_point()

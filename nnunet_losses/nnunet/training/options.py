@@ -1,0 +1,196 @@
+"""Loss hyper-parameters without writing code: ``NNUNET_LOSSES_OPTIONS``, validated and saved.
+
+Set the environment variable before ``nnUNetv2_train``, either as ``name=value`` pairs separated
+by commas or as a JSON object::
+
+    NNUNET_LOSSES_OPTIONS='beta=2.0' nnUNetv2_train 1 3d_fullres 0 -tr nnUNetTrainerAsymFbeta
+    NNUNET_LOSSES_OPTIONS='{"k": 5, "weight_ce": 0.5}' nnUNetv2_train 1 2d 0 -tr nnUNetTrainerCETopKDice
+
+Values are Python/JSON literals (``2``, ``0.5``, ``true``, ``none``, ``[3, 3, 1]``) or bare words for
+string options (``maps=stored``). The allowed
+names are the arguments of the trainer's loss constructor (and a few trainer options, e.g. ``w0``
+and ``sigma`` of DWCE's weight map) except those nnU-Net decides (``sigmoid`` and ``ignore_index``
+from the dataset, ``ddp`` from the launch). An unknown name or a value the loss rejects stops the
+training with a message listing the allowed names and defaults.
+
+The values used are written to ``<output_folder>/loss_options.json``. ``--c`` (resume) and ``--val``
+restore them from that file; an ``NNUNET_LOSSES_OPTIONS`` that contradicts the saved values is an
+error (start a new output folder, or unset the variable, to change them).
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import os
+from typing import Any, Dict, Mapping, Optional
+
+ENV_VAR = "NNUNET_LOSSES_OPTIONS"
+OPTIONS_FILE = "loss_options.json"
+#: constructor arguments the trainer sets from the dataset and the launch, never from the user
+FIXED_ARGUMENTS = ("sigmoid", "ignore_index", "ddp")
+
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+def _split_pairs(text: str):
+    """Split ``a=1,b=[2,3]`` at the commas outside brackets."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse_value(name: str, raw: str) -> Any:
+    raw = raw.strip()
+    if raw.lower() in _WORDS:
+        return _WORDS[raw.lower()]
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        if raw.isidentifier():  # a bare word is a string: maps=stored
+            return raw
+        raise ValueError(f"{ENV_VAR}: the value of {name!r} must be a number, a word, true/false, none or a list, "
+                         f"got {raw!r}")
+    return list(value) if isinstance(value, tuple) else value
+
+
+def parse_options(text: Optional[str]) -> Dict[str, Any]:
+    """Parse the content of ``NNUNET_LOSSES_OPTIONS`` (``'a=1,b=2'`` or a JSON object) into a dict."""
+    if text is None or not text.strip():
+        return {}
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{ENV_VAR} looks like JSON but does not parse: {e}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{ENV_VAR} must be a JSON object, got {text!r}")
+        return {str(k): (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+    options = {}
+    for pair in _split_pairs(text):
+        if "=" not in pair:
+            raise ValueError(f"{ENV_VAR}: expected name=value pairs separated by commas (e.g. 'beta=2.0,k=5'), "
+                             f"got {pair!r}")
+        name, raw = pair.split("=", 1)
+        name = name.strip()
+        if not name.isidentifier():
+            raise ValueError(f"{ENV_VAR}: {name!r} is not an option name")
+        if name in options:
+            raise ValueError(f"{ENV_VAR}: option {name!r} given twice")
+        options[name] = _parse_value(name, raw)
+    return options
+
+
+def tunable_defaults(loss_class: type, extra: Optional[Mapping[str, Any]] = None,
+                     defaults: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Names the user may set, with their defaults: the loss constructor's arguments minus
+    :data:`FIXED_ARGUMENTS`, plus ``extra`` (trainer options); ``defaults`` overrides defaults."""
+    out = {}
+    for name, p in inspect.signature(loss_class.__init__).parameters.items():
+        if name == "self" or name in FIXED_ARGUMENTS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[name] = None if p.default is inspect.Parameter.empty else p.default
+    out.update(extra or {})
+    out.update(defaults or {})
+    return out
+
+
+def check_option_names(options: Mapping[str, Any], allowed: Mapping[str, Any], owner: str) -> None:
+    """Unknown names -> ValueError listing the allowed ones (with defaults)."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        fixed = [n for n in unknown if n in FIXED_ARGUMENTS]
+        listing = ", ".join(f"{k}={v!r}" for k, v in allowed.items())
+        msg = f"{ENV_VAR}: unknown option(s) {unknown} for {owner}; allowed options (defaults): {listing}"
+        if fixed:
+            msg += (f". {fixed} are set by nnU-Net (sigmoid and ignore_index from dataset.json, ddp from the "
+                    "launch) and cannot be changed")
+        raise ValueError(msg)
+
+
+def normalise(options: Mapping[str, Any]) -> Dict[str, Any]:
+    """JSON round trip (tuples become lists), so saved and given options compare equal."""
+    return json.loads(json.dumps(dict(options), sort_keys=True))
+
+
+def save_options(folder: str, record: Mapping[str, Any]) -> str:
+    """Write ``record`` to ``<folder>/loss_options.json`` atomically; return the path."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, OPTIONS_FILE)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(dict(record), f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_options(folder: str) -> Optional[Dict[str, Any]]:
+    """Read ``<folder>/loss_options.json``; None if absent; ValueError naming the file if unreadable."""
+    path = os.path.join(folder, OPTIONS_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore it or delete it to train with new options") from None
+    if not isinstance(record, dict) or not isinstance(record.get("options"), dict):
+        raise ValueError(f"{path} has no 'options' object; restore it or delete it to train with new options")
+    return record
+
+
+def resolve_options(env_text: Optional[str], saved: Optional[Mapping[str, Any]], restoring: bool,
+                    allowed: Mapping[str, Any], owner: str) -> Dict[str, Any]:
+    """The user options to use: the saved ones when restoring (``--c``/``--val``), else the environment's.
+
+    Raises ValueError for unknown names, or when restoring and the environment contradicts the
+    saved options.
+    """
+    given = parse_options(env_text)
+    check_option_names(given, allowed, owner)
+    if restoring and saved is not None:
+        previous = normalise(saved["options"])
+        check_option_names(previous, allowed, owner)
+        if env_text is not None and env_text.strip() and normalise(given) != previous:
+            raise ValueError(
+                f"{ENV_VAR}={env_text!r} contradicts the options this training was started with ({previous}, "
+                f"saved in {OPTIONS_FILE}). Unset {ENV_VAR} (or set it to the saved values) to continue, or train "
+                "into a new output folder to change them")
+        return previous
+    return normalise(given)
+
+
+def main(argv=None) -> int:
+    """``python -m nnunet_losses.nnunet.training.options [TRAINER ...]``: the options of each trainer, with defaults."""
+    import sys
+
+    import nnunet_losses_trainers as T
+
+    names = list(argv if argv is not None else sys.argv[1:]) or list(T.__all__)
+    unknown = [n for n in names if n not in T.__all__]
+    if unknown:
+        print(f"unknown trainer(s) {unknown}; known: {', '.join(T.__all__)}", file=sys.stderr)
+        return 2
+    for name in names:
+        cls = getattr(T, name)
+        print(f"{name} ({cls.loss_class.__name__}): "
+              + ", ".join(f"{k}={v!r}" for k, v in cls.tunable_options().items()))
+    print(f"set with {ENV_VAR}='name=value,...' (batch_dice defaults to the plans' value)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

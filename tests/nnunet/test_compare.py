@@ -1,0 +1,254 @@
+"""nnunet_losses_compare end to end: tiny 2D (PNG) and 3D (NIfTI) datasets, the real console command,
+numbers checked against hand computation."""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+PIL = pytest.importorskip("PIL.Image")
+sitk = pytest.importorskip("SimpleITK")
+pytest.importorskip("nnunetv2")
+
+from nnunet_losses.nnunet.tools.compare.cli import entry_point, main, parse_labels  # noqa: E402
+
+CLI = os.path.join(os.path.dirname(sys.executable), "nnunet_losses_compare")
+
+
+def _run(args, env=None):
+    if not os.path.isfile(CLI):
+        pytest.fail(f"{CLI} missing: run `pip install -e .` so that the console scripts exist")
+    e = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg", **(env or {}))
+    return subprocess.run([CLI, *args, "--no-progress"], capture_output=True, text=True, env=e, timeout=120)
+
+
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _dice(p, r):
+    """Plain Dice from counts, the test's own computation."""
+    tp, n = np.sum(p & r), np.sum(p) + np.sum(r)
+    return float("nan") if n == 0 else 2 * tp / n
+
+
+# ------------------------------------------------------------------------------------------- 2D
+def _write_png(path, arr):
+    PIL.fromarray(arr.astype(np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def tiny2d(tmp_path_factory):
+    """3 cases 32 x 40: class 1 square, class 2 rectangle, ignore label 3 in the bottom rows."""
+    root = tmp_path_factory.mktemp("tiny2d")
+    ref_dir, a_dir, b_dir, img_dir = (root / n for n in ("labelsTs", "A", "B", "imagesTs"))
+    for d in (ref_dir, a_dir, b_dir, img_dir):
+        d.mkdir()
+    refs, preds_a, preds_b = {}, {}, {}
+    for i in range(3):
+        ref = np.zeros((32, 40), np.uint8)
+        ref[4:12, 4:12] = 1
+        if i != 2:
+            ref[16:24, 20:32] = 2  # case 2 has no class 2
+        ref[28:, :] = 3
+        a, b = ref.copy(), ref.copy()
+        if i == 0:  # B: class 1 moved down by 2 rows, plus a class-1 blob inside the ignored rows
+            b[4:12, 4:12] = 0
+            b[6:14, 4:12] = 1
+            b[29:31, 0:4] = 1
+        if i == 1:  # A misses class 2
+            a[a == 2] = 0
+        if i == 2:  # B invents class 2
+            b[16:18, 0:2] = 2
+        for arr, d, store in ((ref, ref_dir, refs), (a, a_dir, preds_a), (b, b_dir, preds_b)):
+            _write_png(d / f"case{i}.png", arr)
+            store[i] = arr
+        rgb = np.random.default_rng(i).integers(0, 255, (32, 40, 3))
+        _write_png(img_dir / f"case{i}_0000.png", rgb)
+    dj = {"channel_names": {"0": "R", "1": "G", "2": "B"},
+          "labels": {"background": 0, "square": 1, "rect": 2, "ignore": 3}, "numTraining": 3, "file_ending": ".png"}
+    (root / "dataset.json").write_text(json.dumps(dj))
+    return root, refs, preds_a, preds_b
+
+
+def test_compare_2d_console_command(tiny2d, tmp_path):
+    root, refs, pa, pb = tiny2d
+    out = tmp_path / "cmp"
+    r = _run(["-i", f"A={root / 'A'}", f"B={root / 'B'}", "-ref", str(root / "labelsTs"),
+              "--dataset-json", str(root / "dataset.json"), "--images", str(root / "imagesTs"),
+              "-o", str(out), "--metrics", "dice", "--overlays", "1", "--lesions"])
+    assert r.returncode == 0, r.stderr
+    # per case: our numbers against the test's own Dice (ignore label removed by hand)
+    rows = {(x["method_name"], x["case"], x["class"]): x for x in _csv(out / "per_case.csv")}
+    for i in range(3):
+        valid = refs[i] != 3
+        for name, preds in (("A", pa), ("B", pb)):
+            for c in (1, 2):
+                expected = _dice((preds[i] == c) & valid, (refs[i] == c) & valid)
+                got = float(rows[(name, f"case{i}", str(c))]["dice"])
+                assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected)
+    assert float(rows[("B", "case0", "1")]["dice"]) == pytest.approx(2 * 48 / 128)  # 6 of 8 rows overlap
+    assert float(rows[("B", "case0", "1")]["fp"]) == 16  # the blob in the ignored rows does not count
+    assert float(rows[("A", "case1", "2")]["hd95"]) == pytest.approx(math.hypot(31, 39))  # missed: the diagonal
+    assert float(rows[("A", "case0", "1")]["hd95"]) == 0.0
+    assert float(rows[("B", "case2", "2")]["lesion_fpr"]) == 1.0
+    # aggregation: mean +- sample std over cases, NaN cases left out; the mean row averages classes per case
+    summ = {(x["method_name"], x["class"], x["metric"]): x for x in _csv(out / "summary.csv")}
+    s = summ[("A", "2", "dice")]
+    assert float(s["mean"]) == pytest.approx(0.5) and float(s["std"]) == pytest.approx(np.std([1, 0], ddof=1))
+    assert int(s["n"]) == 2
+    assert float(summ[("B", "2", "dice")]["mean"]) == pytest.approx(2 / 3)
+    assert float(summ[("A", "mean", "dice")]["mean"]) == pytest.approx(np.mean([1, 0.5, 1]))
+    assert float(summ[("B", "mean", "dice")]["mean"]) == pytest.approx(np.mean([0.875, 1, 0.5]))
+    # the table: best of each row in bold
+    md = (out / "summary.md").read_text()
+    assert "| square | **1.0000 ± 0.0000** | 0.9167 ± 0.1443 |" in md
+    assert "| rect | 0.5000 ± 0.7071 | **0.6667 ± 0.5774** |" in md
+    assert "| **mean** | **0.8333 ± 0.2887** | 0.7917 ± 0.2602 |" in md
+    assert md.split("## Dice")[1].split("##")[0] in r.stdout  # printed as well
+    for f in ("plots/dice_bars.png", "plots/dice_box.png", "plots/lesion_fpr_box.png"):
+        with PIL.open(out / f) as im:
+            assert im.size[0] > 100
+    overlays = os.listdir(out / "overlays")
+    assert len(overlays) == 1 and overlays[0] in {"case1.png", "case2.png"}  # where A and B differ most
+
+
+# ------------------------------------------------------------------------------------------- 3D
+def _write_nii(path, arr, spacing_xyz):
+    im = sitk.GetImageFromArray(arr)
+    im.SetSpacing(spacing_xyz)
+    sitk.WriteImage(im, str(path))
+
+
+@pytest.fixture(scope="module")
+def results3d(tmp_path_factory):
+    """nnU-Net results layout: 2 trainers x folds 0 (cases t0, t1) and 1 (case t2); spacing z, y, x = 2, 1, 0.5 mm."""
+    root = tmp_path_factory.mktemp("tiny3d")
+    name = "Dataset900_Tiny"
+    raw, pre, res = root / "raw", root / "pre", root / "res"
+    dj = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "organ": 1, "lesion": 2}, "numTraining": 3,
+          "file_ending": ".nii.gz"}
+    (raw / name / "imagesTr").mkdir(parents=True)
+    (pre / name / "gt_segmentations").mkdir(parents=True)
+    sp = (0.5, 1.0, 2.0)  # SimpleITK order x, y, z; nnU-Net's array order is z, y, x = (2, 1, 0.5)
+    ref = np.zeros((10, 12, 12), np.uint8)
+    ref[2:6, 3:9, 3:9] = 1
+    ref[8:10, 0:2, 0:2] = 2
+    ref[8:10, 10:12, 10:12] = 2
+    t1_shift = ref.copy()
+    t1_shift[ref == 1] = 0
+    t1_shift[3:7, 3:9, 3:9] = 1                  # organ moved by one slice = 2 mm
+    t1_shift[8:10, 10:12, 10:12] = 0             # one lesion missed
+    t2 = ref.copy()
+    t2[0:2, 10:12, 0:2] = 2                      # one false positive lesion
+    folds = {"0": ["t0", "t1"], "1": ["t2"]}
+    for case in ("t0", "t1", "t2"):
+        _write_nii(pre / name / "gt_segmentations" / f"{case}.nii.gz", ref, sp)
+        _write_nii(raw / name / "imagesTr" / f"{case}_0000.nii.gz", ref.astype(np.float32) * 100, sp)
+    for trainer, pred in (("nnUNetTrainer", t1_shift), ("nnUNetTrainerCWCD", t2)):
+        out = res / name / f"{trainer}__nnUNetPlans__3d_fullres"
+        for fold, cases in folds.items():
+            (out / f"fold_{fold}" / "validation").mkdir(parents=True)
+            for case in cases:
+                p = ref if (trainer == "nnUNetTrainer" and case == "t2") else pred  # t2: the baseline is perfect
+                _write_nii(out / f"fold_{fold}" / "validation" / f"{case}.nii.gz", p, sp)
+        (out / "dataset.json").write_text(json.dumps(dj))
+    env = {"nnUNet_raw": str(raw), "nnUNet_preprocessed": str(pre), "nnUNet_results": str(res)}
+    return root, env
+
+
+def test_compare_3d_trainers_console_command(results3d, tmp_path):
+    root, env = results3d
+    out = tmp_path / "cmp3d"
+    r = _run(["-d", "900", "-c", "3d_fullres", "-tr", "nnUNetTrainer", "nnUNetTrainerCWCD", "-o", str(out),
+              "--metrics", "dice", "--lesions", "--overlays", "1"], env)
+    assert r.returncode == 0, r.stderr
+    summ = {(x["method_name"], x["class"], x["metric"]): x for x in _csv(out / "summary.csv")}
+    base = lambda c, m: summ[("nnUNetTrainer", c, m)]  # noqa: E731
+    # organ Dice: shifted by one of four slices -> 2 * 3 * 36 / (2 * 144) = 0.75 in t0, t1; perfect in t2
+    assert float(base("1", "dice")["mean"]) == pytest.approx(np.mean([0.75, 0.75, 1]))
+    assert float(base("1", "dice")["std"]) == pytest.approx(np.std([0.75, 0.75, 1], ddof=1))
+    assert float(base("1", "dice")["std_folds"]) == pytest.approx(np.std([0.75, 1.0], ddof=1))  # fold means
+    assert int(base("1", "dice")["n_folds"]) == 2
+    # HD95 in mm: one slice along the 2 mm axis (a third of the surface is 2 mm away) -> 2.0; needs the right
+    # spacing order (0.5 mm if x, y, z were mixed up)
+    per_case = {(x["method_name"], x["case"], x["class"]): x for x in _csv(out / "per_case.csv")}
+    assert float(per_case[("nnUNetTrainer", "t0", "1")]["hd95"]) == pytest.approx(2.0)
+    assert float(per_case[("nnUNetTrainer", "t0", "2")]["lesion_tpr"]) == 0.5
+    assert float(per_case[("nnUNetTrainerCWCD", "t1", "2")]["lesion_fpr"]) == pytest.approx(1 / 3)
+    assert per_case[("nnUNetTrainer", "t2", "1")]["fold"] == "1"
+    md = (out / "summary.md").read_text()
+    assert "| organ | 0.8333 ± 0.1443 | **1.0000 ± 0.0000** |" in md
+    assert "| lesion |" in md and "Lesion FPR" in md
+    assert len(os.listdir(out / "overlays")) == 1
+    with PIL.open(out / "plots" / "dice_box.png") as im:
+        assert im.size[0] > 100
+
+
+# -------------------------------------------------------------------------------- errors, labels
+def test_clear_errors_and_overwrite(tiny2d, tmp_path, monkeypatch):
+    root = tiny2d[0]
+    base = ["-ref", str(root / "labelsTs"), "--dataset-json", str(root / "dataset.json"), "--no-progress",
+            "--metrics", "dice", "--overlays", "0"]
+    with pytest.raises(ValueError, match="does not exist"):
+        main(["-i", str(tmp_path / "nope"), "-o", str(tmp_path / "o1"), *base])
+    with pytest.raises(ValueError, match="not both|either"):
+        main(["-i", str(root / "A"), "-tr", "X", "-o", str(tmp_path / "o1"), *base])
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    _write_png(partial / "case0.png", np.zeros((32, 40)))
+    with pytest.raises(ValueError, match="different cases"):
+        main(["-i", str(root / "A"), str(partial), "-o", str(tmp_path / "o1"), *base])
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    _write_png(wrong / "case0.png", np.zeros((30, 40)))
+    with pytest.raises(ValueError, match="shape"):
+        main(["-i", str(wrong), "-o", str(tmp_path / "o1"), *base])
+    assert not (tmp_path / "o1").exists()  # nothing half-written
+    out = tmp_path / "o2"
+    out.mkdir()
+    (out / "mine.txt").write_text("user data")
+    with pytest.raises(ValueError, match="--overwrite"):
+        main(["-i", str(root / "A"), "-o", str(out), *base])
+    before = (out / "mine.txt").stat().st_mtime_ns
+    monkeypatch.setattr(sys, "argv", ["nnunet_losses_compare", "-i", str(root / "A"), "-o", str(out), *base])
+    with pytest.raises(SystemExit) as e:  # the console entry point: one clear line, no traceback
+        entry_point()
+    assert "error:" in str(e.value) and "--overwrite" in str(e.value)
+    assert not (out / "summary.md").exists() and (out / "mine.txt").stat().st_mtime_ns == before
+    main(["-i", str(root / "A"), "-o", str(out), "--overwrite", *base])
+    assert (out / "mine.txt").read_text() == "user data" and (out / "summary.md").is_file()
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no staging folder left behind
+
+
+def test_parse_labels_matches_nnunet_label_manager():
+    lh = pytest.importorskip("nnunetv2.utilities.label_handling.label_handling")
+    cases = [({"background": 0, "a": 1, "b": 2, "ignore": 3}, None),
+             ({"background": 0, "whole": [1, 2, 3], "core": [2, 3], "enh": 3}, [1, 2, 3])]
+    for labels, order in cases:
+        lm = lh.LabelManager(labels, order)
+        classes, names, ignore = parse_labels({"labels": labels})
+        expected = lm.foreground_regions if lm.has_regions else lm.foreground_labels
+        assert [tuple(c) if isinstance(c, (list, tuple)) else int(c) for c in expected] == classes
+        assert ignore == lm.ignore_label
+
+
+def test_table_bolds_the_best_and_no_cell_when_all_tie():
+    import pandas as pd
+    from nnunet_losses.nnunet.tools.compare.cli import Method, markdown_table
+
+    methods = [Method(name="A"), Method(name="B")]
+    summary = pd.DataFrame([
+        {"class": "1", "method": 0, "metric": "dice", "mean": 0.5, "std": 0.1},
+        {"class": "1", "method": 1, "metric": "dice", "mean": 0.7, "std": 0.1},
+        {"class": "2", "method": 0, "metric": "dice", "mean": 0.0, "std": 0.0},
+        {"class": "2", "method": 1, "metric": "dice", "mean": 0.0, "std": 0.0},
+    ])
+    md = markdown_table(summary, "dice", methods, ["1", "2"], {"1": "big", "2": "tiny"})
+    assert "| big | 0.5000 ± 0.1000 | **0.7000 ± 0.1000** |" in md
+    assert "| tiny | 0.0000 ± 0.0000 | 0.0000 ± 0.0000 |" in md  # a tie of all is not bold
