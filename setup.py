@@ -64,7 +64,7 @@ setup(
     install_requires=["torch>=2.1", "numpy", "scipy", "edt", "connected-components-3d", "tqdm", "matplotlib", "pillow"],
     extras_require={"nnunet": ["nnunetv2>=2.8.1"]},
     entry_points={"console_scripts": ["nnunet_losses_predict=nnunet_losses.nnunet.inference.cli:main",
-                                    "nnunet_losses_precompute=nnunet_losses.nnunet.maps.build:main",
+                                    "nnunet_losses_precompute=nnunet_losses.nnunet.maps.cli:main",
                                     "nnunet_losses_compare=nnunet_losses.nnunet.tools.compare.cli:entry_point",
                                     "nnunet_losses_convert_drive=nnunet_losses.nnunet.tools.convert_drive:entry_point",
                                     "nnunet_losses_convert_msd=nnunet_losses.nnunet.tools.convert_msd:entry_point",

@@ -92,7 +92,7 @@ NAIVE = {
 
 
 def _agree(name: str, ours: np.ndarray, naive, num_classes: int) -> bool:
-    from nnunet_losses.nnunet.maps.build import unpack_bits
+    from nnunet_losses.nnunet.maps import unpack_bits
     if name == "contour":
         band, contours = naive
         unpacked = unpack_bits(ours, num_classes)  # channel 0 band, 1.. contours
@@ -191,7 +191,7 @@ def _profile(fn, top: int = 12) -> dict:
 
 def precompute_vs_preprocessing(dataset_id: int, configuration: str, maps, repeats: int) -> dict:
     """nnU-Net's preprocessing and our all-maps precompute, alternating ``repeats`` times (medians)."""
-    from nnunet_losses.nnunet.maps import build as pc
+    from nnunet_losses.nnunet import maps as pc
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     quiet = dict(num_processes=1, force=True, progress=False, log=lambda *a: None)
     pre_runs, ours_runs, info, ctx = [], [], None, None
@@ -211,7 +211,7 @@ def precompute_vs_preprocessing(dataset_id: int, configuration: str, maps, repea
 
 def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> dict:
     import blosc2
-    from nnunet_losses.nnunet.maps import build as pc
+    from nnunet_losses.nnunet import maps as pc
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     ctx = pc.MapContext.from_ids(maybe_convert_to_dataset_name(dataset_id), configuration)
     ids = ctx.identifiers()
@@ -250,7 +250,7 @@ def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> d
 def scaling_benchmark(shape, num_classes: int, maps, seed: int = 0) -> dict:
     """Compute only, one synthetic blob volume larger than Hippocampus: how both sides scale with size."""
     from benchmarks.loss_bench import blob_labels
-    from nnunet_losses.nnunet.maps import build as pc
+    from nnunet_losses.nnunet import maps as pc
     seg = blob_labels(1, tuple(shape), num_classes, seed)[0].astype(np.int16)  # (1, *shape), nnU-Net's layout
     ctx = pc.MapContext(folder="", dataset_name="synthetic", plans_identifier="nnUNetPlans",
                         configuration="3d_fullres", spacing=(1.0,) * len(shape), patch_size=tuple(shape),

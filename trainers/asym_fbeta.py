@@ -1,7 +1,7 @@
 """nnUNetTrainerAsymFbeta: asymmetric F-beta loss, beta = 1.5 (Hashemi et al., IEEE Access 2018,
 arXiv 1803.11078).
 
-Loss: :class:`nnunet_losses.AsymmetricFbetaLoss` (SPEC 3.4). Everything else is nnU-Net's default trainer.
+Loss: :class:`nnunet_losses.AsymmetricFbetaLoss` (docs/losses.md). Everything else is nnU-Net's default trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
 
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerAsymFbeta

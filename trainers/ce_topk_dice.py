@@ -1,6 +1,6 @@
 """nnUNetTrainerCETopKDice: cross-entropy + top-K Dice, k = 10 % (Hosseini et al., BMVC 2024).
 
-Loss: :class:`nnunet_losses.CETopKDiceLoss` (SPEC 3.5). Everything else is nnU-Net's default trainer.
+Loss: :class:`nnunet_losses.CETopKDiceLoss` (docs/losses.md). Everything else is nnU-Net's default trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
 
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerCETopKDice

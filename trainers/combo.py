@@ -1,6 +1,6 @@
 """nnUNetTrainerCombo: Combo loss, weighted BCE + Dice (Taghanaki et al., CMIG 2019, arXiv 1805.02798).
 
-Loss: :class:`nnunet_losses.ComboLoss` (SPEC 3.2). Everything else is nnU-Net's default trainer.
+Loss: :class:`nnunet_losses.ComboLoss` (docs/losses.md). Everything else is nnU-Net's default trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
 
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerCombo

@@ -1,7 +1,7 @@
 """nnUNetTrainerCWCD: contour-weighted cross-entropy + separable Dice (Huang et al., ICIP 2024,
 arXiv 2407.06176).
 
-Loss: :class:`nnunet_losses.CWCDLoss` (SPEC 3.3); class contours and boundary band are computed on
+Loss: :class:`nnunet_losses.CWCDLoss` (docs/losses.md); class contours and boundary band are computed on
 the fly from the target at every deep-supervision scale. Everything else is nnU-Net's default
 trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
@@ -14,4 +14,3 @@ from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerCWCD(nnUNetTrainerLossBase):
     loss_class = CWCDLoss
-    trainer_options = {"maps": "online"}  # "stored": maps from nnunet_losses_precompute

@@ -1,6 +1,6 @@
 """nnUNetTrainerCWCE: contour-weighted cross-entropy alone (Huang et al., ICIP 2024).
 
-Loss: :class:`nnunet_losses.ContourWeightedCELoss` (SPEC 3.3); the boundary band is computed on the
+Loss: :class:`nnunet_losses.ContourWeightedCELoss` (docs/losses.md); the boundary band is computed on the
 fly from the target at every scale. Everything else is nnU-Net's default trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
 
@@ -12,4 +12,3 @@ from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerCWCE(nnUNetTrainerLossBase):
     loss_class = ContourWeightedCELoss
-    trainer_options = {"maps": "online"}  # "stored": maps from nnunet_losses_precompute

@@ -1,6 +1,6 @@
 """nnUNetTrainerFocalDice: focal loss + soft Dice.
 
-Loss: :class:`nnunet_losses.FocalDiceLoss` (SPEC 3.7). Everything else is nnU-Net's default trainer.
+Loss: :class:`nnunet_losses.FocalDiceLoss` (docs/losses.md). Everything else is nnU-Net's default trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
 
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerFocalDice

@@ -1,6 +1,6 @@
 """nnUNetTrainerGDL: generalised Dice loss (Sudre et al., DLMIA 2017).
 
-Loss: :class:`nnunet_losses.GeneralizedDiceLoss` (SPEC 3.6). Unlike nnU-Net's Dice, GDL includes
+Loss: :class:`nnunet_losses.GeneralizedDiceLoss` (docs/losses.md). Unlike nnU-Net's Dice, GDL includes
 the background by default, as in Sudre et al. (its squared inverse-volume weights make the
 background's share small); ``NNUNET_LOSSES_OPTIONS='include_background=false'`` excludes it.
 Everything else is nnU-Net's default trainer. Options: docs/trainers.md.

@@ -1,7 +1,7 @@
 """nnUNetTrainerOsC: Offset Curves loss (Le et al., ICPR 2020, arXiv 2012.02463; our documented
 reconstruction).
 
-Loss: :class:`nnunet_losses.OffsetCurvesLoss` (SPEC 3.8); the offset-curve band is computed on the
+Loss: :class:`nnunet_losses.OffsetCurvesLoss` (docs/losses.md); the offset-curve band is computed on the
 fly from the target at every scale. Everything else is nnU-Net's default trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
 
@@ -13,4 +13,3 @@ from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerOsC(nnUNetTrainerLossBase):
     loss_class = OffsetCurvesLoss
-    trainer_options = {"maps": "online"}  # "stored": maps from nnunet_losses_precompute

@@ -1,6 +1,6 @@
 """nnUNetTrainerSDL: separable (contour / inner) Dice alone (Huang et al., ICIP 2024).
 
-Loss: :class:`nnunet_losses.SeparableDiceLoss` (SPEC 3.3); class contours are computed on the fly
+Loss: :class:`nnunet_losses.SeparableDiceLoss` (docs/losses.md); class contours are computed on the fly
 from the target at every scale. Everything else is nnU-Net's default trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
 
@@ -12,4 +12,3 @@ from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerSDL(nnUNetTrainerLossBase):
     loss_class = SeparableDiceLoss
-    trainer_options = {"maps": "online"}  # "stored": maps from nnunet_losses_precompute

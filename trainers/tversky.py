@@ -1,6 +1,6 @@
 """nnUNetTrainerTversky: Tversky loss, alpha = 0.3 (false positives), beta = 0.7 (false negatives).
 
-Loss: :class:`nnunet_losses.TverskyLoss` (SPEC 3.4). Everything else is nnU-Net's default trainer.
+Loss: :class:`nnunet_losses.TverskyLoss` (docs/losses.md). Everything else is nnU-Net's default trainer.
 Options: docs/trainers.md (set with NNUNET_LOSSES_OPTIONS, saved to loss_options.json).
 
     nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerTversky

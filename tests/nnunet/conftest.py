@@ -39,6 +39,11 @@ from typing import Dict
 
 import pytest
 
+#: subprocesses (nnU-Net's CLIs, worker processes, scripts run by tests) import the fixtures too
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join([TESTS_DIR] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                          if p and p != TESTS_DIR])
+
 DATASETS = {"labels3d": (990, "SynthLabels3D"), "regions2d": (991, "SynthRegions2D"),
             "vessels2d": (992, "SynthVessels2D")}
 TINY_PLANS = "nnUNetTinyPlans"

@@ -28,7 +28,7 @@ import nnunet_losses_trainers as T  # noqa: E402
 from nnunet_losses._core import prepare  # noqa: E402
 from nnunet_losses.morphology import contours_and_band  # noqa: E402
 from nnunet_losses.nnunet.maps.transforms import MapSpatialTransform, PackMapsTransform  # noqa: E402
-from nnunet_losses.nnunet.maps.build import MapFileError  # noqa: E402
+from nnunet_losses.nnunet.maps import MapFileError  # noqa: E402
 from nnunet_losses.nnunet.training.trainer_base import split_region_ignore  # noqa: E402
 
 
@@ -310,7 +310,7 @@ def test_changed_segmentation_rebuilt_at_start(nnunet_tiny, monkeypatch, tmp_pat
     """A case whose segmentation changed after precompute is stale: exactly that case is rebuilt at
     the next training start (log line), from the new segmentation; the others are not rewritten."""
     import blosc2
-    from nnunet_losses.nnunet.maps.build import compute_map
+    from nnunet_losses.nnunet.maps import compute_map
 
     _private(nnunet_tiny, monkeypatch, tmp_path, "regions2d")
     tr = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerCWCE, "regions2d", "2d", True, {"maps": "stored"})

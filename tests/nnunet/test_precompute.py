@@ -22,7 +22,10 @@ import pytest
 pytest.importorskip("nnunetv2")
 
 from nnunet_losses import maps  # noqa: E402
-from nnunet_losses.nnunet.maps import build as pc  # noqa: E402
+from nnunet_losses._io import TMP_MARK  # noqa: E402
+from nnunet_losses.nnunet import maps as pc  # noqa: E402
+from nnunet_losses.nnunet.maps import build, store  # noqa: E402
+from nnunet_losses.nnunet.maps.registry import map_kind  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
 LABELS_3D = "Dataset990_SynthLabels3D"
@@ -103,7 +106,7 @@ def test_cli_writes_maps_and_manifest_nnunet_still_reads_the_folder(root):
         cases = ctx.identifiers()
         assert len(cases) == 4
         man = json.load(open(pc.manifest_path(ctx.folder)))
-        assert man["version"] == pc._package_version() and man["dataset"] == LABELS_3D
+        assert man["version"] == store.package_version() and man["dataset"] == LABELS_3D
         assert man["configuration"] == config and man["plans"] == "nnUNetPlans"
         for case in cases:
             entry = man["cases"][case]
@@ -111,7 +114,7 @@ def test_cli_writes_maps_and_manifest_nnunet_still_reads_the_folder(root):
             for name in ("contour", "dwce", "osc"):
                 e = entry["maps"][name]
                 assert os.path.getsize(os.path.join(ctx.maps_dir, f"{case}_{name}.b2nd")) == e["size"]
-                assert man["params"][e["params_sha"]]["params"] == pc.DEFAULT_PARAMS[name]
+                assert man["params"][e["params_sha"]]["params"] == map_kind(name).defaults()
         # nnU-Net's own dataset class still sees exactly the cases and can infer its format
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class, nnUNetDatasetBlosc2
         assert sorted(nnUNetDatasetBlosc2.get_identifiers(ctx.folder)) == cases
@@ -267,19 +270,22 @@ def test_truncated_or_corrupt_file_is_reported_by_name(root):
     # even if the manifest's size matched, blosc2 cannot open a truncated file
     man = pc.read_manifest(ctx.folder)
     man["cases"][cases[0]]["maps"]["contour"]["size"] = os.path.getsize(path)
-    pc._write_manifest(ctx, man)
-    with pytest.raises(pc.MapFileError, match="cannot be opened"):
+    store.write_manifest(ctx, man)
+    with pytest.raises(pc.MapFileError, match="checksum"):   # refused before blosc2 decodes anything
         pc.load_map(ctx.folder, cases[0], "contour")
 
-    # same size, different bytes: only a deep check (--verify) can tell; it finds and rebuilds it
+    # same size, different bytes: the checksum of the file's bytes tells, before any decoding
     wpath = os.path.join(ctx.maps_dir, f"{cases[1]}_dwce.b2nd")
     raw = bytearray(open(wpath, "rb").read())
     ok = pc.load_map(ctx.folder, cases[1], "dwce")[:]
     for i in range(len(raw) // 3, len(raw) // 3 + 64):
         raw[i] ^= 0x5A
     open(wpath, "wb").write(bytes(raw))
-    todo = pc.find_missing_or_stale(ctx, ["dwce"], deep=True)
-    assert list(todo["dwce"]) == [cases[1]] and todo["dwce"][cases[1]].startswith("corrupt")
+    with pytest.raises(pc.MapFileError, match="checksum"):
+        pc.load_map(ctx.folder, cases[1], "dwce")
+    for deep in (False, True):
+        todo = pc.find_missing_or_stale(ctx, ["dwce"], deep=deep)
+        assert list(todo["dwce"]) == [cases[1]] and todo["dwce"][cases[1]].startswith("corrupt")
     res = pc.precompute(ctx, {"contour": {"kernel_size": 2, "iterations": 1}, "dwce": None}, verify=True,
                         progress=False, log=lambda *a: None)
     assert res["built"] == {"contour": [cases[0]], "dwce": [cases[1]]}
@@ -298,14 +304,14 @@ def test_truncated_or_corrupt_file_is_reported_by_name(root):
 
 # ----------------------------------------------------------------------------- interruption
 def _dies_while_writing(victim, after_replace):
-    real = pc._write_b2nd
+    real = build.write_map_file
 
     def write(arr, path, patch_size, meta):
         if os.path.basename(path).startswith(victim):
             if after_replace:           # the file is complete under its final name, the manifest never hears of it
                 real(arr, path, patch_size, meta)
             else:                       # half a file under the temporary name
-                with open(f"{path}{pc._TMP_MARK}{os.getpid()}", "wb") as f:
+                with open(f"{path}{TMP_MARK}{os.getpid()}", "wb") as f:
                     f.write(b"b2frame" + bytes(100))
             os.kill(os.getpid(), signal.SIGKILL)
         return real(arr, path, patch_size, meta)
@@ -320,7 +326,7 @@ def test_killed_worker_leaves_no_file_that_passes_as_valid(root, monkeypatch, af
     cases = ctx.identifiers()
     pc.precompute(ctx, ["contour"], progress=False)               # valid maps with the default parameters
     victim = cases[2]
-    monkeypatch.setattr(pc, "_write_b2nd", _dies_while_writing(victim, after_replace))
+    monkeypatch.setattr(build, "write_map_file", _dies_while_writing(victim, after_replace))
     new = {"contour": {"iterations": 3}}                          # a rebuild that gets interrupted
     with pytest.raises(RuntimeError, match="worker process died") as e:
         pc.precompute(ctx, new, num_processes=2, progress=False, mp_context=mp.get_context("fork"))
@@ -343,21 +349,21 @@ def test_killed_worker_leaves_no_file_that_passes_as_valid(root, monkeypatch, af
     res = pc.precompute(ctx, new, num_processes=2, progress=False)
     assert victim in res["built"]["contour"]
     assert pc.find_missing_or_stale(ctx, new, deep=True) == {"contour": {}}
-    assert not [f for f in os.listdir(ctx.maps_dir) if pc._TMP_MARK in f]
+    assert not [f for f in os.listdir(ctx.maps_dir) if TMP_MARK in f]
 
 
 def test_api_validation():
     with pytest.raises(ValueError, match="unknown map"):
-        pc._requested(["contours"])
+        store.requested(["contours"])
     with pytest.raises(ValueError, match="iterations"):
-        pc._check_params("contour", {"iterations": 0})
+        map_kind("contour").check_params({"iterations": 0})
     with pytest.raises(ValueError, match="unknown parameter"):
-        pc._check_params("dwce", {"sigma_mm": 1})
+        map_kind("dwce").check_params({"sigma_mm": 1})
     with pytest.raises(ValueError, match="sigma_unit"):
-        pc._check_params("dwce", {"sigma_unit": "cm"})
-    assert pc.fix_command("Dataset1_A", "2d", "P", {"contour": {"element": "cube", "iterations": 6}, "dwce": None,
+        map_kind("dwce").check_params({"sigma_unit": "cm"})
+    assert pc.fix_command("Dataset1_A", "2d", "P", {"contour": {"element": "auto", "iterations": 6}, "dwce": None,
                                                    "osc": {"band": 2}}, verify=True) == \
-        "nnunet_losses_precompute -d Dataset1_A -c 2d -p P --maps contour dwce osc --element cube --osc-band 2 --verify"
+        "nnunet_losses_precompute -d Dataset1_A -c 2d -p P --maps contour dwce osc --element auto --osc-band 2 --verify"
     packed = pc.pack_bits(np.random.default_rng(0).random((11, 5, 6)) > 0.5)
     assert packed.shape == (2, 5, 6) and packed.dtype == np.uint8
     np.testing.assert_array_equal(pc.unpack_bits(packed, 11), np.random.default_rng(0).random((11, 5, 6)) > 0.5)

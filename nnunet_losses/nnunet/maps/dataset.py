@@ -1,4 +1,4 @@
-"""Stored maps (SPEC section 4) loaded with each case by nnU-Net's own dataset and data loader.
+"""Stored maps loaded with each case by nnU-Net's own dataset and data loader.
 
 Design: the maps travel as extra channels of the segmentation until the transforms take them over.
 :class:`nnUNetDatasetBlosc2WithMaps` (a subclass of nnU-Net's ``nnUNetDatasetBlosc2``) returns, from
@@ -29,7 +29,8 @@ import numpy as np
 
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
-from .build import array_fingerprint, load_map, map_error
+from .registry import map_kind
+from .store import array_fingerprint, load_map, map_error
 
 __all__ = ["MapSpec", "SegWithMaps", "nnUNetDatasetBlosc2WithMaps"]
 
@@ -38,9 +39,9 @@ _F16_MAX = float(np.finfo(np.float16).max)
 
 @dataclass(frozen=True)
 class MapSpec:
-    """One stored map: ``name`` (precompute's map name), ``rp`` (its :func:`precompute.resolve_params`
-    dict, checked against the manifest), ``channels`` (number of channels after unpacking) and
-    ``binary`` (bit-packed 0/1 channels, else one continuous float channel)."""
+    """One stored map in the loader: ``name`` (the map kind), ``rp`` (its :meth:`MapKind.resolve` dict,
+    checked against the manifest), ``channels`` (number of channels after unpacking) and ``binary``
+    (bit-packed 0/1 channels, else continuous float channels), both from the registry."""
 
     name: str
     rp: dict
@@ -54,7 +55,7 @@ class MapSpec:
 
     @classmethod
     def from_rp(cls, rp: dict) -> "MapSpec":
-        return cls(rp["map"], rp, len(rp["channels"]), rp["map"] != "dwce")
+        return cls(rp["map"], rp, len(rp["channels"]), map_kind(rp["map"]).binary)
 
 
 def order_specs(specs: Sequence[MapSpec]) -> List[MapSpec]:
@@ -172,17 +173,18 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
 
 def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=None,
                 num_processes: int = 1) -> None:
-    """At training start: build missing or stale maps (rank 0, with a log line; the other ranks wait at
-    ``barrier``); a corrupt or truncated file raises :class:`MapFileError` naming it and the fix."""
-    from .build import find_missing_or_stale, fix_command, precompute
+    """At training start: build missing, stale or damaged maps (rank 0, with a log line naming the
+    reason and the command that does it beforehand; the other ranks wait at ``barrier``). Damaged
+    files are found by the checksum of their bytes, without decoding them."""
+    from .build import find_missing_or_stale, precompute
+    from .store import fix_command
     if is_rank0:
         todo = find_missing_or_stale(ctx, requested)
         for name, cases in todo.items():
-            bad = {c: r for c, r in cases.items() if r.startswith("corrupt")}
-            if bad:
-                case, reason = sorted(bad.items())[0]
-                raise map_error(ctx.folder, case, name, f"is {reason} ({len(bad)} file(s) affected)",
-                                requested.get(name))
+            for case, reason in sorted(cases.items()):
+                if reason.startswith("corrupt"):
+                    log(f"nnunet-losses: {map_error(ctx.folder, case, name, reason).args[0].split('. Fix:')[0]}: "
+                        f"rebuilding it")
         n = {name: len(c) for name, c in todo.items() if c}
         if n:
             reasons = sorted({r for c in todo.values() for r in c.values()})

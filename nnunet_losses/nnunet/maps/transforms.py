@@ -1,7 +1,8 @@
-"""Stored maps through nnU-Net's training transforms (batchgeneratorsv2), SPEC section 4.
+"""Stored maps through nnU-Net's training transforms (batchgeneratorsv2).
 
-:func:`with_maps` turns the ``ComposeTransforms`` that ``nnUNetTrainer.get_training_transforms``
-built into a :class:`MapComposeTransforms` holding the same transform objects, except:
+:func:`with_maps` takes the ``ComposeTransforms`` that the trainer's ``get_training_transforms``
+built (nnU-Net's default or a variant's, e.g. ``nnUNetTrainerDA5``) and returns one holding the same
+transform objects, except:
 
 1. first, :class:`SplitMapsTransform` moves the map channels that
    :class:`nnunet_losses.nnunet.maps.dataset.SegWithMaps` appended to the segmentation into
@@ -13,8 +14,10 @@ built into a :class:`MapComposeTransforms` holding the same transform objects, e
    random draw per sample): the packed bytes of binary maps are resampled by nearest neighbour
    (exact: it picks whole bytes), continuous maps linearly (``grid_sample``), with zero padding;
    without a spatial transformation both are cropped like the image (no ``grid_sample``);
-3. ``MirrorTransform`` and the pseudo-2D conversions already move ``regression_target``; every
-   other transform (intensity, ``RemoveLabelTansform``, masking, regions) never sees the maps;
+3. transforms that move ``regression_target`` themselves (mirroring, rot90, transposes, the pseudo-2D
+   conversions: :func:`moves_regression_target`) move the maps, exactly (they permute whole bytes);
+   every other transform (intensity, ``RemoveLabelTansform``, masking, regions) runs without them
+   (:class:`HideMaps`), also inside ``RandomTransform`` and ``OneOfTransform``;
 4. nnU-Net's ``DownsampleSegForDSTransform`` becomes :class:`PackMapsTransform`, which downsamples
    the segmentation as nnU-Net does, unpacks the binary maps (``(byte >> bit) & 1``) and
    downsamples them with the seg in the same call (``nearest-exact``), the continuous maps linearly, and returns per scale ONE float32 tensor
@@ -23,27 +26,24 @@ built into a :class:`MapComposeTransforms` holding the same transform objects, e
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
-from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.cropping import crop_tensor
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
-from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform, Convert3DTo2DTransform
+from batchgeneratorsv2.transforms.utils.random import OneOfTransform, RandomTransform
 
 from .dataset import MapSpec, order_specs
+from .registry import map_kind
 
-__all__ = ["decode_maps", "SplitMapsTransform", "MapSpatialTransform", "PackMapsTransform", "MapComposeTransforms", "with_maps",
+__all__ = ["decode_maps", "SplitMapsTransform", "MapSpatialTransform", "PackMapsTransform", "HideMaps", "moves_regression_target", "with_maps",
            "StoredMapSplit", "resize_maps"]
-
-#: transforms that move ``regression_target`` correctly (the maps); all others never see it
-_MAP_AWARE = (SpatialTransform, MirrorTransform, Convert3DTo2DTransform, Convert2DTo3DTransform)
-
 
 def resize_maps(maps: torch.Tensor, n_binary: int, shape: Sequence[int]) -> torch.Tensor:
     """(C, *sp) maps -> (C, *shape): binary channels by ``nearest-exact`` (as nnU-Net downsamples the
@@ -187,42 +187,72 @@ class PackMapsTransform(DownsampleSegForDSTransform):
         return data_dict
 
 
-class MapComposeTransforms(ComposeTransforms):
-    """``ComposeTransforms`` where only the map-aware transforms see ``regression_target``."""
+class HideMaps(BasicTransform):
+    """Runs ``transform`` without ``regression_target`` (the maps) and puts the maps back: for every
+    transform that does not move a regression target (intensity, label and region transforms, whose
+    base class would replace it by None)."""
 
-    def apply(self, data_dict, **params):
-        for t in self.transforms:
-            if isinstance(t, _MAP_AWARE + (SplitMapsTransform, PackMapsTransform)) or "regression_target" not in data_dict:
-                data_dict = t(**data_dict)
-            else:
-                maps = data_dict.pop("regression_target")
-                data_dict = t(**data_dict)
-                data_dict["regression_target"] = maps
+    def __init__(self, transform: BasicTransform):
+        super().__init__()
+        self.transform = transform
+
+    def __call__(self, **data_dict):
+        maps = data_dict.pop("regression_target", None)
+        data_dict = self.transform(**data_dict)
+        if maps is not None:
+            data_dict["regression_target"] = maps
         return data_dict
 
+    def __repr__(self):
+        return f"HideMaps({self.transform!r})"
 
-def with_maps(transforms: ComposeTransforms, specs: Sequence[MapSpec], n_seg: int = 1) -> MapComposeTransforms:
-    """nnU-Net's training (or validation) transforms, extended to carry ``specs`` (see the module docstring)."""
+
+def moves_regression_target(t) -> bool:
+    """The transform's class implements ``_apply_to_regr_target``: it moves the maps with the
+    segmentation (nnU-Net's spatial transforms: mirroring, rot90, transposes, pseudo-2D conversions)."""
+    impl = getattr(type(t), "_apply_to_regr_target", None)
+    return impl is not None and impl is not BasicTransform._apply_to_regr_target
+
+
+def _with_maps_tree(t, nb: int, bits, state: dict):
+    """Rewrite one transform (recursing into nnU-Net's wrappers) so that the maps follow the patch."""
+    if isinstance(t, SpatialTransform):
+        return MapSpatialTransform.like(t, nb)
+    if isinstance(t, DownsampleSegForDSTransform):
+        state["packed"] = True
+        return PackMapsTransform(t.ds_scales, bits)
+    if isinstance(t, RandomTransform):
+        inner = _with_maps_tree(t.transform, nb, bits, state)
+        if isinstance(inner, HideMaps):
+            return HideMaps(t)
+        out = copy.copy(t)
+        out.transform = inner
+        return out
+    if isinstance(t, OneOfTransform):
+        out = copy.copy(t)
+        out.list_of_transforms = [_with_maps_tree(c, nb, bits, state) for c in t.list_of_transforms]
+        return out
+    if isinstance(t, ComposeTransforms):
+        return ComposeTransforms([_with_maps_tree(c, nb, bits, state) for c in t.transforms])
+    if moves_regression_target(t):
+        return t
+    return HideMaps(t)
+
+
+def with_maps(transforms: ComposeTransforms, specs: Sequence[MapSpec], n_seg: int = 1) -> ComposeTransforms:
+    """nnU-Net's training (or validation) transforms, of any trainer variant, extended to carry
+    ``specs`` (see the module docstring)."""
     specs = order_specs(specs)
     bits = [s.channels for s in specs if s.binary]
     nb = sum(s.stored_channels for s in specs if s.binary)
     nc = sum(s.channels for s in specs if not s.binary)
+    state = {"packed": False}
+    inner = transforms.transforms if isinstance(transforms, ComposeTransforms) else [transforms]
     out: List[BasicTransform] = [SplitMapsTransform(n_seg, nb, nc)]
-    packed = False
-    for t in transforms.transforms:
-        if isinstance(t, SpatialTransform):
-            t = MapSpatialTransform.like(t, nb)
-        elif isinstance(t, DownsampleSegForDSTransform):
-            t, packed = PackMapsTransform(t.ds_scales, bits), True
-        out.append(t)
-    if not packed:
+    out += [_with_maps_tree(t, nb, bits, state) for t in inner]
+    if not state["packed"]:
         out.append(PackMapsTransform(None, bits))
-    return MapComposeTransforms(out)
-
-
-#: the loss keyword of each channel group of a stored map
-LOSS_MAPS = {"contour": (("band", 0, 1), ("contour", 1, None)), "osc": (("offset_band", 0, None),),
-             "dwce": (("weight_map", 0, 1),)}
+    return ComposeTransforms(out)
 
 
 class StoredMapSplit:
@@ -240,7 +270,7 @@ class StoredMapSplit:
         self.slices: Dict[str, slice] = {}
         start = self.n_target
         for s in self.specs:
-            for key, a, b in LOSS_MAPS[s.name]:
+            for key, a, b in map_kind(s.name).loss_keywords:
                 if key in wanted:
                     self.slices[key] = slice(start + a, start + (s.channels if b is None else b))
             start += s.channels

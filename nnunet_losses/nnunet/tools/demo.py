@@ -289,6 +289,18 @@ def _short(trainer: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- demo
+def _nnunet_finds_trainer(name: str) -> bool:
+    """Whether ``nnUNetv2_train -tr name`` finds the trainer: nnU-Net's default trainer, or a class of
+    that name in the folders of ``nnUNet_extTrainer`` (where the nnunet-losses trainers register)."""
+    if name == "nnUNetTrainer":
+        return True
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    for folder in [f for f in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if f.strip()]:
+        if os.path.isdir(folder) and recursive_find_python_class(folder, name, None, base_folder=folder, cleanup_imports_from_base_folder=True) is not None:
+            return True
+    return False
+
+
 def run_demo(out: str = "demo_output", trainers: Optional[Sequence[str]] = None, epochs: int = DEFAULT_EPOCHS,
              iterations: int = DEFAULT_ITERATIONS, num_train: int = 16, num_test: int = 6, size: int = 96,
              jobs: int = 2,
@@ -296,14 +308,13 @@ def run_demo(out: str = "demo_output", trainers: Optional[Sequence[str]] = None,
     """Run the demo (see the module docstring); return a summary dict (also ``<out>/demo_summary.json``)."""
     from tqdm import tqdm
 
-    import nnunet_losses_trainers
     from nnunet_losses.nnunet.tools.tiny_plans import write_tiny_plans, write_tiny_splits
 
     trainers = list(trainers or DEFAULT_TRAINERS)
-    known = ["nnUNetTrainer"] + list(nnunet_losses_trainers.__all__)
-    bad = [t for t in trainers if t not in known]
+    bad = [t for t in trainers if not _nnunet_finds_trainer(t)]
     if bad:
-        raise ValueError(f"unknown trainer(s) {bad}; choose from {known}")
+        raise ValueError(f"unknown trainer(s) {bad}: nnU-Net cannot find them (its own trainers and the folders in "
+                         f"nnUNet_extTrainer); the demo's defaults are {DEFAULT_TRAINERS}")
     if len(set(trainers)) != len(trainers):
         raise ValueError(f"a trainer is listed twice: {trainers}")
     if epochs < 1 or iterations < 1 or jobs < 1:

@@ -1,8 +1,8 @@
 """The base of every nnunet-losses trainer: nnU-Net's ``nnUNetTrainer`` with another loss, nothing else.
 
-A trainer sets :attr:`nnUNetTrainerLossBase.loss_class` (and, for losses with maps, how to get
-them); :meth:`nnUNetTrainerLossBase._build_loss` then does exactly what ``nnUNetTrainer._build_loss``
-does for its default loss (nnunetv2 2.8.1):
+A trainer sets :attr:`nnUNetTrainerLossBase.loss_class` (and, for a loss with maps, where they come
+from by default: :attr:`~nnUNetTrainerLossBase.default_maps`); :meth:`_build_loss` then does
+exactly what ``nnUNetTrainer._build_loss`` does for its default loss (nnunetv2 2.8.1):
 
 * label training: softmax, ``ignore_index`` = the dataset's ignore label, background excluded
   from Dice terms (nnU-Net's ``do_bg=False``; our losses' default ``include_background=False``);
@@ -10,20 +10,25 @@ does for its default loss (nnunetv2 2.8.1):
   nnU-Net appends the ignore label as an extra last target channel: it becomes the loss's ``mask``;
 * ``batch_dice`` from the plans (``configuration_manager.batch_dice``); under DDP the batch-Dice
   sums are gathered across ranks (``ddp=self.is_ddp``);
-* deep supervision with nnU-Net's weights (:mod:`nnunet_losses.nnunet.training.deep_supervision`);
+* deep supervision with nnU-Net's weights (:mod:`.deep_supervision`);
 * ``torch.compile`` of the loss when nnU-Net compiles (``self._do_i_compile()``: CUDA, not
   disabled by ``nnUNet_compile``).
 
 Hyper-parameters come from ``NNUNET_LOSSES_OPTIONS`` and are saved to
-``<output_folder>/loss_options.json`` (see :mod:`nnunet_losses.nnunet.training.options`); ``--c`` and
-``--val`` restore the saved values.
+``<output_folder>/loss_options.json`` (:mod:`.options`); ``--c`` and ``--val`` restore them.
 
-Maps (SPEC section 4), trainer option ``maps``: ``"online"`` (the loss computes its contours / bands
-by max-pool morphology from the augmented target at every deep-supervision scale) or ``"stored"``
-(maps from ``nnunet_losses_precompute``, built at training start when missing or stale; they are
-loaded with each case by :mod:`.map_data`, follow the patch through :mod:`.map_transforms` and reach
-the loss as extra target channels, split off by ``NnUNetLoss``). The validation loader and cascade
-stages always use online maps.
+Maps (docs/trainers.md, "Maps"): the map kind a loss needs is found in the registry
+(:func:`nnunet_losses.nnunet.maps.registry.map_kind_for_loss`), which also gives the trainer's map
+options (e.g. DWCE's ``w0``, ``sigma``) and the parameters it asks for. Option ``maps``: ``"online"``
+(the loss computes contours / bands by max-pool morphology from the augmented target at every
+deep-supervision scale; a kind with an ``online`` computation, DWCE's weight map, is computed per
+batch) or ``"stored"`` (maps of ``nnunet_losses_precompute``, built at training start when missing,
+stale or damaged; they follow the patch through nnU-Net's own loader and augmentation and reach the
+loss as extra target channels). The validation loader and cascade stages use online maps.
+
+Every override calls ``super()``, so a loss trainer combines with nnU-Net's trainer variants::
+
+    class nnUNetTrainerCWCD_DA5(nnUNetTrainerCWCD, nnUNetTrainerDA5): pass
 """
 from __future__ import annotations
 
@@ -37,66 +42,14 @@ from torch import nn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ... import __version__
+from ..maps.registry import map_kind_for_loss
 from . import options as opt
-from .deep_supervision import DeepSupervisionLoss, nnunet_deep_supervision_weights
+from .deep_supervision import nnunet_deep_supervision_weights
+from .loss_wrapper import NnUNetLoss, split_region_ignore
 
 __all__ = ["nnUNetTrainerLossBase", "NnUNetLoss", "split_region_ignore"]
 
-
-def split_region_ignore(target: torch.Tensor):
-    """nnU-Net region target with the ignore channel last -> (regions, mask with 1 = counts).
-
-    Same convention as nnU-Net's ``DC_and_BCE_loss(use_ignore_label=True)``.
-    """
-    ignore = target[:, -1:]
-    mask = ~ignore if ignore.dtype == torch.bool else (ignore == 0)
-    return target[:, :-1], mask
-
-
-class NnUNetLoss(nn.Module):
-    """What the trainer calls as ``self.loss(output, target)``: nnU-Net's target conventions in,
-    one ``nnunet_losses`` loss (per deep-supervision scale) out.
-
-    Args:
-        loss: the loss module (possibly ``torch.compile``-d).
-        weights: deep-supervision weights, or None without deep supervision.
-        region_ignore: the target carries nnU-Net's ignore channel last (region training).
-        map_fn: None or ``map_fn(targets, masks) -> {name: [tensor per scale]}`` for losses with
-            maps that must be provided (DWCE's ``weight_map``).
-        stored: None or a :class:`nnunet_losses.nnunet.maps.transforms.StoredMapSplit`: the target
-            carries stored maps as extra channels (training loader with ``maps="stored"``); a target
-            without them (the validation loader) falls back to ``map_fn`` / the loss's own maps.
-    """
-
-    def __init__(self, loss: nn.Module, weights: Optional[tuple] = None, region_ignore: bool = False,
-                 map_fn=None, stored=None):
-        super().__init__()
-        self.loss = loss
-        self.ds = None if weights is None else DeepSupervisionLoss(loss, weights)
-        self.region_ignore = region_ignore
-        self.map_fn = map_fn
-        self.stored = stored
-
-    @property
-    def weight_factors(self):
-        return None if self.ds is None else self.ds.weight_factors
-
-    def forward(self, output, target) -> torch.Tensor:
-        multi = isinstance(output, (list, tuple))
-        outputs = list(output) if multi else [output]
-        targets = list(target) if isinstance(target, (list, tuple)) else [target]
-        masks, maps = None, {}
-        if self.stored is not None:
-            targets, maps = self.stored(targets)
-        if self.region_ignore:
-            split = [split_region_ignore(t) for t in targets]
-            targets, masks = [s[0] for s in split], [s[1] for s in split]
-        if not maps and self.map_fn is not None:
-            maps = self.map_fn(targets, masks)
-        if multi and self.ds is not None:
-            return self.ds(outputs, targets, mask=masks, **maps)
-        return self.loss(outputs[0], targets[0], mask=None if masks is None else masks[0],
-                         **{k: v[0] for k, v in maps.items()})
+MAPS_MODES = ("stored", "online")
 
 
 class nnUNetTrainerLossBase(nnUNetTrainer):
@@ -105,24 +58,37 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
     Subclass attributes:
         loss_class: an ``nnunet_losses`` loss class.
         loss_defaults: defaults that differ from the loss constructor's (still user-settable).
-        trainer_options: options of the trainer rather than of the loss (name -> default),
-            e.g. DWCE's ``w0`` and ``sigma``; validated by :meth:`check_trainer_options`.
+        default_maps: for a loss with maps, ``"online"`` or ``"stored"`` (the ``maps`` option's default).
     """
 
     loss_class: type = None
     loss_defaults: Dict[str, Any] = {}
-    trainer_options: Dict[str, Any] = {}
+    default_maps: str = "online"
 
     _nnunet_losses_restoring = False
+    _map_specs: tuple = ()
 
     # ------------------------------------------------------------------ options
     @classmethod
+    def map_kind(cls):
+        """The registry's map kind of :attr:`loss_class`, or None."""
+        return map_kind_for_loss(cls.loss_class)
+
+    @classmethod
+    def trainer_options(cls) -> Dict[str, Any]:
+        """Options of the trainer rather than of the loss (name -> default): the map kind's
+        trainer options and ``maps``; empty for a loss without maps."""
+        kind = cls.map_kind()
+        if kind is None:
+            return {}
+        if cls.default_maps not in MAPS_MODES:
+            raise TypeError(f"{cls.__name__}.default_maps must be one of {MAPS_MODES}, got {cls.default_maps!r}")
+        return {**kind.trainer_options(), "maps": cls.default_maps}
+
+    @classmethod
     def tunable_options(cls) -> Dict[str, Any]:
         """Every option a user may set, with its default."""
-        return opt.tunable_defaults(cls.loss_class, cls.trainer_options, cls.loss_defaults)
-
-    def check_trainer_options(self, values: Dict[str, Any]) -> None:
-        """Validate :attr:`trainer_options` values (ValueError); override where there are any."""
+        return opt.tunable_defaults(cls.loss_class, cls.trainer_options(), cls.loss_defaults)
 
     def fixed_loss_arguments(self) -> Dict[str, Any]:
         """Arguments decided by the dataset, the plans and the launch (not by the user)."""
@@ -138,6 +104,15 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         params = inspect.signature(self.loss_class.__init__).parameters
         return {"batch_dice": bool(self.configuration_manager.batch_dice)} if "batch_dice" in params else {}
 
+    def _check_trainer_options(self, extra: Dict[str, Any], user_set: set) -> Dict[str, Any]:
+        kind = self.map_kind()
+        if kind is None:
+            return extra
+        checked = kind.check_params({k: v for k, v in extra.items() if k != "maps"})
+        out = {k: checked[k] for k in extra if k != "maps"}
+        out["maps"] = self._maps_mode(extra["maps"], "maps" in user_set)
+        return out
+
     def resolve_loss_options(self):
         """(loss instance, trainer option values); writes ``loss_options.json`` on rank 0."""
         allowed = self.tunable_options()
@@ -151,12 +126,10 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         values = dict(allowed)
         values.update({k: v for k, v in self.plans_loss_defaults().items() if k not in self.loss_defaults})
         values.update(user)
-        extra = {k: values.pop(k) for k in list(values) if k in self.trainer_options}
-        if "maps" in extra:
-            extra["maps"] = self._maps_mode(extra["maps"], "maps" in user)
+        extra = {k: values.pop(k) for k in list(values) if k in self.trainer_options()}
         fixed = self.fixed_loss_arguments()
         try:
-            self.check_trainer_options(extra)
+            extra = self._check_trainer_options(extra, set(user))
             loss = self.loss_class(**values, **fixed)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{opt.ENV_VAR}: invalid loss option for {owner}: {e}. Allowed options (defaults): "
@@ -170,73 +143,57 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         return loss, extra
 
     # ------------------------------------------------------------------ maps
-    def make_map_fn(self, trainer_option_values: Dict[str, Any]):
-        """None, or ``map_fn(targets, masks) -> {name: [tensor per scale]}`` (see :class:`NnUNetLoss`)."""
-        return None
-
-    # ------------------------------------------------------------------ stored maps (SPEC section 4)
-    _map_specs: tuple = ()
-
-    @property
-    def stored_map(self) -> Optional[str]:
-        """precompute's map for the loss's map arguments ("contour", "osc", "dwce"), or None."""
-        names = set(getattr(self.loss_class, "map_names", ()) or ())
-        if names & {"band", "contour"}:
-            return "contour"
-        return "osc" if "offset_band" in names else ("dwce" if "weight_map" in names else None)
-
-    def stored_map_params(self, loss: nn.Module, values: Dict[str, Any]) -> Dict[str, Any]:
-        """precompute's parameters of :attr:`stored_map` matching ``loss`` (trainer options ``values``)."""
-        if self.stored_map == "contour":
-            k = loss.kernel_size
-            k = k if isinstance(k, int) else (k[0] if len(set(k)) == 1 else None)
-            if k is None:
-                raise ValueError(f"{opt.ENV_VAR}: maps=\"stored\" needs a cubic kernel_size, got {loss.kernel_size!r}; "
-                                 f"use maps=\"online\" for other elements")
-            return {"kernel_size": int(k), "iterations": int(loss.iterations), "element": "cube"}
-        if self.stored_map == "osc":
-            return {"band": int(loss.band)}
-        if self.stored_map == "dwce":
-            return {"w0": float(values["w0"]), "sigma": float(values["sigma"])}
-        raise ValueError(f"unknown stored map {self.stored_map!r}")
-
     def _maps_mode(self, mode: str, user_set: bool) -> str:
-        """The ``maps`` option in effect: "stored" or "online". Cascade stages (``seg_prev``) do not
-        carry stored maps: a default "stored" becomes "online" (log line), an explicit one is an error."""
-        if mode not in ("stored", "online"):
-            raise ValueError(f"{opt.ENV_VAR}: maps must be \"stored\" or \"online\", got {mode!r}")
-        if mode == "stored" and self.stored_map is not None and self.folder_with_segs_from_previous_stage:
+        """The ``maps`` option in effect. Cascade stages (``seg_prev``) do not carry stored maps: a
+        default "stored" becomes "online" (log line), an explicit one is an error."""
+        if mode not in MAPS_MODES:
+            raise ValueError(f"maps must be \"stored\" or \"online\", got {mode!r}")
+        if mode == "stored" and self.folder_with_segs_from_previous_stage:
             if user_set:
-                raise ValueError(f"{opt.ENV_VAR}: maps=\"stored\" is not supported for cascade stages "
-                                 f"({self.configuration_name}); use maps=\"online\"")
+                raise ValueError(f"maps=\"stored\" is not supported for cascade stages ({self.configuration_name}); "
+                                 f"use maps=\"online\"")
             self.print_to_log_file(f"maps: cascade stage {self.configuration_name}: stored maps are not supported, "
                                    f"the maps are computed online")
             mode = "online"
         return mode
 
+    def make_map_fn(self, trainer_option_values: Dict[str, Any]):
+        """None, or the map kind's per-batch computation (see :class:`NnUNetLoss`)."""
+        kind = self.map_kind()
+        if kind is None or kind.online is None:
+            return None
+        return kind.online(self.label_manager, trainer_option_values)
+
+    def stored_map_request(self, loss: nn.Module, values: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        """``{kind: params}`` matching ``loss`` and the trainer option ``values`` (the registry's request)."""
+        kind = self.map_kind()
+        return {kind.name: kind.check_params(kind.request(loss, values))}
+
     def _setup_stored_maps(self, loss, extra):
         """The :class:`StoredMapSplit` for the loss when ``maps="stored"``, else None."""
-        if extra.get("maps", "online") != "stored" or self.stored_map is None:
+        kind = self.map_kind()
+        if kind is None or extra.get("maps", "online") != "stored":
             self._map_specs = ()
             return None
+        from ..maps.context import MapContext
         from ..maps.dataset import MapSpec
         from ..maps.transforms import StoredMapSplit
-        from ..maps.build import MapContext, resolve_params
         self._map_ctx = MapContext.from_nnunet(self.plans_manager, self.configuration_name, self.dataset_json,
                                                folder=self.preprocessed_dataset_folder)
-        self._map_request = {self.stored_map: self.stored_map_params(getattr(loss, "_orig_mod", loss), extra)}
-        rp = resolve_params(self._map_ctx, self.stored_map, self._map_request[self.stored_map])
-        self._map_specs = (MapSpec.from_rp(rp),)
+        self._map_request = self.stored_map_request(getattr(loss, "_orig_mod", loss), extra)
+        self._map_specs = tuple(MapSpec.from_rp(kind.resolve(self._map_ctx, self._map_request[kind.name]))
+                                for kind in [kind])
         lm = self.label_manager
         n_target = len(lm.foreground_regions) + int(lm.has_ignore_label) if lm.has_regions else 1
-        self.print_to_log_file(f"maps: stored {self.stored_map} {self._map_request[self.stored_map]} from "
-                               f"{self._map_ctx.maps_dir}")
+        self.print_to_log_file(f"maps: stored {self._map_request} from {self._map_ctx.maps_dir}")
         return StoredMapSplit(self._map_specs, n_target, lm.has_regions, self.loss_class.map_names)
 
+    # ------------------------------------------------------------------ nnU-Net hooks (all cooperative)
     def get_dataloaders(self):
         if self._map_specs:
-            from ..maps.dataset import ensure_maps
             from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+
+            from ..maps.dataset import ensure_maps
             barrier = None
             if self.is_ddp:
                 import torch.distributed as dist
@@ -249,6 +206,7 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         dataset_tr, dataset_val = super().get_tr_and_val_datasets()
         if self._map_specs:
             from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
             from ..maps.dataset import nnUNetDatasetBlosc2WithMaps
             if not isinstance(dataset_tr, nnUNetDatasetBlosc2):
                 raise ValueError(f"maps=\"stored\" needs nnU-Net's blosc2 preprocessed data (.b2nd), found "
@@ -258,13 +216,14 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         return dataset_tr, dataset_val
 
     def get_training_transforms(self, *args, **kwargs):
-        transforms = nnUNetTrainer.get_training_transforms(*args, **kwargs)
+        # nnU-Net declares this a staticmethod and calls it as self.get_training_transforms(...): as an
+        # instance method here, super() reaches the next class of the MRO (e.g. nnUNetTrainerDA5's).
+        transforms = super().get_training_transforms(*args, **kwargs)
         if self._map_specs:
             from ..maps.transforms import with_maps
             transforms = with_maps(transforms, self._map_specs)
         return transforms
 
-    # ------------------------------------------------------------------ nnU-Net hooks
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         if not self.was_initialized:  # --c or --val: the loss is built now, from the saved options
             self._nnunet_losses_restoring = True

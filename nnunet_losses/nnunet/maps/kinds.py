@@ -1,0 +1,135 @@
+"""The built-in map kinds: ``contour`` (CWCE, SDL, CWCD), ``osc`` (Offset Curves), ``dwce`` (DWCE).
+
+Each is one :class:`~nnunet_losses.nnunet.maps.registry.MapKind` declaration; the NumPy
+computations are :mod:`nnunet_losses.maps` (the torch ones, for contours and bands, live in the
+losses themselves: :mod:`nnunet_losses.morphology`). See docs/losses.md for the maps' definitions.
+
+nnU-Net ``2d`` configurations are computed slice by slice (axis 0), as the network sees them.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from nnunet_losses import maps as np_maps
+from nnunet_losses.contour import CWCDLoss
+from nnunet_losses.offset_curves import OffsetCurvesLoss
+
+from .registry import (MapKind, Param, loss_default, non_negative_number, one_of, positive_number,
+                       register_map_kind, whole_number)
+
+__all__ = ["CONTOUR", "OSC", "DWCE"]
+
+
+def _foreground_names(ctx):
+    return [f"region{list(x)}" for x in ctx.regions] if ctx.regions else [str(c) for c in range(1, ctx.num_classes)]
+
+
+def _lead(ctx):
+    return (1,) if ctx.slicewise else ()
+
+
+def _label_kwargs(rp: dict) -> dict:
+    return dict(num_classes=rp["num_classes"], regions=rp["regions"], ignore_label=rp["ignore_label"])
+
+
+# ----------------------------------------------------------------------------- contour
+def _contour_extra(ctx, p: dict) -> dict:
+    k = p["kernel_size"]
+    if p["element"] == "auto":
+        k = np_maps.anisotropic_kernel(ctx.spacing, k)
+    return {"kernel": list(_lead(ctx) + (tuple(k) if isinstance(k, tuple) else (k,) * len(ctx.spacing)))}
+
+
+def _contour_compute(label: np.ndarray, rp: dict) -> np.ndarray:
+    cc, band = np_maps.contours_and_band(label, kernel_size=rp["kernel"], iterations=rp["params"]["iterations"],
+                                         **_label_kwargs(rp))
+    return np.stack([band, *cc]).astype(bool, copy=False)
+
+
+def _contour_request(loss, values: Mapping[str, Any]) -> dict:
+    k = loss.kernel_size
+    k = k if isinstance(k, int) else (k[0] if len(set(k)) == 1 else None)
+    if k is None:
+        raise ValueError(f"maps=\"stored\" needs a cubic kernel_size, got {loss.kernel_size!r}; use maps=\"online\" "
+                         f"for other elements")
+    return {"kernel_size": int(k), "iterations": int(loss.iterations), "element": "cube"}
+
+
+CONTOUR = MapKind(
+    name="contour",
+    description="boundary band + class contours (CWCE, SDL, CWCD)",
+    params=(
+        Param("kernel_size", loss_default(CWCDLoss, "kernel_size"), whole_number("contour kernel_size"),
+              "--kernel-size", "structuring element side (the authors' code: 2)"),
+        Param("iterations", loss_default(CWCDLoss, "iterations"), whole_number("contour iterations"),
+              "--iterations", "erosion iterations (the authors' code: 1)"),
+        Param("element", "cube", one_of("contour element", ("cube", "auto")), "--element",
+              "'cube' (what the losses use) or 'auto': spacing-aware element when max/min spacing > 3",
+              choices=("cube", "auto")),
+    ),
+    binary=True,
+    loss_keywords=(("band", 0, 1), ("contour", 1, None)),
+    channels=lambda ctx: ["band"] + [f"contour:{c}" for c in _foreground_names(ctx)],
+    compute=_contour_compute,
+    request=_contour_request,
+    resolve_extra=_contour_extra,
+)
+
+
+# ----------------------------------------------------------------------------- osc
+def _osc_compute(label: np.ndarray, rp: dict) -> np.ndarray:
+    out = np_maps.offset_band(label, band=rp["params"]["band"], kernel_size=rp["kernel"], **_label_kwargs(rp))
+    return np.asarray(out, dtype=bool)
+
+
+OSC = MapKind(
+    name="osc",
+    description="offset-curve band of every foreground class / region (Offset Curves)",
+    params=(Param("band", loss_default(OffsetCurvesLoss, "band"), whole_number("osc band"), "--osc-band",
+                  "number of offset curves on each side of the boundary"),),
+    binary=True,
+    loss_keywords=(("offset_band", 0, None),),
+    channels=lambda ctx: [f"band:{c}" for c in _foreground_names(ctx)],
+    compute=_osc_compute,
+    request=lambda loss, values: {"band": int(loss.band)},
+    resolve_extra=lambda ctx, p: {"kernel": list(_lead(ctx) + (3,) * len(ctx.spacing))},
+)
+
+
+# ----------------------------------------------------------------------------- dwce
+def _dwce_compute(label: np.ndarray, rp: dict) -> np.ndarray:
+    p = rp["params"]
+    w = np_maps.unet_weight_map(label, p["w0"], p["sigma"], spacing=rp["spacing"], ignore_label=rp["ignore_label"],
+                                per_slice=rp["slicewise"])
+    return np.asarray(w)[None]
+
+
+def _dwce_online(label_manager, params: Mapping[str, Any]):
+    from .online import UNetWeightMapFn
+    lm = label_manager
+    return UNetWeightMapFn(lm.has_regions, None if lm.has_regions else lm.ignore_label, float(params["w0"]),
+                           float(params["sigma"]))
+
+
+DWCE = MapKind(
+    name="dwce",
+    description="U-Net weight map (DWCE)",
+    params=(
+        Param("w0", 10.0, non_negative_number("dwce w0"), "--w0", "border weight w0", trainer_option=True),
+        Param("sigma", 5.0, positive_number("dwce sigma"), "--sigma", "border width sigma", trainer_option=True),
+        Param("sigma_unit", "voxel", one_of("dwce sigma_unit", ("voxel", "mm")), "--sigma-unit",
+              "unit of sigma and of the distances", choices=("voxel", "mm")),
+    ),
+    binary=False,
+    loss_keywords=(("weight_map", 0, 1),),
+    channels=lambda ctx: ["weight"],
+    compute=_dwce_compute,
+    request=lambda loss, values: {"w0": float(values["w0"]), "sigma": float(values["sigma"])},
+    resolve_extra=lambda ctx, p: {"spacing": list(ctx.spacing) if p["sigma_unit"] == "mm" else None},
+    online=_dwce_online,
+)
+
+for _kind in (CONTOUR, OSC, DWCE):
+    register_map_kind(_kind)
