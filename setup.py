@@ -5,7 +5,8 @@ from setuptools.command.build_py import build_py
 
 # Trainers: repository folder trainers/ -> installed package nnunet_losses_trainers, plus a .pth file
 # in site-packages that registers them with nnU-Net at start-up (see trainers/_discovery.py and
-# docs/trainers.md). The .pth goes into regular wheels (build_py) and editable installs (editable_wheel).
+# docs/trainers.md). The .pth goes into regular wheels (build_py) and editable wheels (added to the built
+# wheel file, see add_pth_to_wheel).
 PTH = "nnunet_losses_trainers.pth"
 PTH_CONTENT = ("import sys; exec(\"try:\\n from nnunet_losses_trainers import _discovery as _nnl_d\\n"
                "except ImportError:\\n _nnl_d = None\\nif _nnl_d is not None:\\n _nnl_d.startup()\")\n")
@@ -24,32 +25,57 @@ class BuildPyWithPth(build_py):
         return list(super().get_outputs(*args, **kwargs)) + extra
 
 
+def add_pth_to_wheel(path: str) -> bool:
+    """Add the .pth file to a built wheel (and its RECORD) if it is not there; True if added.
+
+    Uses only the wheel format (a zip with a RECORD of sha256 hashes), no setuptools internals, so
+    a setuptools release that changes how editable wheels are assembled cannot break discovery.
+    """
+    import base64
+    import hashlib
+    import shutil
+    import tempfile
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        if PTH in names:
+            return False
+        record = next(n for n in names if n.endswith(".dist-info/RECORD"))
+        data = PTH_CONTENT.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        fd, tmp = tempfile.mkstemp(suffix=".whl", dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as out:
+            for info in zf.infolist():
+                content = zf.read(info.filename)
+                if info.filename == record:
+                    content = content.rstrip(b"\n") + f"\n{PTH},sha256={digest},{len(data)}\n".encode()
+                out.writestr(info, content)
+            out.writestr(PTH, data)
+    shutil.move(tmp, path)
+    return True
+
+
 CMDCLASS = {"build_py": BuildPyWithPth}
 try:
     from setuptools.command.editable_wheel import editable_wheel
 
-    class _StrategyWithPth:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __call__(self, wheel, files, mapping):
-            self.inner(wheel, files, mapping)
-            wheel.writestr(PTH, PTH_CONTENT.encode())
-
-        def __enter__(self):
-            self.inner.__enter__()
-            return self
-
-        def __exit__(self, *exc):
-            return self.inner.__exit__(*exc)
-
     class EditableWheelWithPth(editable_wheel):
-        def _select_strategy(self, *args, **kwargs):
-            return _StrategyWithPth(super()._select_strategy(*args, **kwargs))
+        """The editable wheel plus the .pth that registers the trainers (post-processed wheel file)."""
 
-    if hasattr(editable_wheel, "_select_strategy"):
-        CMDCLASS["editable_wheel"] = EditableWheelWithPth
-except ImportError:  # setuptools < 64: no PEP 660 editable installs
+        def run(self):
+            dist_dir = os.path.abspath(self.dist_dir or "dist")
+            before = {f: os.path.getmtime(os.path.join(dist_dir, f)) for f in os.listdir(dist_dir)} \
+                if os.path.isdir(dist_dir) else {}
+            super().run()
+            for f in os.listdir(dist_dir):
+                full = os.path.join(dist_dir, f)
+                if f.endswith(".whl") and before.get(f) != os.path.getmtime(full):
+                    add_pth_to_wheel(full)
+
+    CMDCLASS["editable_wheel"] = EditableWheelWithPth
+except ImportError:  # setuptools < 64: no PEP 660 editable installs (pip then runs setup.py develop)
     pass
 
 setup(

@@ -1,14 +1,42 @@
-"""Everything that touches nnU-Net v2 internals (the rest of ``nnunet_losses`` never imports nnunetv2).
+"""Everything that touches nnU-Net v2 internals (the rest of ``nnunet_losses`` never imports nnunetv2),
+one folder per job:
 
-* ``trainer_base``: :class:`~nnunet_losses.nnunet.training.trainer_base.nnUNetTrainerLossBase`, the base of
-  the trainers in ``nnunet_losses_trainers`` (repository folder ``trainers/``).
-* ``deep_supervision``: nnU-Net's deep-supervision weighting, with per-scale maps.
-* ``online_maps``: maps computed from the target during training (DWCE's weight map, interim).
-* ``options``: loss hyper-parameters from the environment (``NNUNET_LOSSES_OPTIONS``),
-  validated and saved to ``<output_folder>/loss_options.json``.
-* discovery (how ``nnUNetv2_train -tr nnUNetTrainerCWCD`` finds the trainers) lives with the
-  trainers: ``nnunet_losses_trainers._discovery`` (repository ``trainers/_discovery.py``).
-* ``synthetic`` and ``tiny_plans``: tiny raw datasets and shrunken plans for tests and the demo.
+* ``training``: the trainers' base class (:class:`nnUNetTrainerLossBase`), nnU-Net's target
+  conventions and deep supervision, the options (``NNUNET_LOSSES_OPTIONS``, ``loss_options.json``);
+* ``maps``: the registry of map kinds and the stored maps (``nnunet_losses_precompute``, manifest,
+  checksums, the dataset and transforms that carry them), online map computations;
+* ``inference``: B-spline / constant / Gaussian fusion of sliding windows (``nnunet_losses_predict``);
+* ``tools``: ``nnunet_losses_compare``, the DRIVE / MSD converters, the demo, tiny plans.
 
-Importing this package is cheap; the submodules import nnunetv2 as needed.
+Imports go down or sideways, never up: ``training`` uses ``maps``; ``maps``, ``inference`` and
+``tools`` use only the pure library below them; nothing here imports the trainers
+(``nnunet_losses_trainers``, repository folder ``trainers/``), which sit on top.
+
+Importing this package is cheap; the names below load on first use.
 """
+import importlib
+
+_API = {
+    "nnUNetTrainerLossBase": "training.trainer_base",
+    "NnUNetLoss": "training.loss_wrapper",
+    "DeepSupervisionLoss": "training.deep_supervision",
+    "nnUNetFusionPredictor": "inference.predictor",
+    "MapKind": "maps.registry",
+    "register_map_kind": "maps.registry",
+    "MapContext": "maps.context",
+    "precompute": "maps.build",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name in _API:
+        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -14,7 +14,7 @@ pytest.importorskip("nnunetv2")
 from nnunet_losses.nnunet.tools.convert_drive import entry_point as drive_entry_point  # noqa: E402
 from nnunet_losses.nnunet.tools.convert_msd import convert_msd  # noqa: E402
 
-DATA = os.environ.get("NNUNET_LOSSES_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+DATA = os.environ.get("NNUNET_LOSSES_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 DRIVE = os.path.join(DATA, "DRIVE")
 HIPPO = os.path.join(DATA, "Hippocampus")
 BIN = os.path.dirname(sys.executable)

@@ -103,7 +103,7 @@ def _printed_table(stdout: str, title: str):
 
 
 def test_entry_point_declared():
-    with open(os.path.join(os.path.dirname(__file__), "..", "setup.py")) as f:
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "setup.py")) as f:
         assert "nnunet_losses_demo=nnunet_losses.nnunet.tools.demo:entry_point" in f.read()
 
 

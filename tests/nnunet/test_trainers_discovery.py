@@ -6,6 +6,7 @@ folder to ``nnUNet_extTrainer`` at interpreter start-up, after the user's own fo
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import pytest
 
 from nnunet_losses_trainers import TRAINERS, _discovery
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _py(code, env=None, python=sys.executable, args=(), timeout=300):
@@ -161,3 +162,47 @@ def test_regular_install_in_a_fresh_venv(wheel, tmp_path):
         print("OK")
     """, {**os.environ, "nnUNet_extTrainer": "/user/own"}, python=py)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- the hook in editable wheels
+def _copy_project(dst):
+    for name in ("setup.py", "nnunet_losses", "trainers"):
+        src = os.path.join(ROOT, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dst, name), ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst)
+
+
+def test_setup_uses_no_private_setuptools_api():
+    """The hook must survive setuptools releases: setup.py touches no private attribute."""
+    import ast
+    tree = ast.parse(open(os.path.join(ROOT, "setup.py")).read())
+    private = sorted({n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                      and n.attr.startswith("_") and not n.attr.startswith("__")})
+    assert private == [], private
+
+
+def test_editable_wheel_carries_the_hook(tmp_path):
+    """PEP 660 editable wheel (what ``pip install -e .`` builds) holds the .pth with a correct RECORD entry."""
+    import base64
+    import hashlib
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    _copy_project(str(proj))
+    out = tmp_path / "out"
+    out.mkdir()
+    code = "import sys, setuptools.build_meta as b; print(b.build_editable(sys.argv[1]))"
+    r = subprocess.run([sys.executable, "-c", code, str(out)], cwd=str(proj), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    whl = out / r.stdout.strip().splitlines()[-1]
+    with zipfile.ZipFile(whl) as zf:
+        names = zf.namelist()
+        assert "nnunet_losses_trainers.pth" in names
+        data = zf.read("nnunet_losses_trainers.pth")
+        record = zf.read(next(n for n in names if n.endswith("RECORD"))).decode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    assert f"nnunet_losses_trainers.pth,sha256={digest},{len(data)}" in record.splitlines()
+    assert b"_discovery" in data and b"startup()" in data

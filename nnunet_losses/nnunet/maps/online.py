@@ -1,10 +1,10 @@
-"""Maps computed during training from the (augmented) target, for losses that cannot derive them.
+"""Map kinds computed per batch from the (augmented) target, for losses that cannot derive them
+themselves (the map kind's ``online`` computation in the registry).
 
-Interim path until the stored-maps data path (SPEC section 4) is wired into the trainers: the DWCE
-weight map is computed per sample on the CPU from the full-resolution target with
-:func:`nnunet_losses.maps.unet_weight_map` (w0 = 10, sigma = 5 voxels by default) and resized
-to every deep-supervision scale by linear interpolation (continuous maps interpolate linearly,
-SPEC section 4). Contour losses need nothing here: they compute their maps on the fly.
+DWCE's weight map: computed per sample on the CPU from the full-resolution target with
+:func:`nnunet_losses.maps.unet_weight_map` (``w0`` = 10, ``sigma`` = 5 voxels by default) and resized
+to every deep-supervision scale by linear interpolation (continuous maps interpolate linearly, as
+stored ones do). Contour losses need nothing here: they compute their maps on the fly.
 
 What the weight map sees:
 
@@ -75,7 +75,7 @@ def unet_weight_maps(targets: Sequence[torch.Tensor], sigmoid: bool, ignore_labe
 
 
 class UNetWeightMapFn:
-    """``map_fn`` for :class:`nnunet_losses.nnunet.training.trainer_base.NnUNetLoss`: DWCE's ``weight_map`` per scale."""
+    """``map_fn`` for :class:`nnunet_losses.nnunet.training.loss_wrapper.NnUNetLoss`: DWCE's ``weight_map`` per scale."""
 
     def __init__(self, sigmoid: bool, ignore_label: Optional[int] = None, w0: float = 10.0, sigma: float = 5.0):
         self.sigmoid, self.ignore_label, self.w0, self.sigma = sigmoid, ignore_label, w0, sigma

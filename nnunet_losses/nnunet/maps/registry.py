@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["Param", "MapKind", "register_map_kind", "map_kind", "map_kinds", "map_kind_for_loss",
-           "loss_default", "whole_number", "positive_number", "non_negative_number", "one_of"]
+           "loss_default", "markdown_table", "unregister_map_kind", "whole_number", "positive_number", "non_negative_number", "one_of"]
 
 
 # ----------------------------------------------------------------------------- parameter checks
@@ -249,3 +249,16 @@ def map_kind_for_loss(loss_class: type) -> Optional[MapKind]:
         raise ValueError(f"{loss_class.__name__}'s maps {sorted(names)} are fed by several kinds "
                          f"{[k.name for k in found]}")
     return found[0] if found else None
+
+
+def markdown_table() -> str:
+    """The table of map kinds in docs/trainers.md (a test keeps the docs equal to it)."""
+    rows = ["| map kind | what | stored as, resampled | loss keywords | parameters: flag = default |",
+            "|---|---|---|---|---|"]
+    for k in map_kinds().values():
+        stored = "bit-packed uint8, nearest" if k.binary else "float16, linear"
+        params = ", ".join(f"`{p.flag}` = `{p.default}`" + (" (trainer option)" if p.trainer_option else "")
+                           for p in k.params)
+        rows.append(f"| `{k.name}` | {k.description} | {stored} | {', '.join(f'`{w}`' for w in k.keywords)} | "
+                    f"{params} |")
+    return "\n".join(rows)

@@ -1,0 +1,16 @@
+"""``nnunet_losses_compare``: compare nnU-Net trainers' predictions (tables, statistics, plots); docs/compare.md.
+
+- reading.py: methods and their prediction folders, cases, reference files, dataset.json labels;
+- table.py: every case evaluated (nnunet_losses.evaluation), aggregated, Markdown tables, CSV files;
+- paired.py: paired comparison against a baseline (bootstrap CI, Wilcoxon + Holm, wins/ties/losses);
+- ranking.py: per-case ranking of the methods with bootstrap rank frequencies;
+- plots.py, overlays.py: the PNGs; output.py: the output folder (staging, overwrite rules);
+- run.py: :func:`compare`, one whole run; cli.py: the command line (``entry_point``).
+
+nnU-Net is imported lazily (its image readers), the trainers never.
+"""
+from .reading import Method, build_jobs, methods_from_folders, methods_from_results, parse_labels
+from .run import CompareResult, compare
+
+__all__ = ["Method", "CompareResult", "build_jobs", "compare", "methods_from_folders", "methods_from_results",
+           "parse_labels"]

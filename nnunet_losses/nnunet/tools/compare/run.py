@@ -1,0 +1,184 @@
+""":func:`compare`: check everything, evaluate every case, aggregate, run the statistics, write the output folder."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple, Optional
+
+from nnunet_losses.evaluation import CONVENTIONS, LESION_METRICS, METRICS
+
+from .output import check_output, staging_folder
+from .paired import BOOTSTRAP_DRAWS, holds_lines, paired_comparison, paired_section
+from .ranking import RANK_DRAWS, ranking_section, ranking_table
+from .reading import build_jobs, parse_labels
+from .table import (DEFAULT_METRICS, MEAN, MetricOptions, aggregate, evaluate, metric_section, summary_header,
+                    write_per_case_csv, write_summary_csv)
+
+
+class CompareResult(NamedTuple):
+    """What :func:`compare` computed (also written to the output folder)."""
+    per_case: Any            # DataFrame: per_case.csv (method as an index into ``methods``)
+    summary: Any             # DataFrame: summary.csv
+    markdown: str            # summary.md
+    paired: Optional[Any]    # DataFrame: paired.csv (None without a baseline)
+    ranking: Optional[Any]   # DataFrame: ranking.csv (None without ranking)
+    holds: list              # console lines: which paired differences hold, one per method
+
+
+def check_metrics(metrics, lesions: bool) -> list:
+    """The metrics of the tables (defaults, plus the lesion metrics with ``lesions``), checked against METRICS."""
+    metrics = list(dict.fromkeys(list(metrics or DEFAULT_METRICS) + (list(LESION_METRICS) if lesions else [])))
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
+    if any(m in LESION_METRICS for m in metrics) and not lesions:
+        raise ValueError("lesion metrics need --lesions")
+    return metrics
+
+
+def _check_options(methods, reference, dataset_json, std, tolerance, percentile, surface_convention, baseline,
+                   ranking, bootstrap, rank_bootstrap):
+    """Every check that needs no file content; returns the baseline's index (or None)."""
+    if std not in ("std", "std_folds"):
+        raise ValueError(f"std must be 'std' (over cases) or 'std_folds', got {std!r}")
+    if surface_convention not in CONVENTIONS:
+        raise ValueError(f"--surface-convention must be one of {list(CONVENTIONS)}, got {surface_convention!r}")
+    if not (0 <= percentile <= 100):
+        raise ValueError(f"--percentile must be in [0, 100], got {percentile}")
+    if not (tolerance >= 0 and tolerance < float("inf")):
+        raise ValueError(f"--tolerance must be a finite number of mm >= 0, got {tolerance}")
+    if not methods:
+        raise ValueError("nothing to compare: name trainers (-tr) or prediction folders (-i)")
+    if dataset_json is None:
+        raise ValueError("no dataset.json found: pass --dataset-json or -d")
+    if not os.path.isdir(reference):
+        raise ValueError(f"reference folder {reference} does not exist")
+    for name, value in (("--bootstrap", bootstrap), ("--rank-bootstrap", rank_bootstrap)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} is a number of bootstrap samples >= 1, got {value}")
+    names = [m.name for m in methods]
+    index = None
+    if baseline is not None:
+        if baseline not in names:
+            raise ValueError(f"--baseline {baseline!r} is not one of the methods {names}")
+        if len(methods) < 2:
+            raise ValueError("--baseline needs at least one other method to compare with it")
+        index = names.index(baseline)
+    if ranking and len(methods) < 2:
+        raise ValueError("--ranking needs at least two methods")
+    return index
+
+
+def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images: str | None = None,
+            metrics=None, lesions: bool = False, tolerance: float = 1.0, percentile: float = 95.0,
+            surface_convention: str = "monai", std: str = "std", baseline: str | None = None,
+            ranking: bool = False, bootstrap: int = BOOTSTRAP_DRAWS, rank_bootstrap: int = RANK_DRAWS,
+            seed: int = 0, n_overlays: int = 3, num_processes: int = 1, overwrite: bool = False,
+            progress: bool = True, command: str | None = None) -> CompareResult:
+    """Evaluate ``methods`` against the reference folder and write tables, CSVs, statistics and plots to ``out_dir``.
+
+    Args:
+        methods: :class:`reading.Method` list (names and prediction folders, one per fold).
+        reference: folder of reference segmentations (one file per case, dataset.json's file ending).
+        dataset_json: nnU-Net's dataset.json content (labels, ignore label, file ending).
+        out_dir: output folder; must be new or empty unless ``overwrite`` (which keeps other files).
+        images: folder of the images (``<case>_0000<ending>``) drawn under the overlays; None: black.
+        metrics: metrics of the tables, plots and statistics (default: dice iou hd95 nsd precision
+            recall); the topology metrics (cldice, betti0_error, betti1_error) are computed only when named.
+        lesions: add lesion-wise TPR / FPR.
+        tolerance, percentile: surface Dice tolerance (mm) and Hausdorff percentile.
+        surface_convention: "monai" (edge voxels) or "deepmind" (surfels weighted by area) for hd95 and nsd.
+        std: spread in the tables: "std" (over cases) or "std_folds" (of the per-fold means).
+        baseline: name of the method the others are compared with, pair by pair (paired.csv).
+        ranking: rank the methods per case, with bootstrap rank frequencies (ranking.csv).
+        bootstrap, rank_bootstrap, seed: bootstrap samples of the paired CIs and of the ranking, and the seed.
+        n_overlays: overlay PNGs of the cases where the methods differ most (0: none).
+        num_processes: worker processes for the evaluation of the cases.
+        overwrite, progress, command: replace this tool's files in ``out_dir``; progress bars; the
+            command line recorded in summary.md and settings.json.
+
+    Every argument is checked before any case is read; errors are ValueErrors with a clear message.
+    """
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    metrics = check_metrics(metrics, lesions)
+    base = _check_options(methods, reference, dataset_json, std, tolerance, percentile, surface_convention,
+                          baseline, ranking, bootstrap, rank_bootstrap)
+    out_dir = os.path.abspath(out_dir)
+    check_output(out_dir, overwrite)
+    classes, names, ignore = parse_labels(dataset_json)
+    names = {str(c): n for c, n in names.items()}
+    ending = dataset_json.get("file_ending")
+    if not ending:
+        raise ValueError("dataset.json has no 'file_ending'")
+    jobs = build_jobs(methods, reference, ending)
+    if (base is not None or ranking) and len(jobs) < 2:
+        raise ValueError(f"paired statistics and rankings need at least two cases that every method predicts; "
+                         f"found {len(jobs)}")
+    reader_class = determine_reader_writer_from_dataset_json(dataset_json, jobs[0][1], verbose=False)
+    options = MetricOptions.for_metrics(metrics, tolerance=tolerance, percentile=percentile, lesions=lesions,
+                                        surface_convention=surface_convention)
+
+    df, metric_cols = evaluate(jobs, reader_class, classes, ignore, options, num_processes, progress)
+    class_order = [str(c) for c in classes] + [MEAN]
+    summary = aggregate(df, metric_cols)
+    paired = None if base is None else paired_comparison(df, metrics, methods, base, class_order, bootstrap, seed)
+    ranks = ranking_table(df, metrics, methods, rank_bootstrap, seed) if ranking else None
+    holds = [] if paired is None else holds_lines(paired, methods, base, names)
+
+    n_cases = df[df["class"] == MEAN].groupby("method").size().max()
+    sections = [metric_section(summary, m, methods, class_order, names, std) for m in metrics]
+    if paired is not None:
+        sections += [paired_section(paired, m, methods, base, class_order, names) for m in metrics]
+    if ranks is not None:
+        sections += [ranking_section(ranks, m) for m in metrics if (ranks.metric == m).any()]
+    md_text = summary_header(methods, n_cases, reference, options, std, command) + "\n\n" + \
+        "\n\n".join(sections) + "\n"
+
+    with staging_folder(out_dir) as staging:
+        write_per_case_csv(df, methods, names, os.path.join(staging, "per_case.csv"))
+        write_summary_csv(summary, methods, names, os.path.join(staging, "summary.csv"))
+        if paired is not None:
+            paired.to_csv(os.path.join(staging, "paired.csv"), index=False, na_rep="nan")
+        if ranks is not None:
+            ranks.to_csv(os.path.join(staging, "ranking.csv"), index=False, na_rep="nan")
+        with open(os.path.join(staging, "summary.md"), "w") as f:
+            f.write(md_text)
+        settings = {"command": command, "reference": reference, "images": images, "tolerance_mm": tolerance,
+                    "percentile": percentile, "surface_convention": surface_convention, "lesions": lesions,
+                    "metrics": metrics, "std": std, "baseline": baseline, "ranking": ranking,
+                    "bootstrap": bootstrap, "rank_bootstrap": rank_bootstrap, "seed": seed,
+                    "classes": dict(names), "ignore_label": ignore,
+                    "methods": [{"name": m.name, "folds": dict(m.folds)} for m in methods]}
+        with open(os.path.join(staging, "settings.json"), "w") as f:
+            json.dump(settings, f, indent=2)
+        _write_plots(staging, df, summary, ranks, metrics, methods, class_order, names, jobs, reader_class, images,
+                     ending, classes, ignore, n_overlays, progress)
+    return CompareResult(df, summary, md_text, paired, ranks, holds)
+
+
+def _write_plots(staging, df, summary, ranks, metrics, methods, class_order, names, jobs, reader_class, images,
+                 ending, classes, ignore, n_overlays, progress):
+    """plots/<metric>_bars.png, plots/<metric>_box.png, plots/ranking_<metric>.png, overlays/<case>.png."""
+    from tqdm import tqdm
+
+    from .overlays import pick_overlay_cases, write_overlay
+    from .plots import plot_bars, plot_boxes, plot_ranking
+
+    plots = os.path.join(staging, "plots")
+    steps = [lambda m=m: plot_bars(summary, m, methods, class_order, names, os.path.join(plots, f"{m}_bars.png"))
+             for m in metrics]
+    steps += [lambda m=m: plot_boxes(df, m, methods, class_order, names, os.path.join(plots, f"{m}_box.png"))
+              for m in metrics]
+    if ranks is not None:
+        steps += [lambda m=m: plot_ranking(ranks, m, os.path.join(plots, f"ranking_{m}.png"))
+                  for m in metrics if (ranks.metric == m).any()]
+    reader = reader_class()
+    by_case = {job[0]: job for job in jobs}
+    overlays = os.path.join(staging, "overlays")
+    for case in pick_overlay_cases(df, len(methods), n_overlays):
+        steps.append(lambda c=case: (os.makedirs(overlays, exist_ok=True),
+                                     write_overlay(c, by_case[c], df, methods, reader, images, ending, classes,
+                                                   ignore, os.path.join(overlays, f"{c}.png"))))
+    for step in tqdm(steps, desc="compare: plots", disable=not progress):
+        step()
