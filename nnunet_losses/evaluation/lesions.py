@@ -6,7 +6,7 @@ segmentation", IEEE Access 2018 (arXiv 1803.11078), and the MSSEG / ISBI lesion 
     lesion FPR (LFPR) = #predicted lesions overlapping no reference lesion / #predicted lesions
 
 A lesion is a connected component with full connectivity (8 in 2D, 26 in 3D; the same objects as
-the DWCE weight map of SPEC 3.7), found with ``connected-components-3d`` (cc3d). "Overlapped"
+the DWCE weight map), found with ``connected-components-3d`` (cc3d). "Overlapped"
 means at least ``min_overlap`` voxels in common (default 1: any overlap, the usual definition).
 LTPR is NaN when the reference has no lesion, LFPR is NaN when the prediction has none (the ratios
 are undefined; the case drops out of the NaN-means). The counts are returned as well.

@@ -14,9 +14,9 @@ box of both masks plus a one-voxel margin: a k-d tree of the edge voxels (SciPy)
   95th percentiles, ``max(P95{d(x, S_ref) : x in S_pred}, P95{d(y, S_pred) : y in S_ref})``,
   percentile with linear interpolation (``numpy.percentile``'s default). This is MONAI's
   ``compute_hausdorff_distance(percentile=95)``; DeepMind's ``compute_robust_hausdorff`` takes the
-  same maximum but weights surface points by surfel area and uses a nearest-rank percentile, and
-  MedPy's ``hd95`` takes one percentile of both directions pooled (never larger than ours), so
-  numbers differ slightly between tools.
+  same maximum but weights surface points by surfel area and uses a nearest-rank percentile
+  (``convention="deepmind"``, surfels.py, reproduces it), and MedPy's ``hd95`` takes one percentile
+  of both directions pooled (never larger than ours), so numbers differ slightly between tools.
 - Surface Dice at tolerance tau mm (``surface_dice``; Nikolov et al. 2018, "normalised surface
   distance"): ``(#{x in S_pred : d(x, S_ref) <= tau} + #{y in S_ref : d(y, S_pred) <= tau}) /
   (|S_pred| + |S_ref|)``: the fraction of both surfaces within tau of the other (MONAI's
@@ -119,9 +119,18 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing=None):
             _distance_to(e_pred, spacing)[e_ref].astype(np.float64))
 
 
+CONVENTIONS = ("monai", "deepmind")
+
+
 def surface_metrics(pred: np.ndarray, ref: np.ndarray, spacing=None, tolerance: float = 1.0,
-                    percentile: float = 95.0) -> tuple[float, float]:
-    """(HD at ``percentile`` in mm, surface Dice at ``tolerance`` mm) from one distance computation."""
+                    percentile: float = 95.0, convention: str = "monai") -> tuple[float, float]:
+    """(HD at ``percentile`` in mm, surface Dice at ``tolerance`` mm) from one distance computation.
+
+    ``convention``: "monai" (edge voxels, this module's docstring) or "deepmind" (surfels weighted by
+    their area, surfels.py). The empty-mask conventions are the same for both.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"surface convention must be one of {list(CONVENTIONS)}, got {convention!r}")
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
     if not np.isfinite(tolerance) or tolerance < 0:
@@ -132,17 +141,23 @@ def surface_metrics(pred: np.ndarray, ref: np.ndarray, spacing=None, tolerance: 
         return float("nan"), float("nan")
     if not (has_p and has_r):
         return diagonal(ref.shape, spacing), 0.0
+    if convention == "deepmind":
+        from .surfels import surfel_metrics
+
+        return surfel_metrics(pred, ref, spacing, tolerance, percentile)
     d_pr, d_rp = surface_distances(pred, ref, spacing)
     hd = max(np.percentile(d_pr, percentile), np.percentile(d_rp, percentile))
     nsd = (np.count_nonzero(d_pr <= tolerance) + np.count_nonzero(d_rp <= tolerance)) / (d_pr.size + d_rp.size)
     return float(hd), float(nsd)
 
 
-def hd95(pred: np.ndarray, ref: np.ndarray, spacing=None, percentile: float = 95.0) -> float:
+def hd95(pred: np.ndarray, ref: np.ndarray, spacing=None, percentile: float = 95.0,
+         convention: str = "monai") -> float:
     """Robust Hausdorff distance in mm: max of the two directed ``percentile``-th percentiles (module docstring)."""
-    return surface_metrics(pred, ref, spacing, 1.0, percentile)[0]
+    return surface_metrics(pred, ref, spacing, 1.0, percentile, convention)[0]
 
 
-def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing=None, tolerance: float = 1.0) -> float:
+def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing=None, tolerance: float = 1.0,
+                 convention: str = "monai") -> float:
     """Surface Dice (NSD) at ``tolerance`` mm: fraction of both surfaces within tolerance of the other."""
-    return surface_metrics(pred, ref, spacing, tolerance)[1]
+    return surface_metrics(pred, ref, spacing, tolerance, convention=convention)[1]

@@ -1,4 +1,4 @@
-"""nnunet_losses.evaluation against hand computation, MONAI's surface metrics, SciPy and nnU-Net."""
+"""nnunet_losses.evaluation against hand computation, MONAI's and DeepMind's surface metrics, SciPy and nnU-Net."""
 import math
 
 import numpy as np
@@ -162,6 +162,42 @@ def test_both_distance_algorithms_agree(monkeypatch, below):
     got = surface_distances(pred, ref, spacing)
     for e, g in zip(expected, got):
         assert np.allclose(np.sort(e), np.sort(g), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- DeepMind's surface-distance package
+@pytest.mark.parametrize("shape,spacing,tol", [((48, 40), (0.7, 1.3), 1.0), ((24, 28, 20), (2.5, 0.8, 1.0), 1.5),
+                                               ((20, 22, 18), (1.0, 1.0, 1.0), 1.0), ((40, 30), (1.0, 1.0), 0.0)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_deepmind_convention_matches_surface_distance(shape, spacing, tol, seed):
+    sd = pytest.importorskip("surface_distance", reason="test-only dependency surface-distance (requirements-test.txt)")
+    ref = _blobs(shape, seed)
+    pred = _blobs(shape, seed + 100)
+    pred[..., : shape[-1] // 3] = ref[..., : shape[-1] // 3]  # partial agreement, touching the border
+    d = sd.compute_surface_distances(ref, pred, spacing)  # DeepMind's order: (ground truth, prediction)
+    for percentile in (95, 100, 50):
+        assert hd95(pred, ref, spacing, percentile, convention="deepmind") == pytest.approx(
+            sd.compute_robust_hausdorff(d, percentile), abs=1e-6)
+    nsd = surface_dice(pred, ref, spacing, tol, convention="deepmind")
+    assert nsd == pytest.approx(sd.compute_surface_dice_at_tolerance(d, tol), abs=1e-6)
+    assert 0 < nsd < 1
+    # nnU-Net's 2D layout (1, X, Y) with a dummy spacing is measured as the 2D image
+    if len(shape) == 2:
+        assert hd95(pred[None], ref[None], (999.0,) + spacing, convention="deepmind") == pytest.approx(
+            sd.compute_robust_hausdorff(d, 95), abs=1e-6)
+
+
+def test_deepmind_convention_differs_from_monai_and_keeps_the_empty_mask_conventions():
+    pred, ref = _squares()
+    # two ways to measure the same shift: voxel-centre distances vs surfel corners weighted by length
+    assert surface_dice(pred, ref, (2.0, 1.0), 2.0) != surface_dice(pred, ref, (2.0, 1.0), 2.0, convention="deepmind")
+    empty = np.zeros_like(ref)
+    m = case_metrics(ref.astype(np.uint8), empty.astype(np.uint8), [1], spacing=(2.0, 0.5),
+                     surface_convention="deepmind")[1]
+    assert m["hd95"] == pytest.approx(diagonal(ref.shape, (2.0, 0.5))) and m["nsd"] == 0
+    m = case_metrics(empty.astype(np.uint8), empty.astype(np.uint8), [1], surface_convention="deepmind")[1]
+    assert math.isnan(m["hd95"]) and math.isnan(m["nsd"])
+    with pytest.raises(ValueError, match="convention"):
+        hd95(pred, ref, convention="medpy")
 
 
 # ---------------------------------------------------------------- lesions

@@ -14,7 +14,8 @@ PIL = pytest.importorskip("PIL.Image")
 sitk = pytest.importorskip("SimpleITK")
 pytest.importorskip("nnunetv2")
 
-from nnunet_losses.nnunet.tools.compare.cli import entry_point, main, parse_labels  # noqa: E402
+from nnunet_losses.nnunet.tools.compare.cli import entry_point, main  # noqa: E402
+from nnunet_losses.nnunet.tools.compare.reading import parse_labels  # noqa: E402
 
 CLI = os.path.join(os.path.dirname(sys.executable), "nnunet_losses_compare")
 
@@ -240,7 +241,8 @@ def test_parse_labels_matches_nnunet_label_manager():
 
 def test_table_bolds_the_best_and_no_cell_when_all_tie():
     import pandas as pd
-    from nnunet_losses.nnunet.tools.compare.cli import Method, markdown_table
+    from nnunet_losses.nnunet.tools.compare.reading import Method
+    from nnunet_losses.nnunet.tools.compare.table import markdown_table
 
     methods = [Method(name="A"), Method(name="B")]
     summary = pd.DataFrame([
@@ -252,3 +254,105 @@ def test_table_bolds_the_best_and_no_cell_when_all_tie():
     md = markdown_table(summary, "dice", methods, ["1", "2"], {"1": "big", "2": "tiny"})
     assert "| big | 0.5000 ± 0.1000 | **0.7000 ± 0.1000** |" in md
     assert "| tiny | 0.0000 ± 0.0000 | 0.0000 ± 0.0000 |" in md  # a tie of all is not bold
+
+
+# ------------------------------------------------------------------------ statistics, topology, conventions
+def test_compare_2d_statistics_and_topology(tiny2d, tmp_path):
+    from scipy import stats
+
+    root = tiny2d[0]
+    out = tmp_path / "stats"
+    r = _run(["-i", f"A={root / 'A'}", f"B={root / 'B'}", "-ref", str(root / "labelsTs"),
+              "--dataset-json", str(root / "dataset.json"), "-o", str(out), "--overlays", "0",
+              "--metrics", "dice", "hd95", "cldice", "betti0_error", "betti1_error",
+              "--baseline", "A", "--ranking", "--bootstrap", "500", "--rank-bootstrap", "200"])
+    assert r.returncode == 0, r.stderr
+    paired = _csv(out / "paired.csv")
+    with open(out / "paired.csv") as f:
+        assert f.readline().strip() == ("metric,class,method,baseline,n,mean_diff,ci_low,ci_high,p_value,p_holm,"
+                                        "wins,ties,losses")
+    rows = {(x["metric"], x["class"]): x for x in paired}
+    assert {x["method"] for x in paired} == {"B"} and {x["baseline"] for x in paired} == {"A"}
+    assert len(paired) == 5 * 3  # metrics x (2 classes + mean)
+    # rect Dice: case0 both 1, case1 A 0 / B 1, case2 A NaN (both empty) -> 2 pairs, differences 0 and 1
+    d = rows[("dice", "2")]
+    assert int(d["n"]) == 2 and float(d["mean_diff"]) == pytest.approx(0.5)
+    assert (d["wins"], d["ties"], d["losses"]) == ("1", "1", "0")
+    assert float(d["p_value"]) == pytest.approx(stats.wilcoxon([0.0, 1.0]).pvalue)
+    # square HD95: B is 2 px off in case0 (lower is better: a loss for B), equal elsewhere
+    h = rows[("hd95", "1")]
+    assert (h["wins"], h["ties"], h["losses"]) == ("0", "2", "1") and float(h["mean_diff"]) > 0
+    # topology columns, by hand: B invents a 2x2 rect in case2 (one component too many, no centreline matched)
+    per_case = {(x["method_name"], x["case"], x["class"]): x for x in _csv(out / "per_case.csv")}
+    assert float(per_case[("B", "case2", "2")]["betti0_error"]) == 1
+    assert float(per_case[("B", "case2", "2")]["cldice"]) == 0
+    assert float(per_case[("B", "case0", "1")]["betti1_error"]) == 0
+    assert math.isnan(float(per_case[("A", "case2", "2")]["betti0_error"]))  # both empty
+    with open(out / "ranking.csv") as f:
+        assert f.readline().strip() == "metric,method,mean_rank,rank,p_rank_1,p_rank_2"
+    ranking = _csv(out / "ranking.csv")
+    assert {x["metric"] for x in ranking} == {"dice", "hd95", "cldice", "betti0_error", "betti1_error"}
+    md = (out / "summary.md").read_text()
+    assert "## Paired differences: Dice (method − A; higher is better)" in md
+    assert "## Ranking: Betti-0 error" in md and "## clDice (higher is better)" in md
+    assert "B vs A: no difference holds" in r.stdout  # 3 cases cannot make a difference hold
+    for f in ("plots/ranking_dice.png", "plots/cldice_box.png"):
+        with PIL.open(out / f) as im:
+            assert im.size[0] > 100
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["baseline"] == "A" and settings["ranking"] and settings["surface_convention"] == "monai"
+
+
+def test_compare_3d_deepmind_convention_with_workers(results3d, tmp_path):
+    sd = pytest.importorskip("surface_distance", reason="test-only dependency surface-distance (requirements-test.txt)")
+    root, env = results3d
+    out = tmp_path / "dm"
+    r = _run(["-d", "900", "-c", "3d_fullres", "-tr", "nnUNetTrainer", "nnUNetTrainerCWCD", "-o", str(out),
+              "--metrics", "hd95", "nsd", "cldice", "--surface-convention", "deepmind", "--overlays", "0",
+              "-np", "2"], env)
+    assert r.returncode == 0, r.stderr
+    read = lambda p: sitk.GetArrayFromImage(sitk.ReadImage(str(p)))  # noqa: E731
+    ref = read(root / "pre" / "Dataset900_Tiny" / "gt_segmentations" / "t0.nii.gz")
+    pred = read(root / "res" / "Dataset900_Tiny" / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_0" / "validation"
+                / "t0.nii.gz")
+    d = sd.compute_surface_distances(ref == 1, pred == 1, (2.0, 1.0, 0.5))  # z, y, x spacing in mm
+    per_case = {(x["method_name"], x["case"], x["class"]): x for x in _csv(out / "per_case.csv")}
+    row = per_case[("nnUNetTrainer", "t0", "1")]
+    assert float(row["hd95"]) == pytest.approx(sd.compute_robust_hausdorff(d, 95), abs=1e-6)
+    assert float(row["nsd"]) == pytest.approx(sd.compute_surface_dice_at_tolerance(d, 1.0), abs=1e-6)
+    assert float(row["cldice"]) > 0 and "HD95 in mm (DeepMind's surfel convention)" in (out / "summary.md").read_text()
+
+
+def test_statistics_bad_input_fails_before_any_work(tiny2d, tmp_path, monkeypatch):
+    import nnunet_losses.nnunet.tools.compare.run as run
+    from nnunet_losses.nnunet.tools.compare import compare, methods_from_folders
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("cases were evaluated before the input was checked")
+
+    monkeypatch.setattr(run, "evaluate", no_work)
+    root = tiny2d[0]
+    out = tmp_path / "o"
+    base = ["-ref", str(root / "labelsTs"), "--dataset-json", str(root / "dataset.json"), "--no-progress",
+            "-o", str(out)]
+    with pytest.raises(ValueError, match=r"--baseline 'C' is not one of the methods \['A', 'B'\]"):
+        main(["-i", f"A={root / 'A'}", f"B={root / 'B'}", "--baseline", "C", *base])
+    with pytest.raises(SystemExit):  # argparse: "invalid choice: 'surface_dice'" and the list of metrics
+        main(["-i", f"A={root / 'A'}", "--metrics", "surface_dice", *base])
+    methods = methods_from_folders([f"A={root / 'A'}", f"B={root / 'B'}"])
+    dj = json.loads((root / "dataset.json").read_text())
+    with pytest.raises(ValueError, match="unknown metric.*'surface_dice'"):
+        compare(methods, str(root / "labelsTs"), dataset_json=dj, out_dir=str(out), metrics=["surface_dice"])
+    one_a, one_b = tmp_path / "oneA", tmp_path / "oneB"
+    for d, src in ((one_a, "A"), (one_b, "B")):
+        d.mkdir()
+        (d / "case0.png").write_bytes((root / src / "case0.png").read_bytes())
+    with pytest.raises(ValueError, match="at least two cases that every method predicts; found 1"):
+        main(["-i", f"A={one_a}", f"B={one_b}", "--baseline", "A", *base])
+    with pytest.raises(ValueError, match="at least two cases"):
+        main(["-i", f"A={one_a}", f"B={one_b}", "--ranking", *base])
+    with pytest.raises(ValueError, match="--ranking needs at least two methods"):
+        main(["-i", f"A={root / 'A'}", "--ranking", *base])
+    with pytest.raises(TypeError):  # everything after methods and reference is keyword-only
+        compare(methods, str(root / "labelsTs"), dj, str(out))
+    assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.startswith(".")]

@@ -252,7 +252,8 @@ def holds_lines(paired, methods, baseline: int, names) -> list[str]:
             v = verdict(r)
             if v:
                 label = "mean" if r["class"] == MEAN else names.get(r["class"], r["class"])
-                (favour if v > 0 else against).append(f"{r['metric']} {label} ({r['mean_diff']:+.{digits(r['metric'])}f})")
+                diff = f"{r['mean_diff']:+.{digits(r['metric'])}f}"
+                (favour if v > 0 else against).append(f"{r['metric']} {label} ({diff})")
         if favour or against:
             parts = ([f"better in {', '.join(favour)}"] if favour else []) + \
                     ([f"worse in {', '.join(against)}"] if against else [])
