@@ -12,8 +12,8 @@ introduced the surface Dice), for 2D and 3D masks:
   cut gives half a cell diagonal, a straight cut one cell side, a saddle two half diagonals. 3D: the
   triangles of the classic marching cubes (Lorensen & Cline 1987), which we take from
   scikit-image's ``marching_cubes(method="lorensen")`` run on each of the 256 cells; DeepMind's table
-  triangulates every cell as the one of its complement pair with at most four inside corners (for
-  four, the one without the first corner), and so do we. Areas scale with the spacing exactly as
+  triangulates every cell as the one of its complement pair with at most four inside corners, and
+  so do we (with exactly four, both members of the pair have the same area). Areas scale with the spacing exactly as
   DeepMind's (each triangle's area vector scaled by the products of the other two spacings).
 - Distances: exact Euclidean distance in mm from each surface element to the nearest surface
   element of the other mask (SciPy's distance transform on the corner grid, float64).
@@ -52,8 +52,7 @@ def _triangle_area_vectors():
     offsets = _offsets(3)
     out = []
     for code in range(256):
-        n_in = bin(code).count("1")
-        cell = code if n_in < 4 or (n_in == 4 and code < 128) else 255 - code
+        cell = code if bin(code).count("1") <= 4 else 255 - code
         if cell in (0, 255):
             out.append(np.zeros((0, 3)))
             continue

@@ -186,6 +186,29 @@ def test_deepmind_convention_matches_surface_distance(shape, spacing, tol, seed)
             sd.compute_robust_hausdorff(d, 95), abs=1e-6)
 
 
+def test_deepmind_surfel_sizes_and_ties_match_surface_distance():
+    sd = pytest.importorskip("surface_distance", reason="test-only dependency surface-distance (requirements-test.txt)")
+    from nnunet_losses.evaluation.surfels import surfel_table
+
+    for spacing in [(1.0, 1.0, 1.0), (2.5, 0.8, 1.1), (0.3, 4.0, 0.7)]:  # all 256 cells, anisotropic
+        assert np.allclose(surfel_table(spacing), sd.lookup_tables.create_table_neighbour_code_to_surface_area(
+            spacing), rtol=1e-12, atol=1e-12)
+    for spacing in [(1.0, 1.0), (0.7, 1.9)]:
+        assert np.allclose(surfel_table(spacing), sd.lookup_tables.create_table_neighbour_code_to_contour_length(
+            spacing), rtol=1e-12, atol=1e-12)
+    # small shifted rectangles, unit spacing: many equal distances and sizes, so the cumulative size hits the
+    # percentile exactly; DeepMind takes the first distance whose cumulative fraction reaches it
+    for h, w, dy, dx in [(2, 2, 0, 1), (2, 2, 1, 2), (2, 2, 1, 3), (3, 5, 1, 1), (4, 4, 2, 0)]:
+        ref = np.zeros((16, 16), bool)
+        ref[4:4 + h, 4:4 + w] = True
+        pred = np.zeros_like(ref)
+        pred[4 + dy:4 + dy + h, 4 + dx:4 + dx + w] = True
+        d = sd.compute_surface_distances(ref, pred, (1.0, 1.0))
+        for percentile in (50, 75, 90):
+            assert hd95(pred, ref, (1.0, 1.0), percentile, convention="deepmind") == pytest.approx(
+                sd.compute_robust_hausdorff(d, percentile), abs=1e-6)
+
+
 def test_deepmind_convention_differs_from_monai_and_keeps_the_empty_mask_conventions():
     pred, ref = _squares()
     # two ways to measure the same shift: voxel-centre distances vs surfel corners weighted by length
