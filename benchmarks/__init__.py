@@ -1,4 +1,4 @@
-"""Benchmarks of nnunet-losses against nnU-Net's own loss and preprocessing (issue 6).
+"""Benchmarks of nnunet-losses against nnU-Net's own loss and preprocessing (docs/benchmarks.md).
 
 Entry point: ``python -m benchmarks.run`` (see ``--help``); it writes ``benchmarks/results/<device>.json``
 (raw numbers) and renders ``docs/benchmarks.md`` from every results file. Nothing here is imported by the

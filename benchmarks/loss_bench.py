@@ -38,7 +38,7 @@ from torch import nn
 import nnunet_losses as nl
 from nnunet_losses import morphology
 
-#: (batch, patch) per dimension; "cpu" is the default on CPU, "gpu" the sizes of issue 6
+#: (batch, patch) per dimension; "cpu" is the default on CPU, "gpu" nnU-Net's typical GPU sizes
 SIZES = {
     "cpu": {2: (12, (128, 128)), 3: (2, (48, 48, 48))},
     "gpu": {2: (12, (512, 512)), 3: (2, (128, 128, 128))},

@@ -19,7 +19,7 @@ DEFAULT_KEEP = {
     "notes": "(hand-written notes on the misses go here)\n",
 }
 
-#: target groups of issue 6, in the order of the summary
+#: target groups (speed and memory goals of docs/benchmarks.md), in the order of the summary
 TARGETS = [
     ("<= 1.10x", ["Combo", "AsymFbeta", "Tversky", "GDL", "Focal"]),
     ("<= 1.25x (stored maps)", ["CWCE stored", "SDL stored", "CWCD stored"]),
@@ -369,7 +369,7 @@ def render(results: List[dict], keep: Dict[str, str]) -> str:
     out += ["## How the numbers are measured", "", _keep("intro", keep), "## Runs", ""] + _runs_table(results) + [""]
     out += ["## Summary against the targets", "",
             "Ratio = median time of forward + backward with deep supervision / the same for nnU-Net's "
-            "`DC_and_CE_loss`, measured in the same run (lower is better). A `*` marks a target that issue 6 sets "
+            "`DC_and_CE_loss`, measured in the same run (lower is better). A `*` marks a goal set "
             "for GPU runs; on CPU it is shown for information. The last column puts the difference in "
             "context: (time of the loss - time of nnU-Net's loss) / (nnU-Net's network forward + backward + "
             "nnU-Net's loss) for the same problem, the worst over the run's problems.", ""] + _summary(results) + [""]

@@ -1,4 +1,4 @@
-"""Benchmarks entry point: ``python -m benchmarks.run`` (issue 6).
+"""Benchmarks entry point: ``python -m benchmarks.run`` (writes docs/benchmarks.md).
 
 Runs, in one process and one run (so every ratio compares numbers taken side by side):
 
@@ -41,7 +41,7 @@ def _parse(argv):
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     ap.add_argument("--sizes", choices=("cpu", "gpu", "tiny"), default=None,
                     help="problem sizes: cpu = 2D batch 12 128x128, 3D batch 2 48^3 (default on CPU); gpu = 2D "
-                         "batch 12 512x512, 3D batch 2 128^3 (issue 6, default on CUDA); tiny = smoke test")
+                         "batch 12 512x512, 3D batch 2 128^3 (nnU-Net's typical GPU sizes, default on CUDA); tiny = smoke test")
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 3], choices=(2, 3))
     ap.add_argument("--classes", type=int, nargs="+", default=[2, 4, 16])
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per problem (default 30)")

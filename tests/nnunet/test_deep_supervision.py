@@ -130,7 +130,7 @@ def test_regions_equal_nnunet(shape, batch_dice):
 def test_regions_ignore_channel_equals_nnunet(batch_dice):
     """With nnU-Net's ignore channel the Dice terms agree exactly. nnU-Net's masked BCE divides the
     sum over voxels AND channels by the number of counted voxels only (C times our mean over counted
-    voxels and channels, SPEC section 2); without ignore label both are the plain mean."""
+    voxels and channels, docs/losses.md); without ignore label both are the plain mean."""
     gen = torch.Generator().manual_seed(2)
     r = 3
     weights = nnunet_deep_supervision_weights(3)

@@ -1,4 +1,4 @@
-"""Sliding-window fusion (issue 8): the windows, exactness of --fusion gaussian, the seam error.
+"""Sliding-window fusion (docs/inference.md): the windows, exactness of --fusion gaussian, the seam error.
 
 The model folder is a real nnU-Net one (plans.json in nnU-Net 2.8.1's planner format with a
 smaller network, dataset.json, fold_0/checkpoint_final.pth holding the weights of the network that

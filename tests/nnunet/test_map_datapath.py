@@ -1,4 +1,4 @@
-"""Stored maps through nnU-Net's data path (SPEC section 4): loader, transforms, deep supervision, trainers.
+"""Stored maps through nnU-Net's data path (docs/trainers.md, "Stored maps"): loader, transforms, deep supervision, trainers.
 
 Each test works on a private copy of a tiny preprocessed dataset (``nnunet_tiny``), because the
 trainers write ``nnunet_losses_maps/`` there. The reference everywhere is the loss's own on-the-fly

@@ -313,7 +313,7 @@ def test_dwce_cascade_uses_online_maps(cascade):
 
 
 def test_dwce_cascade_records_the_maps_used(cascade):
-    """SPEC 5: loss_options.json holds the values used (online maps on the cascade stage, also after --c)."""
+    """loss_options.json holds the values used (online maps on the cascade stage, also after --c)."""
     _, runs, _ = cascade
     steps = runs["nnUNetTrainerDWCE"]
     _check(steps, "resume")

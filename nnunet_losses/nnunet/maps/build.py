@@ -205,10 +205,3 @@ def preprocessed_bytes(ctx: MapContext, identifiers: Optional[Sequence[str]] = N
     ids = ctx.identifiers() if identifiers is None else identifiers
     return sum(os.path.getsize(os.path.join(ctx.folder, c + s)) for c in ids for s in (".b2nd", "_seg.b2nd", ".pkl")
                if os.path.isfile(os.path.join(ctx.folder, c + s)))
-
-
-def preprocessed_bytes(ctx: MapContext, identifiers: Optional[Sequence[str]] = None) -> int:
-    """Size of nnU-Net's own files (data + seg + pkl) of the configuration folder."""
-    ids = ctx.identifiers() if identifiers is None else identifiers
-    return sum(os.path.getsize(os.path.join(ctx.folder, c + s)) for c in ids for s in (".b2nd", "_seg.b2nd", ".pkl")
-               if os.path.isfile(os.path.join(ctx.folder, c + s)))

@@ -30,7 +30,7 @@ import numpy as np
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
 from .registry import map_kind
-from .store import array_fingerprint, load_map, map_error
+from .store import array_fingerprint, load_map, map_error, map_path
 
 __all__ = ["MapSpec", "SegWithMaps", "nnUNetDatasetBlosc2WithMaps"]
 
@@ -183,7 +183,7 @@ def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=
         for name, cases in todo.items():
             for case, reason in sorted(cases.items()):
                 if reason.startswith("corrupt"):
-                    log(f"nnunet-losses: {map_error(ctx.folder, case, name, reason).args[0].split('. Fix:')[0]}: "
+                    log(f"nnunet-losses: map file {map_path(ctx.maps_dir, case, name)} is damaged ({reason}); "
                         f"rebuilding it")
         n = {name: len(c) for name, c in todo.items() if c}
         if n:

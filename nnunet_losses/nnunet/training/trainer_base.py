@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 from torch import nn

@@ -103,28 +103,16 @@ def _pair_rows(case, fold, rows_m, rows_b):
     return m.ra.to_numpy()[keep], m.rb.to_numpy()[keep]
 
 
-def case_pairs(df, metric: str, cls: str, method: int, baseline: int):
-    """(sorted case ids, per-case sum of differences, per-case number of pairs) of one comparison."""
-    import pandas as pd
-
-    case, uniques = pd.factorize(df["case"], sort=True)
-    fold = pd.factorize(df["fold"])[0]
-    in_class = (df["class"] == cls).to_numpy()
-    ra, rb = _pair_rows(case, fold, np.flatnonzero(in_class & (df.method == method).to_numpy()),
-                        np.flatnonzero(in_class & (df.method == baseline).to_numpy()))
-    return _case_sums(df[metric].to_numpy(dtype=np.float64), case, ra, rb, uniques)
-
-
-def _case_sums(values, case, ra, rb, uniques=None):
-    """Per-case sums and counts of the finite differences values[ra] - values[rb] (cases without one left out)."""
+def _case_sums(values, case, ra, rb):
+    """Per-case sums and counts of the finite differences values[ra] - values[rb], in case order (cases
+    without a finite difference left out)."""
     d = values[ra] - values[rb]
     ok = np.isfinite(d)
     n = int(case.max()) + 1
     sums = np.bincount(case[ra][ok], weights=d[ok], minlength=n)
     counts = np.bincount(case[ra][ok], minlength=n).astype(np.float64)
     has = counts > 0
-    ids = None if uniques is None else list(np.asarray(uniques)[has])
-    return ids, sums[has], counts[has]
+    return sums[has], counts[has]
 
 
 def compare_pair(case_sums, case_counts, higher: bool, ci=(np.nan, np.nan)) -> dict:
@@ -182,7 +170,7 @@ def paired_comparison(df, metrics, methods, baseline: int, class_order, draws: i
     for metric in metrics:
         values = df[metric].to_numpy(dtype=np.float64)
         for (mi, cls), (ra, rb) in pairs.items():
-            _, s, c = _case_sums(values, case, ra, rb)
+            s, c = _case_sums(values, case, ra, rb)
             keys.append((metric, mi, cls))
             sums.append(s)
             counts.append(c)
