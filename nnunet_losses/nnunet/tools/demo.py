@@ -27,7 +27,6 @@ Logs of every command are in ``<output>/logs/``. The output folder must be new o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -39,6 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
+from nnunet_losses._io import atomic_write_json
 from nnunet_losses.nnunet.tools.demo_data import DATASET_ID, DATASET_NAME, label_fractions, make_imbalance_dataset_2d
 
 __all__ = ["make_imbalance_dataset_2d", "run_demo", "main", "DEFAULT_TRAINERS", "ALL_MAIN_TRAINERS"]
@@ -385,8 +385,7 @@ def run_demo(out: str = "demo_output", trainers: Optional[Sequence[str]] = None,
                "train_seconds": {k: round(v, 1) for k, v in train_s.items()},
                "cpu_count": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end,
                "predictions": preds, "compare": cmp_dir}
-    with open(os.path.join(out, "demo_summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    atomic_write_json(os.path.join(out, "demo_summary.json"), summary, indent=1)
     print("Where things are:")
     print(f"  tables     {os.path.join(cmp_dir, 'summary.md')}  (also IoU, HD95, surface Dice, precision, "
           f"lesion-wise TPR/FPR; CSV: summary.csv, per_case.csv)")

@@ -25,6 +25,8 @@ import json
 import os
 from typing import Any, Dict, Mapping, Optional
 
+from nnunet_losses._io import atomic_write_json
+
 ENV_VAR = "NNUNET_LOSSES_OPTIONS"
 OPTIONS_FILE = "loss_options.json"
 #: constructor arguments the trainer sets from the dataset and the launch, never from the user
@@ -127,14 +129,7 @@ def normalise(options: Mapping[str, Any]) -> Dict[str, Any]:
 def save_options(folder: str, record: Mapping[str, Any]) -> str:
     """Write ``record`` to ``<folder>/loss_options.json`` atomically; return the path."""
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, OPTIONS_FILE)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(dict(record), f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(os.path.join(folder, OPTIONS_FILE), dict(record), indent=2, sort_keys=True)
 
 
 def load_options(folder: str) -> Optional[Dict[str, Any]]:
