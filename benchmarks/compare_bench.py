@@ -21,6 +21,7 @@ loaded machine the CPU time is the steadier measure of the work added. Usage::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -116,11 +117,56 @@ def run(root: str, repeat: int, args) -> tuple[float, float]:
     return wall, cpu
 
 
+def breakdown(root: str) -> dict:
+    """CPU seconds of each step that --baseline/--ranking add, measured in this (fresh) process."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    from nnunet_losses.nnunet.tools.compare import methods_from_folders
+    from nnunet_losses.nnunet.tools.compare.paired import holds_lines, paired_comparison, paired_section
+    from nnunet_losses.nnunet.tools.compare.plots import plot_ranking
+    from nnunet_losses.nnunet.tools.compare.ranking import ranking_section, ranking_table
+    from nnunet_losses.nnunet.tools.compare.reading import build_jobs, parse_labels
+    from nnunet_losses.nnunet.tools.compare.table import MEAN, MetricOptions, evaluate
+
+    with open(os.path.join(root, "dataset.json")) as f:
+        dataset_json = json.load(f)
+    methods = methods_from_folders([f"{m}={os.path.join(root, m)}" for m in METHODS])
+    classes, names, ignore = parse_labels(dataset_json)
+    jobs = build_jobs(methods, os.path.join(root, "labelsTs"), ".nii.gz")
+    reader = determine_reader_writer_from_dataset_json(dataset_json, jobs[0][1], verbose=False)
+    metrics = ["dice", "iou", "hd95", "nsd", "precision", "recall"]
+    class_order = [str(c) for c in classes] + [MEAN]
+    steps, t = {}, time.process_time()
+
+    def mark(name):
+        nonlocal t
+        steps[name] = time.process_time() - t
+        t = time.process_time()
+
+    df, _ = evaluate(jobs, reader, classes, ignore, MetricOptions(), 1, False)
+    mark("evaluation (all cases, default metrics)")
+    importlib.import_module("scipy.stats")  # its first use in a run
+    mark("import scipy.stats")
+    paired = paired_comparison(df, metrics, methods, 0, class_order)
+    mark("paired comparison (10 000 draws)")
+    ranks = ranking_table(df, metrics, methods)
+    mark("ranking (1 000 draws)")
+    [paired_section(paired, m, methods, 0, class_order, {}) for m in metrics]
+    [ranking_section(ranks, m) for m in metrics]
+    holds_lines(paired, methods, 0, {})
+    mark("Markdown tables and console lines")
+    for m in metrics:
+        plot_ranking(ranks, m, os.path.join(root, f"ranking_{m}.png"))
+    mark("ranking plots")
+    return steps
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=100)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", help="write the timings here as well")
+    p.add_argument("--breakdown", action="store_true", help="also: CPU time of each statistics step, in process")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     root = tempfile.mkdtemp(prefix="compare_bench_")
@@ -150,6 +196,11 @@ def main(argv=None):
             topo = times[f"topology np{np_}"][0]
             print(f"topology metrics with -np {np_} (wall): +{topo - ref:.2f} s over the default metrics "
                   f"({topo:.2f} s vs {ref:.2f} s)")
+        if a.breakdown:
+            steps = breakdown(root)
+            for name, sec in steps.items():
+                print(f"  {name}: {sec:.2f} s CPU")
+            times["breakdown"] = steps
         try:
             load = os.getloadavg()
         except OSError:
