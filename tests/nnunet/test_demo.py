@@ -44,7 +44,7 @@ def test_dataset_is_imbalanced_and_deterministic(tmp_path):
         for n in names[s]:
             np.testing.assert_array_equal(_png(os.path.join(folder, s, n)), _png(os.path.join(again, s, n)))
     tr = segs[:5]  # the fractions the demo prints: labelsTr only
-    np.testing.assert_allclose(demo._label_fractions(os.path.join(folder, "labelsTr"), 4),
+    np.testing.assert_allclose(demo.label_fractions(os.path.join(folder, "labelsTr"), 4),
                                [100 * (tr == k).mean() for k in range(4)], rtol=1e-12)
     with pytest.raises(ValueError, match="already exists"):
         demo.make_imbalance_dataset_2d(str(tmp_path / "a"))

@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Sequence
 from nnunet_losses._io import atomic_write_json
 from nnunet_losses.nnunet.tools.demo_data import DATASET_ID, DATASET_NAME, label_fractions, make_imbalance_dataset_2d
 
-__all__ = ["make_imbalance_dataset_2d", "run_demo", "main", "DEFAULT_TRAINERS", "ALL_MAIN_TRAINERS"]
+__all__ = ["make_imbalance_dataset_2d", "label_fractions", "run_demo", "main", "DEFAULT_TRAINERS", "ALL_MAIN_TRAINERS"]
 
 PLANS = "nnUNetTinyPlans"
 CONFIG = "2d"
