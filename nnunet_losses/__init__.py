@@ -1,22 +1,38 @@
-"""nnunet-losses: class-imbalance losses for nnU-Net v2 (see docs/losses.md and SPEC section 3).
+"""nnunet-losses: class-imbalance losses for nnU-Net v2 (formulas, papers and our choices: docs/losses.md).
 
 Every loss is an ``nn.Module`` called as ``loss(logits, target, mask=None, **maps)`` and returns a
 scalar >= 0. The pure-PyTorch part (this package except ``nnunet_losses.nnunet``) imports nothing
 from nnU-Net.
+
+Importing the package is cheap: the losses (and torch) load on first access, so
+``import nnunet_losses.maps`` (the NumPy maps used by preprocessing) does not import torch.
+``from nnunet_losses import CWCDLoss`` and ``nnunet_losses.CWCDLoss`` work as usual.
 """
-from ._checks import set_input_checks
-from .combo import ComboLoss
-from .contour import ContourWeightedCELoss, CWCDLoss, SeparableDiceLoss
-from .dice import DiceCELoss, SoftDiceLoss
-from .distance_weighted import DistanceWeightedCELoss
-from .fbeta import AsymmetricFbetaLoss, TverskyLoss
-from .focal import FocalDiceLoss, FocalLoss
-from .generalized_dice import GeneralizedDiceLoss
-from .offset_curves import OffsetCurvesLoss
-from .topk import CETopKDiceLoss, TopKDiceLoss
+import importlib
 
 __version__ = "0.1.0"
 
+#: public name -> module (in this package) that defines it
+_LAZY = {
+    "SoftDiceLoss": "dice",
+    "DiceCELoss": "dice",
+    "ComboLoss": "combo",
+    "ContourWeightedCELoss": "contour",
+    "SeparableDiceLoss": "contour",
+    "CWCDLoss": "contour",
+    "AsymmetricFbetaLoss": "fbeta",
+    "TverskyLoss": "fbeta",
+    "TopKDiceLoss": "topk",
+    "CETopKDiceLoss": "topk",
+    "GeneralizedDiceLoss": "generalized_dice",
+    "FocalLoss": "focal",
+    "FocalDiceLoss": "focal",
+    "DistanceWeightedCELoss": "distance_weighted",
+    "OffsetCurvesLoss": "offset_curves",
+    "set_input_checks": "_checks",
+}
+
+#: the public losses
 __all__ = [
     "SoftDiceLoss",
     "DiceCELoss",
@@ -34,3 +50,16 @@ __all__ = [
     "DistanceWeightedCELoss",
     "OffsetCurvesLoss",
 ]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,6 +1,6 @@
 """What every loss shares: one softmax/sigmoid, the one-hot target, the counted-voxel mask and CE.
 
-Conventions (SPEC section 2):
+Conventions (docs/losses.md, "Conventions shared by every loss"):
 
 * ``logits`` (B, C, *spatial), 2D or 3D. Computation runs in float32 (float64 if the logits are
   float64, so ``torch.autograd.gradcheck`` works); autocast is switched off inside the loss.
@@ -160,7 +160,7 @@ def _log_sum_p_excluding(logp: torch.Tensor, excluded: torch.Tensor) -> torch.Te
 
 def log1m_softmax(x: torch.Tensor, logp: Optional[torch.Tensor] = None, p: Optional[torch.Tensor] = None
                   ) -> torch.Tensor:
-    """``log(1 - softmax(x)_c)`` for every class, stably (SPEC 3.2).
+    """``log(1 - softmax(x)_c)`` for every class, stably (docs/losses.md, section 3.2).
 
     At most one class per voxel has ``p_c > 1/2``. Every other class has ``log1p(-p_c)`` accurate
     with a gradient bounded by 2. For that class ``1 - p_c`` is the probability sum of the other

@@ -23,11 +23,29 @@ from .dice import SMOOTH, SoftDiceLoss
 
 
 class ComboLoss(SoftDiceLoss):
-    """``alpha * WCE + (1 - alpha) * (1 - mean Dice)``; Dice options as :class:`SoftDiceLoss`.
+    """Combo loss: ``alpha * WCE + (1 - alpha) * (1 - mean Dice)``.
+
+    ``WCE = mean_{i counted, c} -[beta g_ic log p_ic + (1 - beta)(1 - g_ic) log(1 - p_ic)]`` (mean over
+    the counted voxels and all C channels, background included); the Dice term is
+    :class:`SoftDiceLoss`. Taghanaki et al., "Combo Loss", CMIG 2019 (arXiv 1805.02798);
+    docs/losses.md, section 3.2.
 
     Args:
-        alpha: weight of the weighted CE term, in [0, 1] (0.5).
-        beta: weight of the positive (false-negative) part of WCE, in [0, 1] (0.5).
+        alpha: weight of WCE (the Dice term gets ``1 - alpha``), in [0, 1]. Default: ``0.5``.
+        beta: weight of the positive part of WCE (``1 - beta`` for the negative part), in [0, 1]; above
+            0.5 penalises false negatives more, below 0.5 false positives. Default: ``0.5``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 in the Dice mean (softmax mode only; WCE always covers every
+            channel). Default: ``False``.
+        batch_dice: one Dice per class over the whole batch instead of one per (sample, class).
+            Default: ``False``.
+        smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
     """
 
     def __init__(self, alpha: float = 0.5, beta: float = 0.5, sigmoid: bool = False,

@@ -1,7 +1,7 @@
 """Contour-weighted losses (Huang et al., "Contour-weighted loss for class-imbalanced image
 segmentation", ICIP 2024, arXiv 2407.06176): CWCE, separable Dice (SDL) and their sum CWCD.
 
-Maps (SPEC 3.3, built by :mod:`nnunet_losses.morphology` or precomputed):
+Maps (docs/losses.md, section 3.3; built by :mod:`nnunet_losses.morphology` or precomputed):
 
 * class contours K (B, C_fg, *sp): inner contour ``g_c AND NOT erode(g_c, box k, iterations)`` of
   every foreground class (sigmoid mode: every region); the image/patch edge is never a contour.
@@ -75,7 +75,30 @@ def contour_weighted_ce(prep: Prepared, band: torch.Tensor, contour_weight: floa
 
 
 class ContourWeightedCELoss(LossBase, _ContourMaps):
-    """CWCE: ``mean_i (1 + contour_weight * band_i) CE_i``; forward takes ``band=`` (B, 1, *sp) or None."""
+    """Contour-weighted CE (CWCE): ``mean_i (1 + contour_weight * band_i) CE_i`` over the counted voxels.
+
+    ``band`` is the boundary band (B, 1, *sp): the union of the inner contours of every class including
+    background (sigmoid mode: of every region and its complement), inner contour = ``g AND NOT
+    erode(g, box kernel_size, iterations)``. CE as in :class:`DiceCELoss`. Huang et al.,
+    "Contour-weighted loss for class-imbalanced image segmentation", ICIP 2024 (arXiv 2407.06176);
+    docs/losses.md, section 3.3. ``forward(logits, target, mask=None, band=None)``: a precomputed
+    binary band, or None to build it from the target on its device.
+
+    Args:
+        kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
+            axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
+            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            Default: ``3``.
+        iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
+            Default: ``6``.
+        contour_weight: extra weight of the voxels on the band, >= 0. Default: ``1.0``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term and
+            act like the outside of the image for the erosion; an integer, or None when every voxel
+            counts. Default: ``None``.
+    """
 
     map_names = ("band",)
 
@@ -93,10 +116,35 @@ class ContourWeightedCELoss(LossBase, _ContourMaps):
 
 
 class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
-    """SDL: ``lam (1 - mean Dice_contour) + (1 - lam)(1 - mean Dice_inner)`` over foreground classes.
+    """Separable Dice (SDL): ``lam (1 - mean_c Dice_contour_c) + (1 - lam)(1 - mean_c Dice_inner_c)``.
 
-    forward takes ``contour=`` (B, C_fg, *sp) or None. ``include_background`` does not apply
-    (contours are defined for foreground classes only).
+    Per foreground class c (sigmoid mode: every region) with its inner contour ``K_c = g_c AND NOT
+    erode(g_c, box kernel_size, iterations)``: ``Dice_contour_c = Dice(p_c K_c, g_c K_c)`` and
+    ``Dice_inner_c = Dice(p_c (1 - K_c), g_c (1 - K_c))``, soft Dice as in :class:`SoftDiceLoss`.
+    Huang et al., ICIP 2024 (arXiv 2407.06176); docs/losses.md, section 3.3.
+    ``forward(logits, target, mask=None, contour=None)``: precomputed binary contours (B, C_fg, *sp), or
+    None to build them from the target. There is no ``include_background`` (contours are defined for
+    the foreground classes only).
+
+    Args:
+        kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
+            axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
+            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            Default: ``3``.
+        iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
+            Default: ``6``.
+        lam: weight of the contour Dice (the inner Dice gets ``1 - lam``), in [0, 1]. Default: ``0.5``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term and
+            act like the outside of the image for the erosion; an integer, or None when every voxel
+            counts. Default: ``None``.
+        batch_dice: one Dice per class over the whole batch instead of one per (sample, class).
+            Default: ``False``.
+        smooth: added to the numerator and denominator of both Dice ratios, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
     """
 
     map_names = ("contour",)
@@ -185,7 +233,36 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
 
 
 class CWCDLoss(SeparableDiceLoss):
-    """CWCD = ``weight_ce * CWCE + weight_dice * SDL``; forward takes ``contour=`` and ``band=``."""
+    """CWCD: ``weight_ce * CWCE + weight_dice * SDL`` (:class:`ContourWeightedCELoss` plus
+    :class:`SeparableDiceLoss` on one softmax; maps built on the fly share their common work).
+
+    Huang et al., ICIP 2024 (arXiv 2407.06176), the paper's training loss; docs/losses.md, section 3.3.
+    ``forward(logits, target, mask=None, contour=None, band=None)``: precomputed maps, or None to build
+    them from the target.
+
+    Args:
+        weight_ce: weight of CWCE, >= 0. Default: ``1.0``.
+        weight_dice: weight of SDL, >= 0. Default: ``1.0``.
+        kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
+            axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
+            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            Default: ``3``.
+        iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
+            Default: ``6``.
+        contour_weight: CWCE's extra weight of the voxels on the boundary band, >= 0. Default: ``1.0``.
+        lam: SDL's weight of the contour Dice (the inner Dice gets ``1 - lam``), in [0, 1]. Default: ``0.5``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term and
+            act like the outside of the image for the erosion; an integer, or None when every voxel
+            counts. Default: ``None``.
+        batch_dice: one Dice per class over the whole batch instead of one per (sample, class).
+            Default: ``False``.
+        smooth: added to the numerator and denominator of both Dice ratios, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
+    """
 
     map_names = ("contour", "band")
 

@@ -53,7 +53,7 @@ def soft_dice(p: torch.Tensor, g: torch.Tensor, m: Optional[torch.Tensor], batch
 
 
 class DiceOptions:
-    """Validation of the options every Dice-type loss shares (SPEC section 2)."""
+    """Validation of the options every Dice-type loss shares (docs/losses.md, "Conventions shared by every loss")."""
 
     def _init_dice_options(self, include_background: bool, batch_dice: bool, smooth: float, ddp: bool) -> None:
         self.include_background = bool(include_background)
@@ -69,13 +69,27 @@ class DiceOptions:
 class SoftDiceLoss(LossBase, DiceOptions):
     """Soft Dice loss ``1 - mean Dice`` (nnU-Net's soft Dice, shifted by +1 so it is >= 0).
 
+    Per class c, and per sample unless ``batch_dice``, over the counted voxels (mask m)::
+
+        Dice_c = (2 sum(p_c g_c m) + smooth) / max(sum(p_c m) + sum(g_c m) + smooth, 1e-8)
+        loss   = 1 - mean Dice_c
+
+    Milletari et al., "V-Net", 3DV 2016; Isensee et al., "nnU-Net", Nature Methods 2021 (equal to
+    nnU-Net's ``MemoryEfficientSoftDiceLoss`` plus 1). docs/losses.md, section 3.1.
+
     Args:
-        sigmoid: region mode (sigmoid per channel, binary multi-channel target); every channel counts.
-        ignore_index: label value that counts nowhere (nnU-Net's ignore label).
-        include_background: include class 0 (softmax mode only).
-        batch_dice: sum over the batch before the ratio (nnU-Net's plans choose this per configuration).
-        smooth: added to numerator and denominator (1e-5, as nnU-Net).
-        ddp: with ``batch_dice``, add the sums over all DDP ranks (nnU-Net's behaviour).
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode (nnU-Net region training), a sigmoid per channel and a binary
+            ``target`` (B, C, *sp). Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 in the mean (softmax mode only; in sigmoid mode every channel
+            counts). Default: ``False``.
+        batch_dice: sum over the batch before the ratio (one Dice per class) instead of one Dice per
+            (sample, class); nnU-Net's plans choose it per configuration. Default: ``False``.
+        smooth: added to the numerator and the denominator, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients) before the ratio, as
+            nnU-Net does; no effect without ``batch_dice`` or outside DDP. Default: ``False``.
     """
 
     def __init__(self, sigmoid: bool = False, ignore_index: Optional[int] = None, include_background: bool = False,
@@ -95,9 +109,27 @@ class SoftDiceLoss(LossBase, DiceOptions):
 
 
 class DiceCELoss(SoftDiceLoss):
-    """nnU-Net's default loss: ``weight_ce * CE + weight_dice * (1 - mean Dice)`` (CEDL).
+    """nnU-Net's default loss (CEDL): ``weight_ce * CE + weight_dice * (1 - mean Dice)``.
 
-    CE is the mean over counted voxels (sigmoid mode: BCE over counted voxels and channels).
+    CE is ``-log p_y`` averaged over the counted voxels (sigmoid mode: BCE averaged over the counted
+    voxels and the channels); the Dice term is :class:`SoftDiceLoss`. Isensee et al., "nnU-Net",
+    Nature Methods 2021 (equal to nnU-Net's ``DC_and_CE_loss`` / ``DC_and_BCE_loss`` plus
+    ``weight_dice``). docs/losses.md, section 3.1.
+
+    Args:
+        weight_ce: weight of the CE term, >= 0. Default: ``1.0``.
+        weight_dice: weight of the Dice term, >= 0. Default: ``1.0``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 in the Dice mean (softmax mode only). Default: ``False``.
+        batch_dice: one Dice per class over the whole batch instead of one per (sample, class).
+            Default: ``False``.
+        smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
     """
 
     def __init__(self, weight_ce: float = 1.0, weight_dice: float = 1.0, sigmoid: bool = False,

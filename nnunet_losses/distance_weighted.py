@@ -18,7 +18,20 @@ from ._core import LossBase, Prepared, cross_entropy_map, masked_mean
 
 
 class DistanceWeightedCELoss(LossBase):
-    """``mean_i weight_map_i * CE_i`` over counted voxels; ``weight_map`` is required in forward."""
+    """Distance-weighted CE (DWCE): ``mean_i W_i CE_i`` over the counted voxels.
+
+    ``W`` is the U-Net weight map ``w_class(y) + w0 exp(-(d1 + d2)^2 / (2 sigma^2))`` of the target,
+    precomputed by :func:`nnunet_losses.maps.unet_weight_map`; CE as in :class:`DiceCELoss`.
+    Ronneberger et al., "U-Net", MICCAI 2015; docs/losses.md, section 3.7.
+    ``forward(logits, target, mask=None, weight_map=...)``: ``weight_map`` (B, 1, *sp), >= 0, is required.
+
+    Args:
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+    """
 
     map_names = ("weight_map",)
 

@@ -22,7 +22,29 @@ from .dice import DENOMINATOR_CLIP, SMOOTH, SoftDiceLoss, dice_sums
 
 
 class AsymmetricFbetaLoss(SoftDiceLoss):
-    """``1 - mean F_beta``; Dice options as :class:`SoftDiceLoss`. ``beta`` > 0 (1.5)."""
+    """Asymmetric F-beta loss: ``1 - mean_c F_beta,c`` (mean over samples too unless ``batch_dice``).
+
+    ``F_beta = ((1 + b^2) tp + s) / max((1 + b^2) tp + b^2 fn + fp + s, 1e-8)`` per class, from the soft
+    sums ``tp = sum(p g m)``, ``fp = sum(p m) - tp``, ``fn = sum(g m) - tp``. Hashemi et al., "Asymmetric
+    loss functions and deep densely connected networks for highly imbalanced medical image
+    segmentation", IEEE Access 2018 (arXiv 1803.11078); docs/losses.md, section 3.4.
+
+    Args:
+        beta: b, > 0; above 1 weighs recall (fewer false negatives) above precision, 1 gives the Dice
+            loss. Default: ``1.5`` (the paper's choice for MS lesions).
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 (softmax mode only; in sigmoid mode every channel counts).
+            Default: ``False``.
+        batch_dice: one score per class over the whole batch instead of one per (sample, class).
+            Default: ``False``.
+        smooth: added to the numerator and the denominator of every ratio, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
+    """
 
     def __init__(self, beta: float = 1.5, sigmoid: bool = False, ignore_index: Optional[int] = None,
                  include_background: bool = False, batch_dice: bool = False, smooth: float = SMOOTH,
@@ -44,7 +66,29 @@ class AsymmetricFbetaLoss(SoftDiceLoss):
 
 
 class TverskyLoss(SoftDiceLoss):
-    """``1 - mean Tversky index``; ``alpha`` weighs false positives, ``beta`` false negatives (>= 0)."""
+    """Tversky loss: ``1 - mean_c TI_c`` (mean over samples too unless ``batch_dice``).
+
+    ``TI = (tp + s) / max(tp + alpha fp + beta fn + s, 1e-8)`` per class, with the soft sums of
+    :class:`AsymmetricFbetaLoss`. Salehi et al., "Tversky loss function for image segmentation using 3D
+    fully convolutional deep networks", MLMI 2017; docs/losses.md, section 3.4.
+
+    Args:
+        alpha: weight of the false positives, >= 0. Default: ``0.3``.
+        beta: weight of the false negatives, >= 0 (alpha = beta = 0.5 gives the Dice loss).
+            Default: ``0.7``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 (softmax mode only; in sigmoid mode every channel counts).
+            Default: ``False``.
+        batch_dice: one score per class over the whole batch instead of one per (sample, class).
+            Default: ``False``.
+        smooth: added to the numerator and the denominator of every ratio, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
+    """
 
     def __init__(self, alpha: float = 0.3, beta: float = 0.7, sigmoid: bool = False,
                  ignore_index: Optional[int] = None, include_background: bool = False, batch_dice: bool = False,

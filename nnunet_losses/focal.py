@@ -78,8 +78,24 @@ def focal_term(prep: Prepared, gamma: float, alpha) -> torch.Tensor:
 
 
 class FocalLoss(LossBase):
-    """Focal loss. ``gamma`` >= 0 (2.0); ``alpha``: None, one weight per class (softmax) or the
-    positive weight in [0, 1] (sigmoid)."""
+    """Focal loss, mean over the counted voxels (sigmoid mode: and the channels).
+
+    Softmax mode: ``FL_i = -alpha_{y_i} (1 - p_{i,y_i})^gamma log p_{i,y_i}``. Sigmoid mode, per channel:
+    ``FL = -alpha_t (1 - p_t)^gamma log p_t`` with ``p_t = p`` where g = 1 and ``1 - p`` where g = 0,
+    ``alpha_t = alpha`` resp. ``1 - alpha`` (1 when alpha is None). Lin et al., "Focal Loss for Dense
+    Object Detection", ICCV 2017; docs/losses.md, section 3.7.
+
+    Args:
+        gamma: focusing exponent, >= 0 (0 with ``alpha=None`` gives plain CE). Default: ``2.0``.
+        alpha: class weights. Softmax mode: None (no weighting) or one weight >= 0 per class (a sequence
+            of length C, checked against the logits at the call). Sigmoid mode: None or the weight of the
+            positives in [0, 1] (``1 - alpha`` for the negatives). Default: ``None``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+    """
 
     def __init__(self, gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,
                  sigmoid: bool = False, ignore_index: Optional[int] = None):
@@ -95,7 +111,27 @@ class FocalLoss(LossBase):
 
 
 class FocalDiceLoss(SoftDiceLoss):
-    """``Focal + (1 - mean Dice)``."""
+    """Focal + Dice: ``Focal + (1 - mean Dice)``, the focal term of :class:`FocalLoss` and the Dice term
+    of :class:`SoftDiceLoss`. Lin et al., ICCV 2017; docs/losses.md, section 3.7.
+
+    Args:
+        gamma: focusing exponent, >= 0 (0 with ``alpha=None`` gives plain CE). Default: ``2.0``.
+        alpha: class weights. Softmax mode: None (no weighting) or one weight >= 0 per class (a sequence
+            of length C, checked against the logits at the call). Sigmoid mode: None or the weight of the
+            positives in [0, 1] (``1 - alpha`` for the negatives). Default: ``None``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 in the Dice mean (softmax mode only; in sigmoid mode every
+            channel counts). Default: ``False``.
+        batch_dice: one Dice per class over the whole batch instead of one per (sample, class).
+            Default: ``False``.
+        smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
+    """
 
     def __init__(self, gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,
                  sigmoid: bool = False, ignore_index: Optional[int] = None, include_background: bool = False,

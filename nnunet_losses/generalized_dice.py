@@ -20,7 +20,30 @@ from .dice import DENOMINATOR_CLIP, SMOOTH, SoftDiceLoss, dice_sums
 
 
 class GeneralizedDiceLoss(SoftDiceLoss):
-    """Generalised Dice loss with squared inverse-volume class weights (SPEC 3.6)."""
+    """Generalised Dice loss (GDL) with squared inverse-volume class weights.
+
+    Per sample (or over the batch with ``batch_dice``), over the classes c of the mean::
+
+        w_c = 1 / G_c^2,  GDL = 1 - (2 sum_c w_c tp_c + s) / max(sum_c w_c (P_c + G_c) + s, 1e-8)
+
+    with ``tp_c = sum(p_c g_c m)``, ``P_c = sum(p_c m)``, ``G_c = sum(g_c m)``; the loss is the mean over
+    samples. A class without ground truth gets the largest finite weight of its row; a row without any
+    ground truth gets weight 0 (loss 0). Sudre et al., "Generalised Dice overlap as a deep learning loss
+    function for highly unbalanced segmentations", DLMIA 2017; docs/losses.md, section 3.6.
+
+    Args:
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 (softmax mode only; in sigmoid mode every channel counts).
+            Default: ``True`` (as Sudre et al.).
+        batch_dice: one ratio over the whole batch instead of one per sample. Default: ``False``.
+        smooth: added to the numerator and the denominator, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
+    """
 
     def __init__(self, sigmoid: bool = False, ignore_index: Optional[int] = None, include_background: bool = True,
                  batch_dice: bool = False, smooth: float = SMOOTH, ddp: bool = False):

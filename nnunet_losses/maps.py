@@ -2,20 +2,21 @@
 
 These are the reference (CPU, per case) versions used by ``nnunet_losses_precompute``; the torch
 versions for the GPU (on-the-fly mode) live in :mod:`nnunet_losses.morphology` and give the same
-result bit for bit (tests/test_maps.py). Every function takes one label array of any dimension
+result bit for bit (tests/library/test_maps.py). Every function takes one label array of any dimension
 (spatial axes only, no channel axis) holding integer labels.
 
-Morphology (SPEC 3.3, 3.8)
+Morphology (docs/losses.md, sections 3.3 and 3.8)
     ``erode`` treats everything outside the array as foreground (the edge of an image or patch is
-    never a contour), ``dilate`` treats it as background. A box of side ``k`` applied
-    ``iterations`` times equals one box of side ``(k - 1) * iterations + 1``, and a box is
-    separable, so each operation is one 1D running max per axis (log2(side) + 1 vectorised maxima),
-    whatever the number of iterations. Label maps take no per-class erosion at all: one running OR
-    of per-voxel label bits gives the labels in every window, hence the contours, the boundary band
-    and the offset band of every class at once (:class:`_Window`). Even sides (the CWCD authors' 2x2x2 element) are anchored as in
-    ``scipy.ndimage.binary_erosion`` (origin 0). ``kernel_size`` may be one int per axis; pass
-    ``spacing`` to use the spacing-aware element of :func:`anisotropic_kernel` (cube unless
-    max/min spacing > 3, nnU-Net's anisotropy threshold).
+    never a contour), ``dilate`` treats it as background. The element arithmetic is shared with the
+    torch version in :mod:`nnunet_losses.elements`: a box of side ``k`` applied ``iterations`` times
+    equals one box of side ``(k - 1) * iterations + 1``, and a box is separable, so each operation is
+    one 1D running max per axis (log2(side) + 1 vectorised maxima), whatever the number of
+    iterations; even sides (the CWCD authors' 2x2x2 element) are anchored as in
+    ``scipy.ndimage.binary_erosion`` (origin 0). Label maps take no per-class erosion at all: one
+    running OR of per-voxel label bits gives the labels in every window, hence the contours, the
+    boundary band and the offset band of every class at once (:class:`_Window`). ``kernel_size``
+    may be one int per axis; pass ``spacing`` to use the spacing-aware element of
+    :func:`anisotropic_kernel` (cube unless max/min spacing > 3, nnU-Net's anisotropy threshold).
 
 Ignore label
     Voxels equal to ``ignore_label`` are unlabelled: they belong to no class and no object. For
@@ -32,63 +33,23 @@ Regions (nnU-Net region training, sigmoid mode)
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
-KernelSize = Union[int, Sequence[int]]
+from . import elements
+from .elements import KernelSize
 
-#: nnU-Net treats a case as anisotropic when max(spacing) / min(spacing) > 3
-ANISOTROPY_THRESHOLD = 3.0
+#: the spacing-aware element and nnU-Net's anisotropy threshold, defined once in :mod:`nnunet_losses.elements`
+anisotropic_kernel = elements.anisotropic_kernel
+ANISOTROPY_THRESHOLD = elements.ANISOTROPY_THRESHOLD
 
 #: border terms smaller than ``w0 * BORDER_TERM_CUTOFF`` are dropped (far from any object pair)
 BORDER_TERM_CUTOFF = 1e-8
 
 
-# ----------------------------------------------------------------------------- structuring element
-def _per_axis(kernel_size: KernelSize, ndim: int) -> Tuple[int, ...]:
-    if isinstance(kernel_size, (int, np.integer)):
-        ks = (int(kernel_size),) * ndim
-    else:
-        ks = tuple(int(k) for k in kernel_size)
-        if len(ks) != ndim:
-            raise ValueError(f"kernel_size {ks} has {len(ks)} axes but the label has {ndim} axes")
-    if any(k < 1 for k in ks):
-        raise ValueError(f"kernel_size must be >= 1 on every axis, got {ks}")
-    return ks
-
-
-def anisotropic_kernel(spacing: Sequence[float], kernel_size: int = 3,
-                       threshold: float = ANISOTROPY_THRESHOLD) -> Union[int, Tuple[int, ...]]:
-    """Spacing-aware structuring element (SPEC 3.3, last bullet).
-
-    If ``max(spacing) / min(spacing) <= threshold`` (nnU-Net's anisotropy rule) the cube
-    ``kernel_size`` is kept. Otherwise the reach ``kernel_size - 1`` along each axis is scaled by
-    ``min(spacing) / spacing[axis]`` (rounded) so the element covers about the same physical
-    distance in every direction; a coarse axis gets side 1 (no erosion across slices), like
-    nnU-Net's in-plane treatment of anisotropic data. Same rule as
-    :func:`nnunet_losses.morphology.anisotropic_kernel`.
-    """
-    spacing = [float(s) for s in spacing]
-    if not spacing or min(spacing) <= 0:
-        raise ValueError(f"spacing must be positive numbers, got {spacing}")
-    if max(spacing) / min(spacing) <= threshold:
-        return int(kernel_size)
-    reach = int(kernel_size) - 1
-    return tuple(max(0, int(round(reach * min(spacing) / s))) + 1 for s in spacing)
-
-
-def _element(ndim: int, kernel_size: KernelSize, spacing: Optional[Sequence[float]]) -> Tuple[int, ...]:
-    if spacing is not None:
-        if len(spacing) != ndim:
-            raise ValueError(f"spacing {tuple(spacing)} has {len(spacing)} axes but the label has {ndim} axes")
-        if not isinstance(kernel_size, (int, np.integer)):
-            raise ValueError("pass either a per-axis kernel_size or spacing (which derives one), not both")
-        kernel_size = anisotropic_kernel(spacing, int(kernel_size))
-    return _per_axis(kernel_size, ndim)
-
-
+# ----------------------------------------------------------------------------- box erosion / dilation
 def _sliding_max(x: np.ndarray, axis: int, side: int, op=np.maximum) -> np.ndarray:
     """Max over every window of ``side`` consecutive entries along ``axis`` (the axis shrinks by side - 1).
 
@@ -117,16 +78,14 @@ def _box_max(x: np.ndarray, ks: Sequence[int], iterations: int, reflected: bool,
              op=np.maximum) -> np.ndarray:
     """Max (or ``op``) of unsigned ``x`` over the box ``ks`` applied ``iterations`` times, outside = 0.
 
-    The element of side k spans offsets -(k // 2) .. (k - 1) // 2 (SciPy's origin 0); dilation
+    Sides and anchoring as :func:`nnunet_losses.elements.composed_pads` (SciPy's origin 0); dilation
     uses the reflected element. Spatial axes start at ``axes_offset`` (leading channel axes).
     """
     for a, k in enumerate(ks):
         if k <= 1 or iterations == 0:
             continue
         axis = a + axes_offset
-        lo, hi = iterations * (k // 2), iterations * ((k - 1) // 2)
-        if reflected:
-            lo, hi = hi, lo
+        lo, hi = elements.composed_pads(k, iterations, dilation=reflected)
         n = x.shape[axis]
         shape = list(x.shape)
         shape[axis] = n + lo + hi
@@ -140,9 +99,7 @@ def _box_max(x: np.ndarray, ks: Sequence[int], iterations: int, reflected: bool,
 
 
 def _check_iterations(iterations) -> int:
-    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 0:
-        raise ValueError(f"iterations must be a whole number >= 0, got {iterations!r}")
-    return int(iterations)
+    return elements.check_iterations(iterations, 0)
 
 
 def erode(mask: np.ndarray, kernel_size: KernelSize = 3, iterations: int = 1, spacing=None,
@@ -156,7 +113,7 @@ def erode(mask: np.ndarray, kernel_size: KernelSize = 3, iterations: int = 1, sp
     if ignored is not None:
         m = m | np.asarray(ignored, dtype=bool)
     nd = m.ndim - int(channel_axis)
-    ks = _element(nd, kernel_size, spacing)
+    ks = elements.element(nd, kernel_size, spacing)
     inv = (~m).view(np.uint8)
     return _box_max(inv, ks, _check_iterations(iterations), False, int(channel_axis)) == 0
 
@@ -168,7 +125,7 @@ def dilate(mask: np.ndarray, kernel_size: KernelSize = 3, iterations: int = 1, s
     if ignored is not None:
         m = m & ~np.asarray(ignored, dtype=bool)
     nd = m.ndim - int(channel_axis)
-    ks = _element(nd, kernel_size, spacing)
+    ks = elements.element(nd, kernel_size, spacing)
     return _box_max(m.view(np.uint8), ks, _check_iterations(iterations), True, int(channel_axis)) > 0
 
 
@@ -176,7 +133,8 @@ def inner_contour(mask: np.ndarray, kernel_size: KernelSize = 3, iterations: int
                   ignored: Optional[np.ndarray] = None, channel_axis: bool = False) -> np.ndarray:
     """Inner contour ``m AND NOT erode(m, box kernel_size, iterations)`` (Huang et al., ICIP 2024, CWCD).
 
-    The erosion treats the outside of the array and ``ignored`` voxels as foreground (SPEC 3.3).
+    The erosion treats the outside of the array and ``ignored`` voxels as foreground (docs/losses.md,
+    section 3.3).
     Defaults follow the paper's text (3x3(x3) element, 6 iterations); the authors' code uses a
     2x2x2 element and one iteration (``kernel_size=2, iterations=1``).
     """
@@ -302,7 +260,7 @@ def contours_and_band(label: np.ndarray, num_classes: Optional[int] = None, regi
                 boundary_band(label, num_classes, regions, kernel_size, iterations, spacing, ignore_label))
     num_classes = _num_classes(label, num_classes, ignore_label)
     ign = _ignored(label, ignore_label)
-    win = _Window(label, _element(label.ndim, kernel_size, spacing), _check_iterations(iterations), ign)
+    win = _Window(label, elements.element(label.ndim, kernel_size, spacing), _check_iterations(iterations), ign)
     band = win.mixed()
     if ign is not None:
         band &= ~ign
@@ -315,7 +273,8 @@ def contours_and_band(label: np.ndarray, num_classes: Optional[int] = None, regi
 
 def class_contours(label: np.ndarray, num_classes: Optional[int] = None, regions=None, kernel_size: KernelSize = 3,
                    iterations: int = 6, spacing=None, ignore_label: Optional[int] = None) -> np.ndarray:
-    """Inner contour of every foreground class (SPEC 3.3; CWCD's contour map K for SDL), bool (C_fg, *sp).
+    """Inner contour of every foreground class, bool (C_fg, *sp): CWCD's contour map K for SDL
+    (docs/losses.md, section 3.3).
 
     ``K_c = g_c AND NOT erode(g_c, box kernel_size, iterations)`` for classes 1..num_classes-1
     (``num_classes`` None: max label + 1), or for every region if ``regions`` is given.
@@ -330,9 +289,9 @@ def class_contours(label: np.ndarray, num_classes: Optional[int] = None, regions
 
 def boundary_band(label: np.ndarray, num_classes: Optional[int] = None, regions=None, kernel_size: KernelSize = 3,
                   iterations: int = 6, spacing=None, ignore_label: Optional[int] = None) -> np.ndarray:
-    """Boundary band for CWCE (SPEC 3.3), bool (*sp): the union of the inner contours of every class
-    including background (regions: of every region and of its complement), i.e. the voxels on both
-    sides of every boundary, as the weight band of Huang et al.'s code."""
+    """Boundary band for CWCE (docs/losses.md, section 3.3), bool (*sp): the union of the inner
+    contours of every class including background (regions: of every region and of its complement),
+    i.e. the voxels on both sides of every boundary, as the weight band of Huang et al.'s code."""
     if regions is None:
         return contours_and_band(label, num_classes, None, kernel_size, iterations, spacing, ignore_label)[1]
     label = _int_labels(label)
@@ -343,12 +302,12 @@ def boundary_band(label: np.ndarray, num_classes: Optional[int] = None, regions=
 
 def offset_band(label: np.ndarray, num_classes: Optional[int] = None, regions=None, band: int = 3,
                 kernel_size: KernelSize = 3, ignore_label: Optional[int] = None) -> np.ndarray:
-    """Offset-curves band of every foreground class (SPEC 3.8, reconstruction of Le et al., ICPR 2020),
-    bool (C_fg, *sp): ``B_c = dilate(g_c, cube3, band) AND NOT erode(g_c, cube3, band)``, the voxels
-    within ``band`` offset curves on either side of the boundary.
+    """Offset-curves band of every foreground class (docs/losses.md, section 3.8; a reconstruction of
+    Le et al., ICPR 2020), bool (C_fg, *sp): ``B_c = dilate(g_c, cube3, band) AND NOT erode(g_c,
+    cube3, band)``, the voxels within ``band`` offset curves on either side of the boundary.
 
     ``kernel_size`` per axis (e.g. ``(1, 3, 3)``) serves nnU-Net 2d configurations of 3D data
-    (slice by slice); the default is SPEC's cube3. Like the torch version, ignored voxels are not
+    (slice by slice); the default is the cube of side 3. Like the torch version, ignored voxels are not
     zeroed here (the loss masks them).
 
     Label maps with an odd (symmetric) element: where class c is in the window (``dilate``), ``NOT
@@ -358,7 +317,7 @@ def offset_band(label: np.ndarray, num_classes: Optional[int] = None, regions=No
     label = _int_labels(label)
     ign = _ignored(label, ignore_label)
     band = _check_iterations(band)
-    ks = _per_axis(kernel_size, label.ndim)
+    ks = elements.per_axis(kernel_size, label.ndim)
     if regions is None and all(k % 2 for k in ks):
         num_classes = _num_classes(label, num_classes, ignore_label)
         win = _Window(label, ks, band, ign)
@@ -435,7 +394,8 @@ def _two_nearest(comp: np.ndarray, n: int, spacing: Sequence[float], reach: floa
 
 def unet_weight_map(label: np.ndarray, w0: float = 10.0, sigma: float = 5.0, spacing=None,
                     ignore_label: Optional[int] = None, per_slice: bool = False) -> np.ndarray:
-    """U-Net weight map (Ronneberger et al., MICCAI 2015, eq. 2; SPEC 3.7), float32, shape of ``label``:
+    """U-Net weight map (Ronneberger et al., MICCAI 2015, eq. 2; docs/losses.md, section 3.7), float32,
+    shape of ``label``:
 
         W(x) = w_class(y(x)) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))     (border term: y(x) = 0 only)
 

@@ -1,15 +1,16 @@
 """The one morphology module: binary erosion/dilation by max-pooling, contours and bands (CPU and GPU).
 
-Border rules (SPEC 3.3, 3.8):
+Border rules (docs/losses.md, sections 3.3 and 3.8):
 
 * erosion treats everything outside the array as foreground, so the edge of an image or patch is
   never a contour; voxels passed as ``ignored`` are treated the same way (an unlabelled region
   does not create a contour in its neighbours);
 * dilation treats the outside (and ignored voxels) as background.
 
-Iterating a box element ``iterations`` times equals one box of side ``(k - 1) * iterations + 1``,
-and a box is separable, so each operation is one 1D max-pool per axis: cost independent of the
-number of iterations, no Python loop over voxels, classes or iterations.
+The element arithmetic lives in :mod:`nnunet_losses.elements` (shared with the NumPy
+:mod:`nnunet_losses.maps`): iterating a box ``iterations`` times equals one box of side
+``(k - 1) * iterations + 1``, and a box is separable, so each operation is one 1D sliding max per
+axis: cost independent of the number of iterations, no Python loop over voxels, classes or iterations.
 
 ``kernel_size`` is an int (cube) or one int per axis (box; 1 = no change along that axis, which
 :func:`anisotropic_kernel` uses for strongly anisotropic spacing). Even sizes (the CWCD authors'
@@ -17,40 +18,15 @@ number of iterations, no Python loop over voxels, classes or iterations.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-KernelSize = Union[int, Sequence[int]]
+from .elements import ANISOTROPY_THRESHOLD, KernelSize, anisotropic_kernel, composed
 
-#: nnU-Net treats a case as anisotropic when max(spacing) / min(spacing) > 3
-ANISOTROPY_THRESHOLD = 3.0
-
-
-def _per_axis(kernel_size: KernelSize, ndim: int) -> Tuple[int, ...]:
-    if isinstance(kernel_size, int):
-        return (kernel_size,) * ndim
-    ks = tuple(int(k) for k in kernel_size)
-    if len(ks) != ndim:
-        raise ValueError(f"kernel_size {tuple(ks)} has {len(ks)} axes but the data has {ndim} spatial axes")
-    return ks
-
-
-def anisotropic_kernel(spacing: Sequence[float], kernel_size: int = 3,
-                       threshold: float = ANISOTROPY_THRESHOLD) -> Union[int, Tuple[int, ...]]:
-    """Structuring element for a case spacing.
-
-    Isotropic-ish data (max/min spacing <= ``threshold``, nnU-Net's rule) keeps the cube. Otherwise
-    the reach along each axis is scaled by ``min(spacing) / spacing[axis]`` so the element covers
-    about the same physical distance in every direction; coarse axes get side 1 (no erosion across
-    slices), like nnU-Net's in-plane treatment of anisotropic data.
-    """
-    spacing = [float(s) for s in spacing]
-    if max(spacing) / min(spacing) <= threshold:
-        return kernel_size
-    reach = kernel_size - 1
-    return tuple(max(0, int(round(reach * min(spacing) / s))) + 1 for s in spacing)
+__all__ = ["ANISOTROPY_THRESHOLD", "KernelSize", "anisotropic_kernel", "erode", "dilate", "inner_contour",
+           "class_contours", "boundary_band", "contours_and_band", "offset_band"]
 
 
 def _sliding_max(x: torch.Tensor, dim: int, side: int) -> torch.Tensor:
@@ -93,18 +69,6 @@ def _box_pool(x: torch.Tensor, sides: Sequence[int], pads: Sequence[Tuple[int, i
     return x
 
 
-def _composed(kernel_size: KernelSize, iterations: int, ndim: int, dilation: bool):
-    ks = _per_axis(kernel_size, ndim)
-    sides = [(k - 1) * iterations + 1 for k in ks]
-    # SciPy's convention for an even side k: the element spans offsets -(k // 2) .. (k - 1) // 2;
-    # dilation uses the reflected element.
-    if dilation:
-        pads = [(iterations * ((k - 1) // 2), iterations * (k // 2)) for k in ks]
-    else:
-        pads = [(iterations * (k // 2), iterations * ((k - 1) // 2)) for k in ks]
-    return sides, pads
-
-
 def _as_float(mask: torch.Tensor) -> torch.Tensor:
     if mask.dtype in (torch.float32, torch.float64) or (mask.is_cuda and mask.dtype in (torch.float16, torch.bfloat16)):
         return mask
@@ -120,7 +84,7 @@ def erode(mask: torch.Tensor, kernel_size: KernelSize = 3, iterations: int = 1,
     x = _as_float(mask)
     if ignored is not None:
         x = torch.maximum(x, ignored.to(x.dtype))
-    sides, pads = _composed(kernel_size, iterations, x.ndim - 2, dilation=False)
+    sides, pads = composed(kernel_size, iterations, x.ndim - 2, dilation=False)
     # erosion = NOT dilation of NOT: min-pool with outside = 1  <=>  max-pool of (1 - x) with outside = 0
     return _box_pool(1.0 - x, sides, pads, 0.0) < 0.5
 
@@ -131,13 +95,13 @@ def dilate(mask: torch.Tensor, kernel_size: KernelSize = 3, iterations: int = 1,
     x = _as_float(mask)
     if ignored is not None:
         x = x * (~ignored.bool()).to(x.dtype)
-    sides, pads = _composed(kernel_size, iterations, x.ndim - 2, dilation=True)
+    sides, pads = composed(kernel_size, iterations, x.ndim - 2, dilation=True)
     return _box_pool(x, sides, pads, 0.0) > 0.5
 
 
 def inner_contour(mask: torch.Tensor, kernel_size: KernelSize = 3, iterations: int = 1,
                   ignored: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``mask AND NOT erode(mask)`` (SPEC 3.3): the inner rim of each object, bool."""
+    """``mask AND NOT erode(mask)`` (docs/losses.md, section 3.3): the inner rim of each object, bool."""
     m = mask.bool()
     return m & ~erode(m, kernel_size, iterations, ignored)
 
@@ -174,7 +138,7 @@ def _label_window_range(labels: torch.Tensor, num_classes: int, kernel_size: Ker
     none = -float(num_classes + 1)  # below every label and every negated label
     if ignored is not None:
         both = both.masked_fill(ignored.bool(), none)
-    sides, pads = _composed(kernel_size, iterations, lab.ndim - 2, dilation=False)
+    sides, pads = composed(kernel_size, iterations, lab.ndim - 2, dilation=False)
     pooled = _box_pool(both, sides, pads, none)
     return pooled[:, :1], pooled[:, 1:]
 
@@ -219,7 +183,7 @@ def contours_and_band(target: torch.Tensor, num_classes: Optional[int] = None, s
 def class_contours(target: torch.Tensor, num_classes: Optional[int] = None, sigmoid: bool = False,
                    kernel_size: KernelSize = 3, iterations: int = 6,
                    ignored: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Inner contours of every foreground class (SPEC 3.3), bool (B, C_fg, *sp).
+    """Inner contours of every foreground class (docs/losses.md, section 3.3), bool (B, C_fg, *sp).
 
     softmax mode: ``target`` (B, 1, *sp) labels, classes 1..num_classes-1;
     sigmoid mode: ``target`` (B, C, *sp) binary regions, every region.
@@ -234,7 +198,7 @@ def class_contours(target: torch.Tensor, num_classes: Optional[int] = None, sigm
 def boundary_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmoid: bool = False,
                   kernel_size: KernelSize = 3, iterations: int = 6,
                   ignored: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Union of the inner contours of every class incl. background (SPEC 3.3), bool (B, 1, *sp).
+    """Union of the inner contours of every class incl. background (docs/losses.md, section 3.3), bool (B, 1, *sp).
 
     sigmoid mode: of every region and of its complement. These are the voxels on both sides of
     every boundary (the CWCE weight band).
@@ -252,7 +216,7 @@ def boundary_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmo
 @torch.no_grad()
 def offset_band(target: torch.Tensor, num_classes: Optional[int] = None, sigmoid: bool = False, band: int = 3,
                 ignored: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Offset-curves band of every foreground class (SPEC 3.8), bool (B, C_fg, *sp):
+    """Offset-curves band of every foreground class (docs/losses.md, section 3.8), bool (B, C_fg, *sp):
     ``dilate(g_c, cube3, band) AND NOT erode(g_c, cube3, band)``.
 
     softmax mode: with the symmetric cube, ``NOT erode(g_c)`` may be replaced by "the window holds
@@ -307,7 +271,7 @@ def _offset_band_bits(labels: torch.Tensor, num_classes: int, band: int = 3,
     if ignored is not None:
         bits = bits.masked_fill(ignored.bool(), 0)
     nd = bits.ndim - 2
-    sides, pads = _composed(3, band, nd, dilation=True)
+    sides, pads = composed(3, band, nd, dilation=True)
     for axis in range(nd):
         lo, hi = pads[axis]
         pad = [0, 0] * nd

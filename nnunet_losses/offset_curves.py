@@ -144,8 +144,34 @@ class _BandAndLength(torch.autograd.Function):
 
 
 class OffsetCurvesLoss(LossBase):
-    """Offset Curves loss (reconstruction). ``band`` >= 1 offset curves (3), ``lambda_band`` >= 0 (1.0),
-    ``lambda_length`` >= 0 (0.01), ``eps`` > 0 (1e-8)."""
+    """Offset Curves loss (OsC), a RECONSTRUCTION from the paper's abstract (no code is public).
+
+    ``B_c = dilate(g_c, cube3, band) AND NOT erode(g_c, cube3, band)`` per foreground class c (sigmoid
+    mode: every region)::
+
+        OsC = CE + lambda_band   * mean_{b,c} [ sum(B_c (p_c - g_c)^2) / (sum(B_c) + smooth) ]
+                 + lambda_length * mean_{b,c} mean_x sqrt( sum_axes (forward difference of p_c)^2 + eps )
+
+    sums over counted voxels; forward differences on the common interior (each axis cropped by one at its
+    end), averaged over interior voxels whose forward neighbours all count. CE as in :class:`DiceCELoss`.
+    Le et al., "Offset Curves Loss for Imbalanced Problem in Medical Segmentation", ICPR 2020 (arXiv
+    2012.02463); docs/losses.md, section 3.8. ``forward(logits, target, mask=None, offset_band=None)``:
+    a precomputed binary band (B, C_fg, *sp), or None to build it from the target.
+
+    Args:
+        band: number of offset curves on each side of the boundary (iterations of the cube of side 3), a
+            whole number >= 1. Default: ``3``.
+        lambda_band: weight of the band term, >= 0. Default: ``1.0``.
+        lambda_length: weight of the length term, >= 0. Default: ``0.01``.
+        eps: added under the square root of the length term (finite gradient where p is flat), > 0.
+            Default: ``1e-8``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        smooth: added to the band term's denominator, >= 0. Default: ``1e-5``.
+    """
 
     map_names = ("offset_band",)
 

@@ -49,7 +49,30 @@ def hardest_voxels(hardness: torch.Tensor, counted: Optional[torch.Tensor], k_pe
 
 
 class TopKDiceLoss(SoftDiceLoss):
-    """Dice on the k% hardest voxels per sample; Dice options as :class:`SoftDiceLoss`. ``k`` in (0, 100] (10)."""
+    """top-K Dice: ``1 - mean_c Dice_c`` on the k% hardest counted voxels of each sample.
+
+    Hardness = the voxel's CE (sigmoid mode: BCE summed over the channels), detached; per sample the
+    ``ceil(k / 100 * n_counted)`` hardest counted voxels are kept (ties broken arbitrarily). On them
+    ``Dice_c = (2 sum(p_c g_c) + s) / max(sum(g_c^2) + sum(p_c^2) + s, 1e-8)``. Hosseini et al., "topK
+    Dice loss", BMVC 2024; docs/losses.md, section 3.5.
+
+    Args:
+        k: percentage of the counted voxels of each sample kept (the hardest ones), in (0, 100]; 100
+            gives the squared-denominator soft Dice on every counted voxel. Default: ``10``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 in the Dice mean (softmax mode only; in sigmoid mode every
+            channel counts). Default: ``False``.
+        batch_dice: one Dice per class over the kept voxels of the whole batch instead of one per
+            (sample, class) (the voxels are still chosen per sample).
+            Default: ``False``.
+        smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
+    """
 
     def __init__(self, k: float = 10, sigmoid: bool = False, ignore_index: Optional[int] = None,
                  include_background: bool = False, batch_dice: bool = False, smooth: float = SMOOTH,
@@ -102,7 +125,30 @@ class TopKDiceLoss(SoftDiceLoss):
 
 
 class CETopKDiceLoss(TopKDiceLoss):
-    """``weight_ce * CE + weight_dice * TopKDice`` (the paper's training loss)."""
+    """CE + top-K Dice: ``weight_ce * CE + weight_dice * TopKDice`` (the paper's training loss).
+
+    CE over all counted voxels as in :class:`DiceCELoss`; TopKDice as :class:`TopKDiceLoss`, with the same
+    per-voxel CE as hardness. Hosseini et al., BMVC 2024; docs/losses.md, section 3.5.
+
+    Args:
+        k: percentage of the counted voxels of each sample kept (the hardest ones), in (0, 100]; 100
+            gives the squared-denominator soft Dice on every counted voxel. Default: ``10``.
+        weight_ce: weight of the CE term, >= 0. Default: ``1.0``.
+        weight_dice: weight of the top-K Dice term, >= 0. Default: ``1.0``.
+        sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
+            (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
+            Default: ``False``.
+        ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
+            integer, or None when every voxel counts. Default: ``None``.
+        include_background: include class 0 in the Dice mean (softmax mode only; in sigmoid mode every
+            channel counts). Default: ``False``.
+        batch_dice: one Dice per class over the kept voxels of the whole batch instead of one per
+            (sample, class) (the voxels are still chosen per sample).
+            Default: ``False``.
+        smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
+        ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
+            Default: ``False``.
+    """
 
     def __init__(self, k: float = 10, weight_ce: float = 1.0, weight_dice: float = 1.0, sigmoid: bool = False,
                  ignore_index: Optional[int] = None, include_background: bool = False, batch_dice: bool = False,

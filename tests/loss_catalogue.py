@@ -66,3 +66,37 @@ def make_inputs(sigmoid, dim=2, b=2, c=3, size=8, dtype=torch.float64, seed=0, i
         region = (slice(None), slice(None)) + (slice(0, 2),) * dim
         target[region] = ignore
     return logits, target
+
+
+def many_class_inputs(sigmoid, dim, c, b=2, size=8, seed=0, ignore=None, dtype=torch.float64):
+    """Logits and a target for many classes (regions) that keeps classes apart on small images.
+
+    softmax: blocks of side 3 (cropped at the end of each axis), each of a random class 0..C-1, so
+    that classes have contour voxels (next to another block) and interior voxels (at the image edge,
+    which is never a contour); sigmoid: one random box per region and sample. ``ignore``: about 10% of
+    the voxels (sigmoid mode: in one random channel) carry that value. Spatial shape ``(size, size - 1)``
+    in 2D, ``(size, size - 1, size - 2)`` in 3D.
+    """
+    g = torch.Generator().manual_seed(seed)
+    sp = (size, size - 1) if dim == 2 else (size, size - 1, size - 2)
+    logits = torch.randn((b, c, *sp), generator=g, dtype=dtype) * 2
+    crop = (slice(None), slice(None)) + tuple(slice(0, s) for s in sp)
+    if sigmoid:
+        target = torch.zeros((b, c, *sp), dtype=dtype)
+        for i in range(b):
+            for r in range(c):
+                lo = [int(torch.randint(0, s - 1, (1,), generator=g)) for s in sp]
+                hi = [int(torch.randint(l + 2, s + 1, (1,), generator=g)) if l + 2 <= s else s for l, s in zip(lo, sp)]
+                target[(i, r) + tuple(slice(l, h) for l, h in zip(lo, hi))] = 1
+    else:
+        target = torch.randint(0, c, (b, 1, *[-(-s // 3) for s in sp]), generator=g)
+        for axis in range(dim):
+            target = target.repeat_interleave(3, 2 + axis)
+        target = target[crop].contiguous()
+    if ignore is not None:
+        sel = torch.rand((b, 1, *sp), generator=g) < 0.1
+        if sigmoid:
+            ch = torch.randint(0, c, (b, 1, *sp), generator=g)
+            sel = sel & (ch == torch.arange(c).view(1, c, *([1] * dim)))
+        target = torch.where(sel, torch.full_like(target, ignore), target)
+    return logits, target

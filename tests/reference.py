@@ -1,7 +1,8 @@
-"""Independent float64 NumPy/SciPy reference of every loss of SPEC section 3.
+"""Independent float64 NumPy/SciPy reference of every loss of docs/losses.md.
 
-Written from /work/shared/SPEC.md (sections 2 and 3) alone, without looking at the library, so
-that tests comparing the two can catch mistakes in either. Plain loops over samples and classes:
+Written from the specification of the losses (docs/losses.md: the shared conventions and
+sections 3.1-3.8) alone, without looking at the library, so that tests comparing the two can
+catch mistakes in either. Plain loops over samples and classes:
 this is a reference, not the product. Morphology uses SciPy (binary_erosion with border_value=1:
 the outside of the array counts as foreground; binary_dilation with border_value=0).
 
@@ -10,7 +11,7 @@ Every function takes NumPy arrays (or anything np.asarray accepts):
   or (B, C, *spatial) binary regions (sigmoid mode); mask (B, 1, *spatial), 1 = counts.
 and returns a Python float.
 
-Where the SPEC is silent, the reference makes these choices (the library documents the same):
+Where the formulas leave a case open, the reference makes these choices (docs/losses.md states the same):
 * voxels that do not count (ignore label, mask 0) are "unknown" for the morphology of on-the-fly
   maps: like the outside of the array, foreground for erosion and background for dilation, and
   in no class (so the edge of an unlabelled region is never a contour);
@@ -124,9 +125,9 @@ def erode(m, kernel_size=3, iterations=1, unknown=None):
     """Binary erosion by a cube; the outside of the array counts as foreground.
 
     ``unknown`` voxels (not counted: ignore label or mask 0) are treated like the outside, i.e. as
-    foreground, so the edge of an unlabelled region is never a contour. The SPEC is silent on
-    contours next to ignored voxels; this is the library's documented choice (morphology.py), the
-    natural extension of SPEC 3.3's "the edge of an image or of a patch is never a contour"."""
+    foreground, so the edge of an unlabelled region is never a contour: the natural extension of
+    "the edge of an image or of a patch is never a contour" (docs/losses.md, section 3.3, "Choice
+    (ignore label)")."""
     m = np.asarray(m, dtype=bool)
     if unknown is not None:
         m = m | unknown
@@ -148,7 +149,7 @@ def dilate(m, kernel_size=3, iterations=1, unknown=None):
 
 
 def inner_contour(m, kernel_size=3, iterations=6, unknown=None):
-    """SPEC 3.3: m AND NOT erode(m)."""
+    """Inner contour (section 3.3): m AND NOT erode(m)."""
     m = np.asarray(m, dtype=bool)
     if unknown is not None:
         m = m & ~unknown
@@ -172,7 +173,7 @@ def _unknown(unknown, b, shape):
 
 
 def class_contours(target, C, sigmoid=False, kernel_size=3, iterations=6, unknown=None):
-    """SPEC 3.3 class contours (B, C_fg, *spatial): inner contour of each foreground class/region.
+    """Class contours (section 3.3), (B, C_fg, *spatial): inner contour of each foreground class/region.
 
     target: softmax (B, *spatial) labels, sigmoid (B, C, *spatial); unknown: (B, *spatial) bool or None."""
     members = _binary_classes(target, C, sigmoid)
@@ -187,7 +188,7 @@ def class_contours(target, C, sigmoid=False, kernel_size=3, iterations=6, unknow
 
 
 def boundary_band(target, C, sigmoid=False, kernel_size=3, iterations=6, unknown=None):
-    """SPEC 3.3 boundary band (B, 1, *spatial): union of the inner contours of every class
+    """Boundary band (section 3.3), (B, 1, *spatial): union of the inner contours of every class
     including background (sigmoid: of every region and of its complement)."""
     members = _binary_classes(target, C, sigmoid)
     B = members.shape[0]
@@ -204,7 +205,7 @@ def boundary_band(target, C, sigmoid=False, kernel_size=3, iterations=6, unknown
 
 
 def offset_band(g_c, band, unknown=None):
-    """SPEC 3.8: dilate(g, cube3, band) AND NOT erode(g, cube3, band)."""
+    """Offset band (section 3.8): dilate(g, cube3, band) AND NOT erode(g, cube3, band)."""
     g_c = np.asarray(g_c, dtype=bool)
     if unknown is not None:
         g_c = g_c & ~unknown
@@ -254,7 +255,7 @@ def dice_ce_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None,
 
 def combo_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None,
                include_background=False, batch_dice=False, smooth=SMOOTH, alpha=0.5, beta=0.5):
-    """SPEC 3.2: alpha * WCE + (1 - alpha) * (1 - meanDice); WCE over all channels."""
+    """Combo (section 3.2): alpha * WCE + (1 - alpha) * (1 - meanDice); WCE over all channels."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     wce = -(beta * P.g * P.logp + (1 - beta) * (1 - P.g) * P.log1mp)  # (B, C, *spatial)
     return alpha * P.counted_mean(wce) + (1 - alpha) * _mean_dice_loss(P, include_background, batch_dice, smooth)
@@ -262,7 +263,7 @@ def combo_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None,
 
 def cwce_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, contour_weight=1.0,
               kernel_size=3, iterations=6, band=None):
-    """SPEC 3.3: mean_i (1 + contour_weight * band_i) * CE_i over counted voxels."""
+    """CWCE (section 3.3): mean_i (1 + contour_weight * band_i) * CE_i over counted voxels."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     if band is None:
         band = boundary_band(_contour_target(target, P), P.C, sigmoid, kernel_size, iterations, ~P.counted)
@@ -276,7 +277,7 @@ def cwce_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, co
 
 def sdl_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, batch_dice=False,
              smooth=SMOOTH, lam=0.5, kernel_size=3, iterations=6, contour=None):
-    """SPEC 3.3 separable Dice: per foreground class, Dice on the contour and on the rest."""
+    """Separable Dice (section 3.3): per foreground class, Dice on the contour and on the rest."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     fg = P.foreground_classes()
     if contour is None:
@@ -310,7 +311,7 @@ def _contour_target(target, P):
 def cwcd_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, batch_dice=False,
               smooth=SMOOTH, weight_ce=1.0, weight_dice=1.0, kernel_size=3, iterations=6,
               contour_weight=1.0, lam=0.5, contour=None, band=None):
-    """SPEC 3.3: weight_ce * CWCE + weight_dice * SDL."""
+    """CWCD (section 3.3): weight_ce * CWCE + weight_dice * SDL."""
     if band is None:
         P = Prepared(logits, target, sigmoid, ignore_index, mask)
         band = boundary_band(_contour_target(target, P), P.C, sigmoid, kernel_size, iterations, ~P.counted)
@@ -323,7 +324,7 @@ def cwcd_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, ba
 
 def asym_fbeta_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None,
                     include_background=False, batch_dice=False, smooth=SMOOTH, beta=1.5):
-    """SPEC 3.4: 1 - mean F_beta, F = ((1+b^2) tp + s) / ((1+b^2) tp + b^2 fn + fp + s)."""
+    """Asymmetric F-beta (section 3.4): 1 - mean F_beta, F = ((1+b^2) tp + s) / ((1+b^2) tp + b^2 fn + fp + s)."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     b2 = beta ** 2
     scores = []
@@ -339,7 +340,7 @@ def asym_fbeta_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=No
 
 def tversky_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None,
                  include_background=False, batch_dice=False, smooth=SMOOTH, alpha=0.3, beta=0.7):
-    """SPEC 3.4: 1 - mean TI, TI = (tp + s) / (tp + alpha fp + beta fn + s)."""
+    """Tversky (section 3.4): 1 - mean TI, TI = (tp + s) / (tp + alpha fp + beta fn + s)."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     scores = []
     for grp in P.groups(batch_dice):
@@ -383,7 +384,7 @@ def _topk_dice_part(P, k, include_background, batch_dice, smooth):
 
 def topk_dice_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None,
                    include_background=False, batch_dice=False, smooth=SMOOTH, k=10):
-    """SPEC 3.5: Dice with sum(g^2) + sum(p^2) on the top-k% hardest counted voxels per sample."""
+    """top-K Dice (section 3.5): Dice with sum(g^2) + sum(p^2) on the top-k% hardest counted voxels per sample."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     return _topk_dice_part(P, k, include_background, batch_dice, smooth)
 
@@ -398,7 +399,7 @@ def ce_topk_dice_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=
 
 def generalized_dice_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None,
                           include_background=True, batch_dice=False, smooth=SMOOTH):
-    """SPEC 3.6: w_c = 1/(sum g_c)^2, absent classes get the largest finite weight of the row."""
+    """Generalised Dice (section 3.6): w_c = 1/(sum g_c)^2, absent classes get the largest finite weight of the row."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     classes = P.dice_classes(include_background)
     losses = []
@@ -431,7 +432,7 @@ def _focal_per_voxel(P, gamma, alpha):
 
 
 def focal_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, gamma=2.0, alpha=None):
-    """SPEC 3.7: -alpha_y (1 - p_y)^gamma log p_y, mean over counted voxels (and channels)."""
+    """Focal (section 3.7): -alpha_y (1 - p_y)^gamma log p_y, mean over counted voxels (and channels)."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     return P.counted_mean(_focal_per_voxel(P, gamma, alpha))
 
@@ -444,7 +445,7 @@ def focal_dice_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=No
 
 
 def dwce_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, weight_map=None):
-    """SPEC 3.7: mean_i W_i CE_i over counted voxels, W given (B, 1, *spatial)."""
+    """DWCE (section 3.7): mean_i W_i CE_i over counted voxels, W given (B, 1, *spatial)."""
     P = Prepared(logits, target, sigmoid, ignore_index, mask)
     W = np.asarray(weight_map, dtype=np.float64)[:, 0]
     ce = P.voxel_ce()
@@ -455,14 +456,14 @@ def dwce_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, we
 
 def offset_curves_loss(logits, target, mask=None, *, sigmoid=False, ignore_index=None, smooth=SMOOTH,
                        band=3, lambda_band=1.0, lambda_length=0.01, eps=1e-8):
-    """SPEC 3.8 (reconstruction): CE + lambda_band * band term + lambda_length * length term.
+    """Offset Curves (section 3.8, a reconstruction): CE + lambda_band * band term + lambda_length * length term.
 
     Band term per (sample, foreground class): sum over counted voxels of B_c (p_c - g_c)^2 divided
     by (number of counted band voxels + s). Length term: mean over interior voxels x (the array
     cropped by one at the end of every axis) of sqrt(sum_axes (p_c(x + e_a) - p_c(x))^2 + eps),
     where, with an ignore label or mask, only voxels x that count AND whose forward neighbours
     x + e_a all count are averaged (a difference touching an ignored voxel would use its
-    prediction; the SPEC is silent, this matches the library's documented choice). A (sample,
+    prediction; docs/losses.md, section 3.8, "Choice (ignore label)"). A (sample,
     class) with no such voxel contributes 0. Uncounted voxels are "unknown" for the band morphology.
     """
     P = Prepared(logits, target, sigmoid, ignore_index, mask)

@@ -42,7 +42,7 @@ def lab(x):
 
 def check(value, expected):
     """Inputs here are float64: the library then computes in float64 (its documented choice, for
-    gradcheck; SPEC 2 says float32), so the literal must match to ~1e-9; float32 to ~2e-6."""
+    gradcheck; float32 logits compute in float32), so the literal must match to ~1e-9; float32 to ~2e-6."""
     assert value.dtype in (torch.float32, torch.float64) and value.dim() == 0
     rel = 1e-9 if value.dtype == torch.float64 else REL
     assert value.item() == pytest.approx(expected, rel=rel, abs=1e-12)

@@ -8,7 +8,6 @@ from loss_catalogue import make_inputs
 monai_losses = pytest.importorskip("monai.losses")
 nnunet_loss = pytest.importorskip("nnunetv2.training.loss.compound_losses")
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss  # noqa: E402
-from nnunetv2.utilities.helpers import softmax_helper_dim1  # noqa: E402
 
 DIMS = [2, 3]
 
@@ -43,8 +42,9 @@ def test_sigmoid_dice_ce_equals_nnunet_dc_and_bce(dim, batch_dice):
 
 def test_sigmoid_ignore_matches_nnunet_dice_and_documented_bce_normalisation():
     """nnU-Net's region loss with an ignore channel divides the masked BCE sum by the number of counted
-    voxels only (not voxels x channels); SPEC 2 asks for the mean over voxels and channels. The Dice
-    parts agree exactly and the BCE parts differ by exactly the factor C."""
+    voxels only (not voxels x channels); we take the mean over voxels and channels (docs/losses.md,
+    "Choice (region BCE with an ignore channel)"). The Dice parts agree exactly and the BCE parts
+    differ by exactly the factor C."""
     logits, target = make_inputs(True, dim=2, b=2, c=3, size=10, dtype=torch.float32, seed=3)
     ign = torch.zeros((2, 1, 10, 10))
     ign[:, :, :3] = 1

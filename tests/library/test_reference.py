@@ -6,8 +6,6 @@ ignore label), loss masks and the loss-specific hyper-parameters. The reference 
 against torch.nn.functional and against identities between the losses at the end of this file.
 """
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -22,13 +20,23 @@ import nnunet_losses as NL  # noqa: E402
 RTOL = 2e-6
 ATOL = 1e-6
 SHAPES = {2: (2, 3, 9, 11), 3: (2, 3, 5, 6, 7)}
+#: shapes of the many-class cases (C is replaced by the number of classes): a little larger, so that
+#: with 7 or 16 classes most classes still hold voxels off their contour
+MANY_CLASS_SHAPES = {2: (2, 0, 12, 13), 3: (2, 0, 6, 7, 8)}
+#: above LABEL_SUMS_MIN_CLASSES (4) classes, SDL / CWCD and the top-K losses take their label-sum code paths
+MANY_CLASSES = (7, 16)
 
 
 # ----------------------------------------------------------------------------- data
-def make_data(dim, mode, target_kind, use_ignore, use_mask, seed):
-    """logits (float64), target, ignore_index, mask (or None) as NumPy arrays."""
+def make_data(dim, mode, target_kind, use_ignore, use_mask, seed, num_classes=None):
+    """logits (float64), target, ignore_index, mask (or None) as NumPy arrays; ``num_classes``: C
+    classes / regions on the (larger) many-class shapes instead of the 3 of ``SHAPES``."""
     rng = np.random.default_rng(seed)
-    B, C, *spatial = SHAPES[dim]
+    if num_classes is None:
+        B, C, *spatial = SHAPES[dim]
+    else:
+        B, _, *spatial = MANY_CLASS_SHAPES[dim]
+        C = num_classes
     logits = rng.normal(scale=2.0, size=(B, C, *spatial))
     if mode == "softmax":
         if target_kind == "blobs":
@@ -62,7 +70,7 @@ def random_maps(rng, shape_fg, shape_band):
 
 
 def focal_alpha(mode, C):
-    return [0.2, 0.5, 1.3][:C] if mode == "softmax" else 0.25
+    return ([0.2, 0.5, 1.3, 0.7, 2.0, 0.1, 1.0] * (C // 7 + 1))[:C] if mode == "softmax" else 0.25
 
 
 # ----------------------------------------------------------------------------- the cases
@@ -128,10 +136,10 @@ def build_cases():
     return cases
 
 
-def run_case(name, hp, variant, dim, mode, kind, maps, seed=0, dtype=np.float64):
+def run_case(name, hp, variant, dim, mode, kind, maps, seed=0, dtype=np.float64, num_classes=None):
     ref_fn, family, _ = LOSSES[name]
     logits, target, ignore_index, mask = make_data(dim, mode, kind, variant.get("ignore", False),
-                                                   variant.get("mask", False), seed)
+                                                   variant.get("mask", False), seed, num_classes)
     logits = logits.astype(dtype).astype(np.float64)  # the reference sees the rounded logits
     B, C = logits.shape[:2]
     spatial = logits.shape[2:]
@@ -166,7 +174,7 @@ def run_case(name, hp, variant, dim, mode, kind, maps, seed=0, dtype=np.float64)
 @pytest.mark.parametrize("name,hp,variant,dim,mode,kind,maps", build_cases())
 def test_loss_matches_reference(name, hp, variant, dim, mode, kind, maps):
     got, expected = run_case(name, hp, variant, dim, mode, kind, maps)
-    # SPEC 2 says float32; the library computes in float64 for float64 logits (documented, for gradcheck)
+    # float64 logits compute in float64 (documented, for gradcheck); float32 ones give float32
     assert got.dtype in (torch.float32, torch.float64) and got.dim() == 0
     assert math.isfinite(expected) and expected >= 0
     assert_close(got, expected)
@@ -182,6 +190,56 @@ def test_float32_logits_match_reference(name, dim, mode):
     got, expected = run_case(name, {}, variant, dim, mode, "blobs", None, seed=11, dtype=np.float32)
     assert got.dtype == torch.float32 and got.dim() == 0
     np.testing.assert_allclose(got.item(), expected, rtol=RTOL, atol=ATOL)
+
+
+# ----------------------------------------------------------------------------- many classes
+#: per loss, the hyper-parameters of its many-class cases: one erosion iteration (so that classes keep
+#: an interior on these small images), enough kept top-K voxels for most classes to be among them
+MANY_CLASS_HP = {
+    "ComboLoss": {"alpha": 0.3, "beta": 0.8},
+    "ContourWeightedCELoss": {"iterations": 1, "contour_weight": 2.5},
+    "SeparableDiceLoss": {"iterations": 1, "lam": 0.3},
+    "CWCDLoss": {"iterations": 1, "lam": 0.3, "weight_ce": 0.5, "weight_dice": 2.0},
+    "TopKDiceLoss": {"k": 37},
+    "CETopKDiceLoss": {"k": 25, "weight_ce": 0.4, "weight_dice": 1.3},
+    "FocalLoss": {"alpha": "per-mode"},
+    "FocalDiceLoss": {"gamma": 1.0, "alpha": "per-mode"},
+    "OffsetCurvesLoss": {"band": 1},
+}
+
+
+def build_many_class_cases():
+    """Every loss with 7 and 16 classes (regions), 2D and 3D, softmax and sigmoid: the ignore label
+    alone and the busiest variant of its family (mask, batch_dice, include_background where they
+    apply); the contour losses also with given (random) maps."""
+    cases = []
+    for name, (_, family, _) in LOSSES.items():
+        busiest = VARIANTS[family][-1]
+        variants = [dict(ignore=True)] + ([busiest] if busiest != dict(ignore=True) else [])
+        hp = MANY_CLASS_HP.get(name, {})
+        for num_classes in MANY_CLASSES:
+            for v in variants:
+                for dim in (2, 3):
+                    for mode in ("softmax", "sigmoid"):
+                        maps_opts = [None]
+                        if family.startswith("contour"):
+                            maps_opts = ["fly", "given"] if v is variants[0] else ["fly"]
+                        for maps in maps_opts:
+                            vid = "-".join(v)
+                            mid = f"-maps_{maps}" if maps else ""
+                            cases.append(pytest.param(name, hp, v, dim, mode, maps, num_classes,
+                                                      id=f"{name}-C{num_classes}-{vid}-{dim}d-{mode}{mid}"))
+    return cases
+
+
+@pytest.mark.parametrize("name,hp,variant,dim,mode,maps,num_classes", build_many_class_cases())
+def test_many_classes_match_reference(name, hp, variant, dim, mode, maps, num_classes):
+    """More than LABEL_SUMS_MIN_CLASSES (4) classes: SDL, CWCD and the top-K losses compute their sums with
+    the target from per-voxel values at the label (softmax mode), a code path the 3-class cases never take."""
+    got, expected = run_case(name, hp, variant, dim, mode, "blobs", maps, seed=num_classes + dim,
+                             num_classes=num_classes)
+    assert math.isfinite(expected) and expected >= 0
+    assert_close(got, expected)
 
 
 def assert_close(got, expected):
@@ -212,7 +270,7 @@ def test_low_precision_logits(dtype):
     x = torch.from_numpy(logits).to(dtype)
     expected = R.dice_ce_loss(x.double().numpy(), target)
     got = NL.DiceCELoss()(x, torch.from_numpy(target))
-    assert got.dtype == torch.float32  # SPEC 2: a float32 scalar
+    assert got.dtype == torch.float32  # any float dtype but float64 gives a float32 scalar
     np.testing.assert_allclose(got.item(), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -220,9 +278,9 @@ def test_low_precision_logits(dtype):
 @pytest.mark.parametrize("how", ["all_count", "mask", "ignore"])
 @pytest.mark.parametrize("k,n", [(7, 100), (10, 30), (14, 50), (28, 25), (29, 100), (57, 100)])
 def test_topk_keeps_exactly_ceil_k_percent(k, n, how):
-    """SPEC 3.5: ceil(k/100 * n_counted) voxels, computed exactly (k = 7, n_counted = 100 keeps 7,
-    although 100 * (7 / 100.0) = 7.000000000000001 in floating point). With "mask" / "ignore", 13
-    extra voxels do not count, so n_counted is still n."""
+    """top-K (docs/losses.md, section 3.5): ceil(k/100 * n_counted) voxels, computed exactly (k = 7,
+    n_counted = 100 keeps 7, although 100 * (7 / 100.0) = 7.000000000000001 in floating point). With
+    "mask" / "ignore", 13 extra voxels do not count, so n_counted is still n."""
     rng = np.random.default_rng(k * n)
     extra = 0 if how == "all_count" else 13
     logits = rng.normal(scale=2.0, size=(1, 2, 1, n + extra))
@@ -247,7 +305,7 @@ def test_topk_keeps_exactly_ceil_k_percent(k, n, how):
 @pytest.mark.parametrize("batch_dice", [False, True])
 @pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
 def test_gdl_absent_classes(mode, batch_dice):
-    """SPEC 3.6: a class without ground truth gets the largest finite weight of its row; a row
+    """GDL (docs/losses.md, section 3.6): a class without ground truth gets the largest finite weight of its row; a row
     without any ground truth gets weight 0 (sigmoid: sample 1 has empty regions)."""
     logits, target, _, _ = make_data(2, mode, "blobs", False, False, seed=9)
     if mode == "softmax":
@@ -271,7 +329,8 @@ def test_gdl_absent_classes(mode, batch_dice):
 @pytest.mark.parametrize("how", ["mask", "ignore"])
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_nothing_counted_gives_zero(name, how, mode):
-    """SPEC 2: a batch where nothing counts returns 0 with a gradient of zeros, never NaN."""
+    """A batch where nothing counts returns 0 with a gradient of zeros, never NaN (docs/losses.md,
+    "Conventions shared by every loss")."""
     logits, target, _, _ = make_data(2, mode, "blobs", False, False, seed=5)
     B, C = logits.shape[:2]
     sigmoid = mode == "sigmoid"
@@ -310,7 +369,7 @@ def test_reference_ce_bce_match_torch():
 
 
 def test_reference_identities():
-    """Relations between losses that the SPEC formulas imply."""
+    """Relations between losses that the formulas of docs/losses.md imply."""
     for mode in ("softmax", "sigmoid"):
         s = mode == "sigmoid"
         x, t, ii, m = make_data(2, mode, "blobs", True, True, seed=7)

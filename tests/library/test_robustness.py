@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-import nnunet_losses as nl
 from loss_catalogue import LOSSES, NAMES, make, make_inputs, maps_for
 
 
@@ -102,7 +101,7 @@ def test_ignored_voxels_do_not_change_the_loss(name):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if LOSSES[n][2]])
 def test_empty_count_value_of_dice(name):
-    """SPEC 2: a class absent from target and prediction has Dice smooth/smooth = 1."""
+    """A class absent from target and prediction has Dice smooth/smooth = 1 (the soft-Dice formula, section 3.1)."""
     logits = torch.full((1, 3, 4, 4), -1e4)
     logits[:, 0] = 1e4  # predicts background everywhere
     target = torch.zeros((1, 1, 4, 4), dtype=torch.long)
