@@ -279,7 +279,7 @@ def test_dwce_stored_is_the_default_and_trains_a_step(nnunet_tiny, monkeypatch, 
         assert np.isfinite(tr.validation_step(next(dl_val))["loss"])  # validation: online map
 
 
-def test_missing_maps_built_at_start_and_truncated_file_named(nnunet_tiny, monkeypatch, tmp_path):
+def test_missing_maps_built_at_start_and_damaged_file_rebuilt(nnunet_tiny, monkeypatch, tmp_path):
     folder = _private(nnunet_tiny, monkeypatch, tmp_path, "regions2d")
     tr = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerSDL, "regions2d", "2d", True, {"maps": "stored"})
     maps_dir = Path(tr._map_ctx.maps_dir)
@@ -294,15 +294,25 @@ def test_missing_maps_built_at_start_and_truncated_file_named(nnunet_tiny, monke
                    {"maps": "stored", "iterations": 2})
     tr2.get_dataloaders()
     assert "stale (parameters changed)" in open(tr2.log_file).read()
-    # truncated: an error naming the file and the fix
+    # truncated: rebuilt at the next start, with a log line naming the file
     victim = maps_dir / files[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
     tr3 = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerSDL, "regions2d", "2d", True,
                    {"maps": "stored", "iterations": 2})
+    tr3.get_dataloaders()
+    log = open(tr3.log_file).read()
+    assert f"map file {victim} is damaged" in log and "rebuilding it" in log
+    assert len(victim.read_bytes()) > len(data) // 2
+    # damaged while training (after the start check): the worker refuses it, naming the file and the fix
+    case = files[0][: -len("_contour.b2nd")]
+    raw = bytearray(victim.read_bytes())
+    for i in range(len(raw) // 3, len(raw) // 3 + 16):
+        raw[i] ^= 0xFF
+    victim.write_bytes(bytes(raw))
     with pytest.raises(MapFileError) as e:
-        tr3.get_dataloaders()
-    assert str(victim) in str(e.value) and "nnunet_losses_precompute -d" in str(e.value)
+        tr3.get_tr_and_val_datasets()[0].load_case(case)
+    assert str(victim) in str(e.value) and "checksum" in str(e.value) and "nnunet_losses_precompute -d" in str(e.value)
     assert "--iterations 2" in str(e.value)
 
 

@@ -131,7 +131,7 @@ def test_wheel_layout(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "nnunet_losses_trainers.pth" in names
     assert "nnunet_losses_trainers/_nnunet_ext/nnunet_losses_trainers_for_nnunet.py" in names
-    assert "nnunet_losses_trainers/cwcd.py" in names and "nnunet_losses/nnunet/trainer_base.py" in names
+    assert "nnunet_losses_trainers/cwcd.py" in names and "nnunet_losses/nnunet/training/trainer_base.py" in names
     assert not [n for n in names if n.startswith("trainers/")], "no top-level 'trainers' package"
 
 

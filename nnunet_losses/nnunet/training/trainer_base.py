@@ -181,11 +181,10 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         self._map_ctx = MapContext.from_nnunet(self.plans_manager, self.configuration_name, self.dataset_json,
                                                folder=self.preprocessed_dataset_folder)
         self._map_request = self.stored_map_request(getattr(loss, "_orig_mod", loss), extra)
-        self._map_specs = tuple(MapSpec.from_rp(kind.resolve(self._map_ctx, self._map_request[kind.name]))
-                                for kind in [kind])
+        self._map_specs = (MapSpec.from_rp(kind.resolve(self._map_ctx, self._map_request[kind.name])),)
         lm = self.label_manager
         n_target = len(lm.foreground_regions) + int(lm.has_ignore_label) if lm.has_regions else 1
-        self.print_to_log_file(f"maps: stored {self._map_request} from {self._map_ctx.maps_dir}")
+        self.print_to_log_file(f"maps: stored {kind.name} {self._map_request[kind.name]} from {self._map_ctx.maps_dir}")
         return StoredMapSplit(self._map_specs, n_target, lm.has_regions, self.loss_class.map_names)
 
     # ------------------------------------------------------------------ nnU-Net hooks (all cooperative)
