@@ -38,25 +38,24 @@ def test_package_and_elements_import_neither_torch_nor_numpy():
          "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)")
 
 
-def test_public_names_load_on_access():
-    _run("import sys, nnunet_losses as nl; from nnunet_losses import CWCDLoss; "
-         "assert 'torch' in sys.modules and CWCDLoss is nl.CWCDLoss is nl.contour.CWCDLoss; "
-         "nl.set_input_checks(True)")
-
-
-def test_public_names():
+def test_public_names(monkeypatch):
+    """Every public name loads through the package's ``__getattr__`` (its cached copy removed first)."""
     assert len(nl.__all__) == 15 and len(set(nl.__all__)) == 15
+    for name in nl.__all__ + ["set_input_checks"]:
+        monkeypatch.delitem(vars(nl), name, raising=False)
     for name in nl.__all__:
         cls = getattr(nl, name)
         assert inspect.isclass(cls) and issubclass(cls, torch.nn.Module) and cls.__name__ == name
+        assert vars(nl)[name] is cls  # cached: later accesses skip __getattr__
     assert isinstance(nl.__version__, str)
     assert callable(nl.set_input_checks)
     listed = dir(nl)
     assert set(nl.__all__) <= set(listed) and "set_input_checks" in listed and "__version__" in listed
     with pytest.raises(AttributeError, match="no attribute 'NoSuchLoss'"):
         nl.NoSuchLoss
-    from nnunet_losses import DiceCELoss, TverskyLoss
-    assert DiceCELoss is nl.DiceCELoss and TverskyLoss.__module__ == "nnunet_losses.fbeta"
+    monkeypatch.delitem(vars(nl), "CWCDLoss")
+    from nnunet_losses import CWCDLoss, TverskyLoss
+    assert CWCDLoss is nl.contour.CWCDLoss and TverskyLoss.__module__ == "nnunet_losses.fbeta"
     from nnunet_losses import morphology as m  # submodules still import by name
     assert m is morphology
 
