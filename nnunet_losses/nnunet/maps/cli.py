@@ -48,6 +48,7 @@ def build_parser(default_num_processes: int = 8) -> argparse.ArgumentParser:
     for kind in kinds.values():
         for p in kind.params:
             g.add_argument(p.flag, dest=f"{kind.name}__{p.name}", type=p.type, default=p.default, choices=p.choices,
+                           metavar=None if p.choices else p.name.upper(),
                            help=f"{kind.name}: {p.help} ({p.default})")
     return ap
 
