@@ -29,6 +29,9 @@ _LAZY = {
     "FocalDiceLoss": "focal",
     "DistanceWeightedCELoss": "distance_weighted",
     "OffsetCurvesLoss": "offset_curves",
+    "SkeletonRecallLoss": "skeleton",
+    "DiceCESkeletonRecallLoss": "skeleton",
+    "SoftclDiceLoss": "cldice",
     "set_input_checks": "_checks",
 }
 
@@ -49,6 +52,9 @@ __all__ = [
     "FocalDiceLoss",
     "DistanceWeightedCELoss",
     "OffsetCurvesLoss",
+    "SkeletonRecallLoss",
+    "DiceCESkeletonRecallLoss",
+    "SoftclDiceLoss",
 ]
 
 

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from .elements import ANISOTROPY_THRESHOLD, KernelSize, anisotropic_kernel, composed
 
 __all__ = ["ANISOTROPY_THRESHOLD", "KernelSize", "anisotropic_kernel", "erode", "dilate", "inner_contour",
-           "class_contours", "boundary_band", "contours_and_band", "offset_band"]
+           "class_contours", "boundary_band", "contours_and_band", "offset_band", "soft_erode", "soft_dilate",
+           "soft_open", "soft_skeleton"]
 
 
 def _sliding_max(x: torch.Tensor, dim: int, side: int) -> torch.Tensor:
@@ -283,3 +284,52 @@ def _offset_band_bits(labels: torch.Tensor, num_classes: int, band: int = 3,
     fg = torch.bitwise_left_shift(torch.ones((), dtype=dtype, device=labels.device),
                                   torch.arange(1, num_classes, device=labels.device, dtype=dtype))
     return torch.bitwise_and(s, fg.view(1, -1, *([1] * nd))) != 0
+
+
+# ----------------------------------------------------------------------------- soft (differentiable) morphology
+# Shit et al., "clDice", CVPR 2021 (docs/losses.md, section 3.10): grey-value erosion / dilation of
+# probabilities by min / max pooling, the same border rules as above (max-pooling pads with -inf:
+# the outside counts as foreground for the erosion, as background for the dilation).
+def soft_erode(x: torch.Tensor) -> torch.Tensor:
+    """Min over the cross (connectivity-1) element: the minimum of 3-long min-pools along each axis."""
+    nd = x.ndim - 2
+    if nd not in (2, 3):
+        raise ValueError(f"soft_erode needs (N, C, X, Y) or (N, C, X, Y, Z), got {tuple(x.shape)}")
+    pool = F.max_pool2d if nd == 2 else F.max_pool3d
+    out = None
+    for axis in range(nd):
+        k = [1] * nd
+        k[axis] = 3
+        pad = [0] * nd
+        pad[axis] = 1
+        e = -pool(-x, tuple(k), 1, tuple(pad))
+        out = e if out is None else torch.minimum(out, e)
+    return out
+
+
+def soft_dilate(x: torch.Tensor) -> torch.Tensor:
+    """Max over the 3x3(x3) box."""
+    nd = x.ndim - 2
+    if nd not in (2, 3):
+        raise ValueError(f"soft_dilate needs (N, C, X, Y) or (N, C, X, Y, Z), got {tuple(x.shape)}")
+    return (F.max_pool2d if nd == 2 else F.max_pool3d)(x, 3, 1, 1)
+
+
+def soft_open(x: torch.Tensor) -> torch.Tensor:
+    """Soft opening: ``soft_dilate(soft_erode(x))``."""
+    return soft_dilate(soft_erode(x))
+
+
+def soft_skeleton(x: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """Soft skeleton of probabilities ``x`` (N, C, *sp) (the clDice authors' ``soft_skel``)::
+
+        S = relu(x - open(x));  repeat iterations times: x = erode(x); D = relu(x - open(x)); S = S + relu(D - S D)
+
+    Differentiable, no loop over voxels or channels (a loop over the iterations only).
+    """
+    skel = F.relu(x - soft_open(x))
+    for _ in range(int(iterations)):
+        x = soft_erode(x)
+        delta = F.relu(x - soft_open(x))
+        skel = skel + F.relu(delta - skel * delta)
+    return skel

@@ -20,6 +20,9 @@ LOSSES = {
     "FocalDiceLoss": (nl.FocalDiceLoss, {}, True),
     "DistanceWeightedCELoss": (nl.DistanceWeightedCELoss, {}, False),
     "OffsetCurvesLoss": (nl.OffsetCurvesLoss, {"band": 1}, False),
+    "SkeletonRecallLoss": (nl.SkeletonRecallLoss, {}, False),
+    "DiceCESkeletonRecallLoss": (nl.DiceCESkeletonRecallLoss, {}, True),
+    "SoftclDiceLoss": (nl.SoftclDiceLoss, {"iterations": 2}, True),
 }
 NAMES = sorted(LOSSES)
 

@@ -23,6 +23,8 @@ TRAINERS = {
     "nnUNetTrainerDWCE": "dwce",
     "nnUNetTrainerFocal": "focal",
     "nnUNetTrainerFocalDice": "focal_dice",
+    "nnUNetTrainerSkeletonRecall": "skeleton_recall",
+    "nnUNetTrainerclDice": "cldice",
 }
 
 __all__ = list(TRAINERS)

@@ -11,11 +11,22 @@ from nnunet_losses.demo import fit
 #: The paper always trains SDL together with CWCE (CWCDLoss), which passes this test. See docs/losses.md.
 LARGE_ONLY = {"SeparableDiceLoss"}
 
+#: Skeleton Recall on its own is a recall: predicting foreground everywhere maximises it (its loss falls to ~0
+#: with hard Dice ~0.3/0.6 here). The paper trains it added to CE + Dice (DiceCESkeletonRecallLoss, tested
+#: below like every loss); tests/library/test_skeleton.py shows the recall of a thin structure improving.
+RECALL_ONLY = {"SkeletonRecallLoss"}
+
+#: soft clDice (alpha = 0.5) needs more steps in this setting: hard Dice of the large disc 0.33 after 150 steps,
+#: 0.95 after 300 (its clDice half sees only the skeleton of the large disc)
+STEPS = {"SoftclDiceLoss": 300}
+
 
 @pytest.mark.parametrize("name", nl.__all__)
 def test_tiny_net_fits_synthetic_image(name):
-    r = fit(name, iterations=150)
+    r = fit(name, iterations=STEPS.get(name, 150))
     assert r["last"] < 0.5 * r["first"], f"{name}: loss {r['first']:.4f} -> {r['last']:.4f}"
+    if name in RECALL_ONLY:
+        return
     # both the large and the small structure are recovered (hard Dice of the argmax)
     dice = r["dice"][:1] if name in LARGE_ONLY else r["dice"]
     assert min(dice) > 0.8, f"{name}: Dice per class {r['dice']}"

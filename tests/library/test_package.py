@@ -40,7 +40,7 @@ def test_package_and_elements_import_neither_torch_nor_numpy():
 
 def test_public_names(monkeypatch):
     """Every public name loads through the package's ``__getattr__`` (its cached copy removed first)."""
-    assert len(nl.__all__) == 15 and len(set(nl.__all__)) == 15
+    assert len(nl.__all__) == 18 and len(set(nl.__all__)) == 18
     for name in nl.__all__ + ["set_input_checks"]:
         monkeypatch.delitem(vars(nl), name, raising=False)
     for name in nl.__all__:

@@ -21,7 +21,7 @@ from nnunet_losses.nnunet.maps.store import fingerprint  # noqa: E402
 from nnunet_losses.nnunet.maps.transforms import StoredMapSplit  # noqa: E402
 
 STORED_MAP_TRAINERS = {"nnUNetTrainerCWCD": "contour", "nnUNetTrainerCWCE": "contour", "nnUNetTrainerSDL": "contour",
-                       "nnUNetTrainerOsC": "osc", "nnUNetTrainerDWCE": "dwce"}
+                       "nnUNetTrainerOsC": "osc", "nnUNetTrainerDWCE": "dwce", "nnUNetTrainerSkeletonRecall": "skeleton"}
 
 
 def _ctx(folder, num_classes=3, spacing=(1.0, 1.0, 1.0), patch=(16, 16, 16)):
@@ -61,6 +61,8 @@ def test_contour_losses_share_one_default():
 def test_trainer_options_come_from_the_registry():
     assert T.nnUNetTrainerDWCE.trainer_options() == {"w0": 10.0, "sigma": 5.0, "maps": "stored"}
     assert T.nnUNetTrainerCWCD.trainer_options() == {"maps": "online"}
+    assert T.nnUNetTrainerSkeletonRecall.trainer_options() == {"maps": "online"}
+    assert T.nnUNetTrainerclDice.trainer_options() == {}
     assert T.nnUNetTrainerCombo.trainer_options() == {}
     for name in T.__all__:
         cls = getattr(T, name)
@@ -197,7 +199,8 @@ def _flatten(t):
 
 LOSS_TRAINERS = ["nnUNetTrainerCWCD", "nnUNetTrainerCWCE", "nnUNetTrainerSDL", "nnUNetTrainerOsC", "nnUNetTrainerDWCE",
                  "nnUNetTrainerCombo", "nnUNetTrainerAsymFbeta", "nnUNetTrainerTversky", "nnUNetTrainerCETopKDice",
-                 "nnUNetTrainerGDL", "nnUNetTrainerFocal", "nnUNetTrainerFocalDice"]
+                 "nnUNetTrainerGDL", "nnUNetTrainerFocal", "nnUNetTrainerFocalDice", "nnUNetTrainerSkeletonRecall",
+                 "nnUNetTrainerclDice"]
 
 
 @pytest.mark.parametrize("name", LOSS_TRAINERS)
@@ -254,6 +257,31 @@ def test_stored_maps_follow_da5_augmentation(nnunet_tiny, monkeypatch, tmp_path,
         t0 = target[0] if isinstance(target, (list, tuple)) else target
         assert t0.shape[1] > 1                              # target + map channels
         assert math.isfinite(float(tr.train_step(batch)["loss"]))
+
+
+@pytest.mark.parametrize("key,config", [("labels3d", "3d_fullres"), ("labels3d", "2d"), ("regions2d", "2d")])
+def test_stored_skeletons_reach_skeleton_recall(nnunet_tiny, monkeypatch, tmp_path, key, config):
+    """nnUNetTrainerSkeletonRecall with maps=stored: the skeleton maps are built at training start, travel with the
+    patch as extra target channels (one per foreground class / region, binary, inside the foreground) and the
+    training step is finite."""
+    nnunet_tiny.use(monkeypatch, str(tmp_path))
+    monkeypatch.setenv("NNUNET_LOSSES_OPTIONS", "maps=stored")
+    tr = nnunet_tiny.trainer(T.nnUNetTrainerSkeletonRecall, key, config)
+    tr.initialize()
+    assert tr._map_specs and tr._map_specs[0].name == "skeleton"
+    dl_tr, _ = tr.get_dataloaders()
+    batch = next(dl_tr)
+    target = batch["target"]
+    targets, maps = tr.loss.stored(list(target) if isinstance(target, (list, tuple)) else [target])
+    lm = tr.label_manager
+    n_fg = len(lm.foreground_regions) if lm.has_regions else lm.num_segmentation_heads - 1
+    assert list(maps) == ["skeleton"]
+    for t, sk in zip(targets, maps["skeleton"]):
+        assert sk.shape[1] == n_fg and set(torch.unique(sk).tolist()) <= {0, 1}
+        fg = t[:, :n_fg] > 0 if lm.has_regions else torch.cat([t == c for c in range(1, n_fg + 1)], 1)
+        assert not (sk.bool() & ~fg).any()               # the tube lies inside its class
+    assert maps["skeleton"][0].any()
+    assert math.isfinite(float(tr.train_step(batch)["loss"]))
 
 
 def test_docs_table_is_the_registry():

@@ -39,6 +39,8 @@ PLAN = {
     "nnUNetTrainerFocal": ("regions2d", "2d", False),
     "nnUNetTrainerTversky": ("regions2d", "2d", False),
     "nnUNetTrainerFocalDice": ("regions2d", "2d", False),
+    "nnUNetTrainerSkeletonRecall": ("labels3d", "3d_fullres", True),
+    "nnUNetTrainerclDice": ("regions2d", "2d", True),
 }
 ALLOWED = {"labels3d": {0, 1, 2}, "regions2d": {0, 1, 2}}  # prediction values (regions: regions_class_order)
 # also: --val --npz with nnU-Net's real validation. (nnUNetv2_find_best_configuration works from the
@@ -48,7 +50,7 @@ FULL_VALIDATION = "nnUNetTrainerCWCD"
 
 def test_plan_covers_every_trainer():
     assert sorted(PLAN) == sorted(TRAINERS)
-    assert len(TRAINERS) == 12
+    assert len(TRAINERS) == 14
 
 
 def _run(cmd, env, timeout=600):

@@ -70,6 +70,11 @@ def test_tunable_options_of_every_trainer():
     assert T.nnUNetTrainerDWCE.tunable_options()["w0"] == 10.0
     assert T.nnUNetTrainerDWCE.tunable_options()["sigma"] == 5.0
     assert T.nnUNetTrainerGDL.tunable_options()["include_background"] is True
+    assert T.nnUNetTrainerSkeletonRecall.tunable_options()["weight_skeleton"] == 1.0
+    assert T.nnUNetTrainerSkeletonRecall.tunable_options()["dilations"] == 2
+    assert T.nnUNetTrainerSkeletonRecall.tunable_options()["maps"] == "online"
+    assert T.nnUNetTrainerclDice.tunable_options()["alpha"] == 0.5
+    assert T.nnUNetTrainerclDice.tunable_options()["iterations"] == 3
 
 
 def _trainer(tiny, cls, key="regions2d", config="2d"):

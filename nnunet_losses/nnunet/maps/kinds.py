@@ -1,7 +1,8 @@
-"""The built-in map kinds: ``contour`` (CWCE, SDL, CWCD), ``osc`` (Offset Curves), ``dwce`` (DWCE).
+"""The built-in map kinds: ``contour`` (CWCE, SDL, CWCD), ``osc`` (Offset Curves), ``dwce`` (DWCE),
+``skeleton`` (Skeleton Recall).
 
 Each is one :class:`~nnunet_losses.nnunet.maps.registry.MapKind` declaration; the NumPy
-computations are :mod:`nnunet_losses.maps` (the torch ones, for contours and bands, live in the
+computations are :mod:`nnunet_losses.maps` and :mod:`nnunet_losses.skeletons` (the torch ones, for contours and bands, live in the
 losses themselves: :mod:`nnunet_losses.morphology`). See docs/losses.md for the maps' definitions.
 
 nnU-Net ``2d`` configurations are computed slice by slice (axis 0), as the network sees them.
@@ -13,13 +14,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from nnunet_losses import maps as np_maps
+from nnunet_losses import skeletons as np_skeletons
 from nnunet_losses.contour import CWCDLoss
 from nnunet_losses.offset_curves import OffsetCurvesLoss
+from nnunet_losses.skeleton import SkeletonRecallLoss
 
 from .registry import (MapKind, Param, loss_default, non_negative_number, one_of, positive_number,
                        register_map_kind, whole_number)
 
-__all__ = ["CONTOUR", "OSC", "DWCE"]
+__all__ = ["CONTOUR", "OSC", "DWCE", "SKELETON"]
 
 
 def _foreground_names(ctx):
@@ -131,5 +134,24 @@ DWCE = MapKind(
     online=_dwce_online,
 )
 
-for _kind in (CONTOUR, OSC, DWCE):
+
+# ----------------------------------------------------------------------------- skeleton
+def _skeleton_compute(label: np.ndarray, rp: dict) -> np.ndarray:
+    return np_skeletons.skeleton_map(label, dilations=rp["params"]["dilations"], per_slice=rp["slicewise"],
+                                     **_label_kwargs(rp))
+
+
+SKELETON = MapKind(
+    name="skeleton",
+    description="tubed skeleton of every foreground class / region (Skeleton Recall)",
+    params=(Param("dilations", loss_default(SkeletonRecallLoss, "dilations"), whole_number("skeleton dilations", 0),
+                  "--skeleton-dilations", "cross-element dilations of the skeleton (the tube)"),),
+    binary=True,
+    loss_keywords=(("skeleton", 0, None),),
+    channels=lambda ctx: [f"skeleton:{c}" for c in _foreground_names(ctx)],
+    compute=_skeleton_compute,
+    request=lambda loss, values: {"dilations": int(loss.dilations)},
+)
+
+for _kind in (CONTOUR, OSC, DWCE, SKELETON):
     register_map_kind(_kind)
