@@ -207,6 +207,10 @@ def predict_worker(root, jobs):
         print(f"predicted {job['trainer']} fold {job['fold']}: {seconds:.1f} s", flush=True)
 
 
+#: the compare tool's metrics: overlap, surface, and the topology of the vessel tree
+COMPARE_METRICS = ["dice", "iou", "hd95", "nsd", "precision", "recall", "cldice", "betti0_error", "betti1_error"]
+
+
 def compare(args):
     root = args.root
     env = environment(root)
@@ -223,7 +227,8 @@ def compare(args):
     specs.append("observer2=" + os.path.join(raw, "labelsTs_observer2"))
     out = os.path.join(root, "compare")
     cmd = [os.path.join(BIN, "nnunet_losses_compare"), "-d", str(DATASET_ID), "-ref", os.path.join(raw, "labelsTs"),
-           "-i", *specs, "--images", os.path.join(raw, "imagesTs"), "-o", out, "--overwrite", "--no-progress"]
+           "-i", *specs, "--images", os.path.join(raw, "imagesTs"), "-o", out, "--overwrite", "--no-progress",
+           "--metrics", *COMPARE_METRICS, "--baseline", "nnU-Net", "--ranking"]
     run(cmd, env, os.path.join(root, "logs", "compare.log"), root, "compare")
     write_table(root, out, args)
 
