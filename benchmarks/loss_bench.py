@@ -84,6 +84,10 @@ def _rows() -> List[Row]:
         rows.append(Row(f"{short} on the fly", cls, "on the fly", 1.35, True, ()))
     rows.append(Row("OsC stored", "OffsetCurvesLoss", "stored", 1.5, False, ("offset_band",)))
     rows.append(Row("OsC on the fly", "OffsetCurvesLoss", "on the fly", 1.5, False, ()))
+    rows.append(Row("SkeletonRecall stored", "DiceCESkeletonRecallLoss", "stored", 1.15, False, ("skeleton",)))
+    rows.append(Row("SkeletonRecall on the fly", "DiceCESkeletonRecallLoss", "on the fly (CPU skeletonize)", None,
+                    False, ()))
+    rows.append(Row("clDice", "SoftclDiceLoss", "-", 2.0))
     return rows
 
 
@@ -185,6 +189,9 @@ def stored_maps(prob: Problem) -> Dict[str, List[torch.Tensor]]:
         maps["contour"].append(morphology.class_contours(t, c).contiguous())
         maps["offset_band"].append(morphology.offset_band(t, c, band=3).contiguous())
     cpu_targets = [t.cpu() for t in prob.targets]
+    from nnunet_losses.skeletons import skeleton_map
+    maps["skeleton"] = [torch.from_numpy(np.stack([skeleton_map(x[0].numpy(), num_classes=c) for x in t]))
+                        .to(prob.targets[0].device).contiguous() for t in cpu_targets]
     maps["weight_map"] = [w.to(prob.targets[0].device) for w in unet_weight_maps(cpu_targets, sigmoid=False)]
     return maps
 

@@ -46,7 +46,10 @@ CONFIG = "2d"
 TRAINERS = ["nnUNetTrainer", "nnUNetTrainerCWCD", "nnUNetTrainerCombo", "nnUNetTrainerAsymFbeta",
             "nnUNetTrainerCETopKDice", "nnUNetTrainerOsC"]
 SHORT = {"nnUNetTrainer": "nnU-Net (CE+Dice)", "nnUNetTrainerCWCD": "CWCD", "nnUNetTrainerCombo": "Combo",
-         "nnUNetTrainerAsymFbeta": "AsymFbeta", "nnUNetTrainerCETopKDice": "CETopKDice", "nnUNetTrainerOsC": "OsC"}
+         "nnUNetTrainerAsymFbeta": "AsymFbeta", "nnUNetTrainerCETopKDice": "CETopKDice", "nnUNetTrainerOsC": "OsC",
+         "nnUNetTrainerSkeletonRecall": "SkeletonRecall", "nnUNetTrainerclDice": "clDice"}
+#: the thin-structure study: nnU-Net's default against the skeleton losses (same protocol)
+THIN_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerCWCD", "nnUNetTrainerSkeletonRecall", "nnUNetTrainerclDice"]
 SUFFIX = "_qs"
 
 TRAINER_MODULE = '''"""Quality-study variants (written by benchmarks/quality_study.py): {epochs} epochs x {iters} iterations,
@@ -135,7 +138,7 @@ def prepare(args):
         json.dump(plans, f, indent=2)
     os.replace(dst + ".tmp", dst)
     module = TRAINER_MODULE.format(epochs=args.epochs, iters=args.iters, val_iters=args.val_iters, suffix=SUFFIX,
-                                   trainers=list(args.trainers))
+                                   trainers=list(dict.fromkeys(list(SHORT) + list(args.trainers))))
     path = os.path.join(root, "ext_trainers", "quality_study_trainers.py")
     with open(path + ".tmp", "w") as f:
         f.write(module)
