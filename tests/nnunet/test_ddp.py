@@ -84,6 +84,7 @@ WORKER = textwrap.dedent('''
         if rank == 0:
             with open(out, "w") as f:
                 json.dump(res, f)
+        dist.barrier()  # rank 1 must not tear gloo down while rank 0 still computes (abort at exit)
         dist.destroy_process_group()
 
     if __name__ == "__main__":
