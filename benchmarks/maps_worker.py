@@ -312,7 +312,7 @@ def loader_benchmark(dataset_id: int, configuration: str, batches: int, with_map
     random.seed(0)
     torch.manual_seed(0)
     for entry, _, dl_tr, _ in loaders:   # warm-up: every case once, then two batches
-        # (the first load of a case per worker opens its map files and verifies their content hash:
+        # (the first load of a case per worker opens its map files and verifies the checksum of their bytes:
         # a one-time cost per worker and case, timed separately, not part of the steady state)
         data = getattr(getattr(dl_tr, "data_loader", None), "_data", None)
         if data is not None:

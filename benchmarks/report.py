@@ -322,7 +322,7 @@ def _loader_section(res: dict) -> List[str]:
              "reads the map crops with the segmentation, `with_maps` carries them through nnU-Net's augmentation "
              "and deep-supervision downsampling); the loaders take turns batch by batch; median time per batch. "
              "Warm-up: every case loaded once per loader, then two batches: the first load of a case per worker "
-             "opens its map files and verifies their content hash, a one-time cost per worker and case shown in "
+             "opens its map files and verifies the checksum of their bytes, a one-time cost per worker and case shown in "
              "the last column, not part of the steady state the ratio measures.", "",
              "| data path | loader | batch | patch | batches/s | vs nnU-Net (target >= 90%) | first load, ms/case |",
              "|---|---|---|---|---|---|---|"]

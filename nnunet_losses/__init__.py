@@ -8,7 +8,7 @@ Importing the package is cheap: the losses (and torch) load on first access, so
 ``import nnunet_losses.maps`` (the NumPy maps used by preprocessing) does not import torch.
 ``from nnunet_losses import CWCDLoss`` and ``nnunet_losses.CWCDLoss`` work as usual.
 """
-import importlib
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -58,14 +58,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later accesses skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

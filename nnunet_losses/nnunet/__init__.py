@@ -14,7 +14,7 @@ Imports go down or sideways, never up: ``training`` uses ``maps``; ``maps``, ``i
 
 Importing this package is cheap; the names below load on first use.
 """
-import importlib
+from nnunet_losses._lazy import lazy_exports
 
 _API = {
     "nnUNetTrainerLossBase": "training.trainer_base",
@@ -30,13 +30,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name):
-    if name in _API:
-        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _API)

@@ -11,7 +11,7 @@ computed online.
 
 The names below are the Python API (loaded on first use).
 """
-import importlib
+from nnunet_losses._lazy import lazy_exports
 
 _API = {
     "MapKind": "registry", "Param": "registry", "register_map_kind": "registry", "unregister_map_kind": "registry",
@@ -33,13 +33,4 @@ def resolve_params(ctx, name: str, params=None) -> dict:
     return map_kind(name).resolve(ctx, params)
 
 
-def __getattr__(name):
-    if name in _API:
-        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _API)

@@ -22,13 +22,13 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import blosc2
 import numpy as np
 
-from .check import check_cases, find_missing_or_stale
+from .check import check_cases
 from .context import MapContext
 from .registry import map_kind
 from .store import (MANIFEST_FORMAT, MapFileError, array_fingerprint, encode, fingerprint, fix_command, is_temporary, map_path,
                     maps_lock, read_manifest, read_seg, requested, write_manifest, write_map_file)
 
-__all__ = ["precompute", "compute_map", "find_missing_or_stale", "preprocessed_bytes"]
+__all__ = ["precompute", "compute_map", "preprocessed_bytes"]
 
 
 def compute_map(seg: np.ndarray, rp: dict) -> np.ndarray:

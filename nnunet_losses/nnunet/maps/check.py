@@ -32,22 +32,21 @@ def deep_check(path: str, entry: dict) -> Optional[str]:
 
 
 def find_missing_or_stale(ctx, maps: Union[str, Iterable[str], Mapping[str, Optional[dict]]],
-                          identifiers: Optional[Sequence[str]] = None, deep: bool = False,
-                          checksums: bool = True) -> Dict[str, Dict[str, str]]:
+                          identifiers: Optional[Sequence[str]] = None, deep: bool = False) -> Dict[str, Dict[str, str]]:
     """``{kind: {case: reason}}`` of the maps to (re)build (empty inner dicts when all is fine).
 
     A map is missing when the manifest has no entry or the file is absent; stale when its
     parameters or the case's segmentation (content hash; re-hashed only when its size or mtime
-    changed) differ; corrupt when its size or (``checksums``) the checksum of its bytes differ from
-    the manifest. ``deep`` also decompresses every file and checks its content hash (``--verify``).
+    changed) differ; corrupt when its size or the checksum of its bytes differ from the manifest.
+    ``deep`` also decompresses every file and checks its content hash (``--verify``).
     """
     req = requested(maps)
     rps = {n: map_kind(n).resolve(ctx, p) for n, p in req.items()}
     ids = ctx.identifiers() if identifiers is None else list(identifiers)
-    return check_cases(ctx, rps, read_manifest(ctx.folder), ids, deep, checksums)[0]
+    return check_cases(ctx, rps, read_manifest(ctx.folder), ids, deep)[0]
 
 
-def check_cases(ctx, rps: Dict[str, dict], man: dict, ids: Sequence[str], deep: bool, checksums: bool = True):
+def check_cases(ctx, rps: Dict[str, dict], man: dict, ids: Sequence[str], deep: bool):
     """(todo ``{kind: {case: reason}}``, ``{case: refreshed seg info}`` for segs touched but unchanged)."""
     out: Dict[str, Dict[str, str]] = {n: {} for n in rps}
     touched: Dict[str, dict] = {}
@@ -79,10 +78,8 @@ def check_cases(ctx, rps: Dict[str, dict], man: dict, ids: Sequence[str], deep: 
                 out[n][case] = "stale (segmentation changed)"
             elif e["params_sha"] != fingerprint(rp):
                 out[n][case] = "stale (parameters changed)"
-            elif os.path.getsize(path) != e["size"]:
-                out[n][case] = "corrupt (file size differs from the manifest: truncated or replaced)"
             else:
-                problem = deep_check(path, e) if deep else (verify_file_checksum(path, e) if checksums else None)
+                problem = deep_check(path, e) if deep else verify_file_checksum(path, e)
                 if problem:
                     out[n][case] = f"corrupt (the file {problem})"
     return out, touched

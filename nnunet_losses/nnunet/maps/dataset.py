@@ -30,7 +30,7 @@ import numpy as np
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
 from .registry import map_kind
-from .store import array_fingerprint, load_map, map_error, map_path
+from .store import load_map, map_error, map_path
 
 __all__ = ["MapSpec", "SegWithMaps", "nnUNetDatasetBlosc2WithMaps"]
 
@@ -103,11 +103,10 @@ class SegWithMaps:
 
 class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
     """nnU-Net's blosc2 dataset whose ``load_case`` also opens the stored maps of the case
-    (:func:`precompute.load_map`: validated against the manifest; a bad file raises
-    :class:`precompute.MapFileError` naming the file and the command that rebuilds it). The first
-    time a process loads a case, its maps are decompressed whole and their content hash checked
-    (cost: one decompression of the maps per data-augmentation worker and case); the checked, opened
-    map files are then kept per process (the last :attr:`HANDLES` ones) and reused.
+    (:func:`.store.load_map`: validated against the manifest, the checksum of the file's bytes
+    verified once per process before blosc2 decodes it; a bad file raises :class:`.store.MapFileError`
+    naming the file and the command that rebuilds it). The opened map files are kept per process (the
+    last :attr:`HANDLES` ones) and reused.
 
     ``map_specs``: the maps, in channel order (:func:`order_specs`).
     """
@@ -120,7 +119,6 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
                              "use the option maps=\"online\"")
         super().__init__(folder, identifiers, folder_with_segs_from_previous_stage)
         self.map_specs = order_specs(map_specs)
-        self._verified = set()  # (case, map) whose content hash was checked in this process
         self._handles = OrderedDict()  # case -> its opened, checked maps (LRU, per process)
 
     HANDLES = 256
@@ -142,33 +140,17 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
         return data, SegWithMaps(seg, maps, self.map_specs, self.source_folder, identifier), seg_prev, properties
 
     def _open(self, identifier: str, seg) -> list:
-        """Open (manifest checks), check the shape and, once per process, the content hash."""
+        """Open (manifest and checksum checks) and check the shape."""
         maps = [load_map(self.source_folder, identifier, s.name, s.rp) for s in self.map_specs]
         for s, m in zip(self.map_specs, maps):
             if tuple(m.shape[1:]) != tuple(seg.shape[1:]):
                 raise map_error(self.source_folder, identifier, s.name,
                                 f"has spatial shape {tuple(m.shape[1:])}, the segmentation {tuple(seg.shape[1:])} "
                                 f"(stale)")
-            if (identifier, s.name) not in self._verified:
-                self._verify(identifier, s, m)
         self._handles[identifier] = maps
         while len(self._handles) > self.HANDLES:
             self._handles.popitem(last=False)
         return maps
-
-    def _verify(self, identifier: str, spec: MapSpec, arr) -> None:
-        """Decompress the whole map once per process and compare its content hash with the one
-        recorded at precompute time: a damaged chunk can decompress without any error (blosc2
-        stores no checksum), and that must not become a silently wrong weight."""
-        try:
-            data = arr[:]
-        except Exception as e:
-            raise map_error(self.source_folder, identifier, spec.name,
-                            f"cannot be decompressed ({type(e).__name__}: {e}): truncated or corrupt") from e
-        if array_fingerprint(data) != arr.schunk.vlmeta["nnunet_losses"].get("sha"):
-            raise map_error(self.source_folder, identifier, spec.name,
-                            "content differs from the manifest's hash (corrupt)")
-        self._verified.add((identifier, spec.name))
 
 
 def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=None,
@@ -176,7 +158,8 @@ def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=
     """At training start: build missing, stale or damaged maps (rank 0, with a log line naming the
     reason and the command that does it beforehand; the other ranks wait at ``barrier``). Damaged
     files are found by the checksum of their bytes, without decoding them."""
-    from .build import find_missing_or_stale, precompute
+    from .build import precompute
+    from .check import find_missing_or_stale
     from .store import fix_command
     if is_rank0:
         todo = find_missing_or_stale(ctx, requested)

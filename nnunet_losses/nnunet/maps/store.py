@@ -10,8 +10,9 @@ of the array (``sha``) and the checksum of the file's bytes (``file_sha``).
 Why two hashes: blosc2 frames carry no checksum, and some damaged frames crash its decoder. The
 file checksum is verified on the raw bytes *before* blosc2 reads the file (once per process and
 file), so a damaged file is reported (:class:`MapFileError`, naming the file and the command that
-rebuilds it) and never decoded; the content hash is checked after decompression, and by
-``nnunet_losses_precompute --verify``.
+rebuilds it) and never decoded; equal bytes give the recorded content, so the loader decodes no
+file twice. The content hash of the decoded array is what ``nnunet_losses_precompute --verify``
+checks.
 
 Safety: every file is written under a temporary name in the same folder and moved into place with
 ``os.replace`` (:mod:`nnunet_losses._io`); the manifest lists a file only after it is on disk.
@@ -31,6 +32,7 @@ import numpy as np
 from nnunet_losses._io import TMP_MARK, atomic_write_bytes, atomic_write_json
 
 from .context import MAPS_SUBFOLDER
+from .packing import pack_bits
 from .registry import map_kind
 
 __all__ = ["MapFileError", "MANIFEST_NAME", "MANIFEST_FORMAT", "array_fingerprint", "bytes_checksum", "fingerprint",
@@ -195,7 +197,6 @@ def maps_lock(maps_dir: str):
 def encode(kind_name: str, arr: np.ndarray) -> np.ndarray:
     """The array as stored: binary kinds bit-packed (uint8), continuous ones float16 (float32 if a value
     exceeds float16's range)."""
-    from .packing import pack_bits
     if map_kind(kind_name).binary:
         return pack_bits(arr)
     arr = np.asarray(arr)
