@@ -1,0 +1,391 @@
+"""Contour-width ablation (docs/quality.md): CWCD's erosion iterations x element side, OsC's band.
+
+Arms, each trained with several seeds on two folds and scored on held-out test cases:
+
+* ``nnU-Net``: nnU-Net's default trainer (CE + Dice), the baseline of the paired statistics;
+* ``CWCD i{1,2,3,6} k{2,3}``: ``nnUNetTrainerCWCD`` with ``iterations`` x ``kernel_size``;
+* ``OsC b{1,2,3}``: ``nnUNetTrainerOsC`` with ``band``.
+
+Datasets: DRIVE (2D vessels; the data of docs/quality.md, 10 test images) and MSD Hippocampus (3D,
+two small structures; 165 cases for nnU-Net's 5-fold split, 30 held out for testing). Both use
+nnU-Net's own plans, shrunk so that one model trains in well under a minute on one CPU core
+(:data:`PLANS_SHAPE`), the same schedule for every arm, online maps (the loss computes contours and
+bands from the augmented target at every deep-supervision scale).
+
+Each (dataset, seed, fold) group of arms runs in one worker process: nnU-Net's ``run_training``
+code path (what ``nnUNetv2_train ... -device cpu`` runs) with one torch thread, then nnU-Net's
+predictor on the test cases (sliding window, no mirroring). The seed sets Python's, NumPy's and
+torch's generators before nnU-Net builds the network and the loader (augmentation runs in the main
+process, ``nnUNet_n_proc_DA=0``), so a seed is a reproducible draw of weights, patches and
+augmentation. Finished models and complete predictions are skipped, interrupted trainings resumed
+from ``checkpoint_latest.pth``: re-running the same command continues the study.
+
+    python -m benchmarks.width_ablation --dataset drive hippocampus            # prepare, train, predict
+    python -m benchmarks.width_ablation --dataset hippocampus --steps compare  # tables from what exists
+
+Everything goes under ``--root`` (default /tmp/width_ablation); the tables are
+``<root>/<dataset>/table.md`` and the compare tool's output ``<root>/<dataset>/compare``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BIN = os.path.dirname(sys.executable)
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
+PLANS = "nnUNetAblationPlans"
+
+#: arm name -> (trainer, loss options)
+ARMS = {"nnU-Net": ("nnUNetTrainer", {})}
+ARMS.update({f"CWCD_i{i}_k{k}": ("nnUNetTrainerCWCD", {"iterations": i, "kernel_size": k})
+             for i in (1, 2, 3, 6) for k in (2, 3)})
+ARMS.update({f"OsC_b{b}": ("nnUNetTrainerOsC", {"band": b}) for b in (1, 2, 3)})
+
+DATASETS = {
+    "drive": {"id": 501, "name": "Dataset501_DRIVE", "config": "2d", "ending": ".png", "metrics_extra":
+              ["cldice", "betti0_error", "betti1_error"]},
+    "hippocampus": {"id": 504, "name": "Dataset504_Hippocampus", "config": "3d_fullres", "ending": ".nii.gz",
+                    "metrics_extra": []},
+}
+#: the shrunk plans: nnU-Net's own configuration with fewer stages / features and a smaller batch
+PLANS_SHAPE = {
+    "drive": {"n_stages": 5, "base_features": 8, "max_features": 64, "patch_2d": 160, "batch_size": 2, "convs": 2},
+    "hippocampus": {"n_stages": 4, "base_features": 8, "max_features": 64, "patch_3d": 56, "batch_size": 2,
+                    "convs": 1},
+}
+HIPPOCAMPUS_TEST = 30  # held-out cases: every sixth case of the sorted list
+
+
+TRAINER_MODULE = '''"""Width-ablation arms (written by benchmarks/width_ablation.py): {epochs} epochs x {iters} iterations,
+{val_iters} validation iterations per epoch, one torch thread, seeded, no final validation."""
+import random
+
+import numpy as np
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+import nnunet_losses_trainers as _T
+
+ARMS = {arms!r}
+SEEDS = {seeds!r}
+
+
+def _make(name, base, options, seed):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        base.__init__(self, plans, configuration, fold, dataset_json, device)
+        torch.set_num_threads(1)
+        self.num_epochs = {epochs}
+        self.num_iterations_per_epoch = {iters}
+        self.num_val_iterations_per_epoch = {val_iters}
+
+    def perform_actual_validation(self, save_probabilities=False):
+        self.print_to_log_file("width ablation: final validation skipped (the test set is evaluated instead)")
+
+    attrs = {{"__init__": __init__, "__module__": __name__, "perform_actual_validation": perform_actual_validation}}
+    if options:
+        attrs["loss_defaults"] = {{**base.loss_defaults, **options}}
+    return type(name, (base,), attrs)
+
+
+for _arm, (_base, _options) in ARMS.items():
+    for _seed in SEEDS:
+        _cls = _make(f"{{_base}}__{{_arm}}__s{{_seed}}".replace("-", ""),
+                     nnUNetTrainer if _base == "nnUNetTrainer" else getattr(_T, _base), _options, _seed)
+        globals()[_cls.__name__] = _cls
+'''
+
+
+def trainer_name(arm: str, seed: int) -> str:
+    return f"{ARMS[arm][0]}__{arm}__s{seed}".replace("-", "")
+
+
+def log_time(root, **record):
+    with open(os.path.join(root, "timings.jsonl"), "a") as f:
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}) + "\n")
+
+
+def environment(root, extra=None):
+    env = dict(os.environ, nnUNet_raw=os.path.join(root, "raw"), nnUNet_preprocessed=os.path.join(root, "preprocessed"),
+               nnUNet_results=os.path.join(root, "results"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               nnUNet_n_proc_DA="0", nnUNet_compile="f")
+    env["nnUNet_extTrainer"] = os.path.join(root, "ext_trainers")
+    env.pop("NNUNET_LOSSES_OPTIONS", None)
+    env.update(extra or {})
+    return env
+
+
+def run(cmd, env, log_path):
+    print(f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd)}  (log: {log_path})", flush=True)
+    with open(log_path, "a") as log:
+        rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        sys.exit(f"failed (exit {rc}): see {log_path}")
+
+
+# ---------------------------------------------------------------------------------------------- prepare
+def _convert(key, root, env, args):
+    ds = DATASETS[key]
+    raw = os.path.join(root, "raw", ds["name"])
+    if os.path.isdir(raw):
+        return raw
+    if key == "drive":
+        run([os.path.join(BIN, "nnunet_losses_convert_drive"), "-i", os.path.join(args.data, "DRIVE"), "-d",
+             str(ds["id"])], env, os.path.join(root, "logs", "convert.log"))
+        return raw
+    staging = os.path.join(root, "raw", ".hippocampus_staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    run([os.path.join(BIN, "nnunet_losses_convert_msd"), "-i", os.path.join(args.data, "Hippocampus"), "-d",
+         str(ds["id"]), "-o", staging, "--name", "Hippocampus"], env, os.path.join(root, "logs", "convert.log"))
+    src = os.path.join(staging, ds["name"])
+    cases = sorted(f[: -len(".nii.gz")] for f in os.listdir(os.path.join(src, "labelsTr")))
+    test = cases[3::6][:HIPPOCAMPUS_TEST]
+    os.makedirs(os.path.join(src, "labelsTs"))
+    for case in test:  # held out: images to imagesTs, labels to labelsTs
+        os.rename(os.path.join(src, "imagesTr", case + "_0000.nii.gz"), os.path.join(src, "imagesTs", case + "_0000.nii.gz"))
+        os.rename(os.path.join(src, "labelsTr", case + ".nii.gz"), os.path.join(src, "labelsTs", case + ".nii.gz"))
+    with open(os.path.join(src, "dataset.json")) as f:
+        meta = json.load(f)
+    meta["numTraining"] = len(cases) - len(test)
+    with open(os.path.join(src, "dataset.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    os.rename(src, raw)
+    shutil.rmtree(staging)
+    return raw
+
+
+def prepare(key, args):
+    root = os.path.join(args.root, key)
+    for sub in ("raw", "preprocessed", "results", "logs", "ext_trainers", "pred"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    ds = DATASETS[key]
+    env = environment(root, {"nnUNet_n_proc_DA": "1"})  # 0 would make the planner set 0 torch threads
+    _convert(key, root, env, args)
+    pre = os.path.join(root, "preprocessed", ds["name"])
+    if not os.path.isfile(os.path.join(pre, "nnUNetPlans.json")) or not os.path.isdir(
+            os.path.join(pre, f"nnUNetPlans_{ds['config']}")):
+        run([os.path.join(BIN, "nnUNetv2_plan_and_preprocess"), "-d", str(ds["id"]), "-c", ds["config"], "-np", "2",
+             "-npfp", "2"], env, os.path.join(root, "logs", "preprocess.log"))
+    from nnunet_losses.nnunet.tools.tiny_plans import shrink_configuration
+
+    with open(os.path.join(pre, "nnUNetPlans.json")) as f:
+        plans = json.load(f)
+    shape = dict(PLANS_SHAPE[key])
+    convs = shape.pop("convs")
+    cfg = shrink_configuration(plans["configurations"][ds["config"]], **shape)
+    kw = cfg["architecture"]["arch_kwargs"]
+    kw["n_conv_per_stage"] = [convs] * kw["n_stages"]
+    kw["n_conv_per_stage_decoder"] = [convs] * (kw["n_stages"] - 1)
+    plans = {**plans, "plans_name": PLANS, "configurations": {ds["config"]: cfg}}
+    with open(os.path.join(pre, f"{PLANS}.json"), "w") as f:
+        json.dump(plans, f, indent=2)
+    module = TRAINER_MODULE.format(epochs=args.epochs, iters=args.iters, val_iters=args.val_iters,
+                                   arms={a: ARMS[a] for a in args.arms}, seeds=list(args.seeds))
+    with open(os.path.join(root, "ext_trainers", "width_ablation_trainers.py"), "w") as f:
+        f.write(module)
+    print(f"{key}: plans {PLANS} (patch {cfg['patch_size']}, batch {cfg['batch_size']}, features "
+          f"{kw['features_per_stage']}); {len(args.arms)} arms x seeds {args.seeds} x folds {args.folds}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- train + predict
+def model_folder(root, key, arm, seed):
+    ds = DATASETS[key]
+    return os.path.join(root, "results", ds["name"], f"{trainer_name(arm, seed)}__{PLANS}__{ds['config']}")
+
+
+def pred_folder(root, arm, seed, fold):
+    return os.path.join(root, "pred", arm, f"s{seed}_fold{fold}")
+
+
+def n_test_cases(root, key):
+    ds = DATASETS[key]
+    return len([f for f in os.listdir(os.path.join(root, "raw", ds["name"], "imagesTs")) if f.endswith(ds["ending"])])
+
+
+def predicted(folder, n, ending):
+    return os.path.isdir(folder) and len([f for f in os.listdir(folder) if f.endswith(ending)]) == n
+
+
+def group_worker(key, root, seed, fold, arms):
+    """Train and predict every arm of one (seed, fold) in this process (nnU-Net's run_training code path)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
+
+    torch.set_num_threads(1)
+    ds = DATASETS[key]
+    images = os.path.join(root, "raw", ds["name"], "imagesTs")
+    n = n_test_cases(root, key)
+    for arm in arms:
+        name = trainer_name(arm, seed)
+        out = os.path.join(model_folder(root, key, arm, seed), f"fold_{fold}")
+        if not os.path.isfile(os.path.join(out, "checkpoint_final.pth")):
+            t0 = time.time()
+            resume = os.path.isfile(os.path.join(out, "checkpoint_latest.pth"))
+            trainer = get_trainer_from_args(str(ds["id"]), ds["config"], int(fold), name, PLANS, resume,
+                                            device=torch.device("cpu"))
+            maybe_load_checkpoint(trainer, resume, False, None)
+            trainer.run_training()
+            log_time(root, step="train", arm=arm, seed=seed, fold=fold, seconds=round(time.time() - t0, 1),
+                     resumed=resume)
+            del trainer
+        pred = pred_folder(root, arm, seed, fold)
+        if not predicted(pred, n, ds["ending"]):
+            t0 = time.time()
+            predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                        perform_everything_on_device=False, device=torch.device("cpu"),
+                                        verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+            predictor.initialize_from_trained_model_folder(model_folder(root, key, arm, seed), use_folds=(int(fold),),
+                                                           checkpoint_name="checkpoint_final.pth")
+            os.makedirs(pred, exist_ok=True)
+            predictor.predict_from_files_sequential(images, pred, save_probabilities=False, overwrite=True)
+            log_time(root, step="predict", arm=arm, seed=seed, fold=fold, seconds=round(time.time() - t0, 1))
+        print(f"[{time.strftime('%H:%M:%S')}] {key} seed {seed} fold {fold} {arm}: done", flush=True)
+
+
+def train_and_predict(key, args):
+    root = os.path.join(args.root, key)
+    env = environment(root)
+    n = n_test_cases(root, key)
+    for seed in args.seeds:  # seed-major: a study cut short has complete seeds (all arms, both folds)
+        for fold in args.folds:
+            todo = [a for a in args.arms if not predicted(pred_folder(root, a, seed, fold), n, DATASETS[key]["ending"])]
+            if not todo:
+                continue
+            run([sys.executable, "-m", "benchmarks.width_ablation", "--group-worker",
+                 json.dumps({"key": key, "root": root, "seed": seed, "fold": fold, "arms": todo})],
+                {**env, "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)},
+                os.path.join(root, "logs", f"group_s{seed}_fold{fold}.log"))
+
+
+# ---------------------------------------------------------------------------------------------- compare + tables
+def complete_runs(root, key, arm, seeds, folds):
+    """The (seed, fold) prediction folders of ``arm`` that are complete, seed-major."""
+    n = n_test_cases(root, key)
+    return [(s, f, pred_folder(root, arm, s, f)) for s in seeds for f in folds
+            if predicted(pred_folder(root, arm, s, f), n, DATASETS[key]["ending"])]
+
+
+def compare(key, args):
+    """The compare tool on every arm with the (seed, fold) runs every arm has (paired by position)."""
+    root = os.path.join(args.root, key)
+    ds = DATASETS[key]
+    runs = {a: complete_runs(root, key, a, args.seeds, args.folds) for a in args.arms}
+    common = set.intersection(*({(s, f) for s, f, _ in r} for r in runs.values()))
+    if not common:
+        sys.exit(f"{key}: no (seed, fold) with predictions of every arm yet")
+    order = [(s, f) for s in args.seeds for f in args.folds if (s, f) in common]
+    specs = [f"{a}=" + ",".join(pred_folder(root, a, s, f) for s, f in order) for a in args.arms]
+    raw = os.path.join(root, "raw", ds["name"])
+    out = os.path.join(root, "compare")
+    metrics = ["dice", "hd95", "nsd", "precision", "recall"] + ds["metrics_extra"]
+    run([os.path.join(BIN, "nnunet_losses_compare"), "-d", str(ds["id"]), "-ref", os.path.join(raw, "labelsTs"),
+         "-i", *specs, "--images", os.path.join(raw, "imagesTs"), "-o", out, "--overwrite", "--no-progress",
+         "--metrics", *metrics, "--baseline", "nnU-Net", "-np", "2"], environment(root),
+        os.path.join(root, "logs", "compare.log"))
+    write_table(key, root, out, order, args.arms)
+
+
+def _float(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def write_table(key, root, out, order, arms):
+    """Mean ± std over seeds (each seed: mean over classes, folds and test cases) and the paired statistics."""
+    per_run = {}  # (arm, run index) -> metric -> [values over cases and classes]
+    with open(os.path.join(out, "per_case.csv")) as f:
+        for r in csv.DictReader(f):
+            for m in ("dice", "hd95", "recall", "precision"):
+                per_run.setdefault((r["method_name"], int(r["fold"])), {}).setdefault(m, []).append(_float(r[m]))
+
+    def nanmean(xs):
+        xs = [x for x in xs if not math.isnan(x)]
+        return sum(xs) / len(xs) if xs else float("nan")
+
+    seeds = sorted({s for s, _ in order})
+    lines = [f"{key}: {len(seeds)} seeds x {len(order) // max(1, len(seeds))} folds "
+             f"(runs {', '.join(f's{s}/fold{f}' for s, f in order)}); each seed's value is the mean over its folds, "
+             "the test cases and the foreground classes; mean ± std over seeds", "",
+             "| arm | Dice | per seed | HD95 | recall | precision |", "|---|---|---|---|---|---|"]
+    table = {}
+    for arm in arms:
+        by_seed = {}
+        for i, (s, _) in enumerate(order):
+            vals = per_run.get((arm, i), {})
+            for m in ("dice", "hd95", "recall", "precision"):
+                by_seed.setdefault(s, {}).setdefault(m, []).extend(vals.get(m, []))
+        stats = {}
+        for m in ("dice", "hd95", "recall", "precision"):
+            xs = [nanmean(by_seed[s][m]) for s in seeds]
+            mu = sum(xs) / len(xs)
+            sd = math.sqrt(sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else float("nan")
+            stats[m] = (mu, sd, xs)
+        table[arm] = stats
+        d = stats["dice"]
+        lines.append(f"| {arm} | {d[0]:.4f} ± {d[1]:.4f} | {' / '.join(f'{x:.3f}' for x in d[2])} | "
+                     f"{stats['hd95'][0]:.2f} ± {stats['hd95'][1]:.2f} | {stats['recall'][0]:.3f} | "
+                     f"{stats['precision'][0]:.3f} |")
+    paired = os.path.join(out, "paired.csv")
+    if os.path.isfile(paired):
+        lines += ["", "Paired differences to nnU-Net (compare tool, `paired.csv`), Dice:", "",
+                  "| arm | class | mean diff [95% CI] | wins/ties/losses | p (Holm) | holds |", "|---|---|---|---|---|---|"]
+        with open(paired) as f:
+            for r in csv.DictReader(f):
+                if r["metric"] != "dice":
+                    continue
+                lines.append(f"| {r['method']} | {r['class_name']} | {_float(r['mean_diff']):+.4f} "
+                             f"[{_float(r['ci_low']):+.4f}, {_float(r['ci_high']):+.4f}] | {r['wins']}/{r['ties']}/"
+                             f"{r['losses']} | {_float(r['p_holm']):.3g} | {r['significant']} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(root, "table.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(root, "table.json"), "w") as f:
+        json.dump({a: {m: list(v[:2]) + [v[2]] for m, v in s.items()} for a, s in table.items()}, f, indent=1)
+    print(text)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", default="/tmp/width_ablation")
+    p.add_argument("--data", default=SHARED, help="folder with DRIVE/ and Hippocampus/ (default ../shared/data)")
+    p.add_argument("--dataset", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--folds", nargs="+", default=["0", "1"])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--val-iters", type=int, default=1)
+    p.add_argument("--steps", nargs="+", default=["prepare", "train", "compare"],
+                   choices=["prepare", "train", "compare"])
+    p.add_argument("--group-worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.group_worker:
+        job = json.loads(args.group_worker)
+        group_worker(job["key"], job["root"], job["seed"], job["fold"], job["arms"])
+        return
+    args.root = os.path.abspath(args.root)
+    for key in args.dataset:
+        if "prepare" in args.steps:
+            prepare(key, args)
+        if "train" in args.steps:
+            train_and_predict(key, args)
+        if "compare" in args.steps:
+            compare(key, args)
+
+
+if __name__ == "__main__":
+    main()
