@@ -7,6 +7,7 @@ computed online.
 * :mod:`.packing`, :mod:`.store`, :mod:`.check`, :mod:`.build`, :mod:`.cli`: the stored files, their
   manifest and checksums, staleness, the build (``nnunet_losses_precompute``);
 * :mod:`.dataset`, :mod:`.transforms`: stored maps through nnU-Net's own loader and augmentation;
+* :mod:`.loader`: maps computed in the loader workers from the augmented patch (``maps="loader"``);
 * :mod:`.online`: per-batch computations for kinds the loss cannot derive itself (DWCE).
 
 The names below are the Python API (loaded on first use).

@@ -19,7 +19,7 @@ from nnunet_losses.contour import CWCDLoss
 from nnunet_losses.offset_curves import OffsetCurvesLoss
 from nnunet_losses.skeleton import SkeletonRecallLoss
 
-from .registry import (MapKind, Param, loss_default, non_negative_number, one_of, positive_number,
+from .registry import (AUTO, MapKind, Param, loss_default, non_negative_number, one_of, positive_number,
                        register_map_kind, whole_number)
 
 __all__ = ["CONTOUR", "OSC", "DWCE", "SKELETON"]
@@ -66,8 +66,9 @@ CONTOUR = MapKind(
     params=(
         Param("kernel_size", loss_default(CWCDLoss, "kernel_size"), whole_number("contour kernel_size"),
               "--kernel-size", "structuring element side (the authors' code: 2)"),
-        Param("iterations", loss_default(CWCDLoss, "iterations"), whole_number("contour iterations"),
-              "--iterations", "erosion iterations (the authors' code: 1)"),
+        Param("iterations", AUTO, whole_number("contour iterations"), "--iterations",
+              "erosion iterations, or 'auto': from the thickness of the structures (the trainers' default)",
+              auto="contour_iterations"),
         Param("element", "cube", one_of("contour element", ("cube", "auto")), "--element",
               "'cube' (what the losses use) or 'auto': spacing-aware element when max/min spacing > 3",
               choices=("cube", "auto")),
@@ -90,8 +91,9 @@ def _osc_compute(label: np.ndarray, rp: dict) -> np.ndarray:
 OSC = MapKind(
     name="osc",
     description="offset-curve band of every foreground class / region (Offset Curves)",
-    params=(Param("band", loss_default(OffsetCurvesLoss, "band"), whole_number("osc band"), "--osc-band",
-                  "number of offset curves on each side of the boundary"),),
+    params=(Param("band", AUTO, whole_number("osc band"), "--osc-band",
+                  "number of offset curves on each side of the boundary, or 'auto': from the thickness of the "
+                  "structures (the trainers' default)", auto="osc_band"),),
     binary=True,
     loss_keywords=(("offset_band", 0, None),),
     channels=lambda ctx: [f"band:{c}" for c in _foreground_names(ctx)],
@@ -141,6 +143,21 @@ def _skeleton_compute(label: np.ndarray, rp: dict) -> np.ndarray:
                                      **_label_kwargs(rp))
 
 
+def _skeleton_loader(seg: np.ndarray, rp: dict) -> np.ndarray:
+    """The tubed skeletons of one augmented training patch: ``seg`` is nnU-Net's target before its
+    deep-supervision downsampling, (1, *sp) labels or the region channels (ignore channel last). The
+    patch is what the network sees (2D for ``2d``), so no slice-wise computation."""
+    dilations = rp["params"]["dilations"]
+    if not rp["regions"]:
+        return np_skeletons.skeleton_map(seg[0], num_classes=rp["num_classes"], ignore_label=rp["ignore_label"],
+                                         dilations=dilations)
+    n = len(rp["regions"])
+    masks = seg[:n].astype(bool)
+    if rp["ignore_label"] is not None:
+        masks &= ~seg[n].astype(bool)[None]
+    return np.stack([np_skeletons.tubed_skeleton(m, dilations) for m in masks])
+
+
 SKELETON = MapKind(
     name="skeleton",
     description="tubed skeleton of every foreground class / region (Skeleton Recall)",
@@ -151,6 +168,7 @@ SKELETON = MapKind(
     channels=lambda ctx: [f"skeleton:{c}" for c in _foreground_names(ctx)],
     compute=_skeleton_compute,
     request=lambda loss, values: {"dilations": int(loss.dilations)},
+    loader=_skeleton_loader,
 )
 
 for _kind in (CONTOUR, OSC, DWCE, SKELETON):

@@ -7,8 +7,10 @@ DWCE). Its :class:`MapKind` declaration holds
 * its parameters (:class:`Param`: default, validation, command-line flag, help). Defaults of
   parameters a loss also has are read from that loss's constructor, so the command
   ``nnunet_losses_precompute`` and the trainers cannot drift apart;
-* the NumPy computation for one case (``compute``; what ``nnunet_losses_precompute`` stores) and,
-  where the loss cannot derive the map itself, the torch computation per batch (``online``);
+* the NumPy computation for one case (``compute``; what ``nnunet_losses_precompute`` stores),
+  where the loss cannot derive the map itself the torch computation per batch (``online``), and,
+  for binary kinds that can follow the augmentation by being recomputed, the computation on the
+  augmented patch in the data-loader workers (``loader``: the trainers' ``maps="loader"``);
 * what it depends on in the dataset (``resolve``: the element, the spacing) and its channels;
 * how it is stored and resampled: ``binary`` maps are bit-packed uint8 and follow the patch by
   nearest-neighbour resampling, the others are float16 and resample linearly;
@@ -23,11 +25,15 @@ docs/trainers.md. Adding a kind = one :class:`MapKind` + its compute functions +
 """
 from __future__ import annotations
 
+import argparse
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+#: the value of a parameter set per dataset (see :attr:`Param.auto`)
+AUTO = "auto"
 
 __all__ = ["Param", "MapKind", "register_map_kind", "map_kind", "map_kinds", "map_kind_for_loss",
            "loss_default", "markdown_table", "unregister_map_kind", "whole_number", "positive_number", "non_negative_number", "one_of"]
@@ -92,6 +98,8 @@ class Param:
         choices: allowed words (command line), or None.
         trainer_option: the trainers expose this parameter as an option of their own
             (``NNUNET_LOSSES_OPTIONS``), because no loss argument determines it (DWCE's ``w0``).
+        auto: None, or the rule of :mod:`.auto_width` that turns the value ``"auto"`` into a number
+            from the dataset (contour depth from the thickness of the structures).
     """
 
     name: str
@@ -101,10 +109,28 @@ class Param:
     help: str
     choices: Optional[Tuple[str, ...]] = None
     trainer_option: bool = False
+    auto: Optional[str] = None
 
     @property
-    def type(self) -> type:
+    def type(self) -> Callable[[str], Any]:
+        """The command line's conversion of a value."""
+        if self.auto:
+            return _int_or_auto
         return type(self.default)
+
+    def check_value(self, value: Any) -> Any:
+        """``check(value)``; ``"auto"`` passes unchanged for a parameter with an :attr:`auto` rule."""
+        return AUTO if (self.auto and value == AUTO) else self.check(value)
+
+
+def _int_or_auto(text: str):
+    """Command-line value of a parameter with an ``auto`` rule: ``auto`` or a number."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -131,6 +157,11 @@ class MapKind:
         online: None when the loss computes the map itself from the target (contours, bands);
             else ``online(label_manager, params) -> map_fn`` with
             ``map_fn(targets, masks) -> {keyword: [tensor per scale]}`` (torch, per batch).
+        loader: None, or ``loader(seg, resolved) -> bool array (n, *spatial)``: the map computed in
+            the data-loader workers from nnU-Net's augmented target of one sample, just before its
+            deep-supervision downsampling (``seg``: (1, *sp) labels, or the region channels with the
+            ignore channel last), for ``maps="loader"``; binary kinds only (the map is appended to
+            the target and downsampled with it by nearest neighbour).
         version: bump when the computation changes: stored maps of an older version are stale.
     """
 
@@ -144,6 +175,7 @@ class MapKind:
     request: Callable[[Any, Mapping[str, Any]], dict]
     resolve_extra: Optional[Callable[[Any, dict], dict]] = None
     online: Optional[Callable[..., Callable]] = None
+    loader: Optional[Callable[[np.ndarray, dict], np.ndarray]] = None
     version: int = 1
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -171,12 +203,16 @@ class MapKind:
             if k not in known:
                 raise ValueError(f"unknown parameter {k!r} for map {self.name!r}; allowed: {sorted(known)}")
             out[k] = v
-        return {k: known[k].check(v) for k, v in out.items()}
+        return {k: known[k].check_value(v) for k, v in out.items()}
 
     def resolve(self, ctx, params: Optional[Mapping[str, Any]] = None) -> dict:
         """User parameters + everything of the dataset the map depends on: the dict whose hash
         decides staleness (stored in the manifest)."""
         p = self.check_params(params)
+        for prm in self.params:
+            if prm.auto and p[prm.name] == AUTO:  # the same value the trainers resolve for this dataset
+                from .auto_width import resolve_auto
+                p[prm.name] = resolve_auto(prm.auto, ctx)[0]
         r = {"map": self.name, "params": p, "algorithm": self.version, "slicewise": ctx.slicewise,
              "num_classes": ctx.num_classes, "regions": [list(x) for x in ctx.regions] if ctx.regions else None,
              "ignore_label": ctx.ignore_label}
@@ -200,6 +236,9 @@ _KINDS: Dict[str, MapKind] = {}
 def register_map_kind(kind: MapKind, replace: bool = False) -> MapKind:
     """Add a kind to the registry (``replace`` to redefine one, e.g. in a test)."""
     _builtin()
+    if kind.loader is not None and not kind.binary:
+        raise ValueError(f"map kind {kind.name!r}: a loader computation needs a binary kind (the map travels with "
+                         f"the target and is downsampled with it by nearest neighbour)")
     if kind.name in _KINDS and not replace:
         raise ValueError(f"map kind {kind.name!r} is already registered")
     flags = {p.flag for k in _KINDS.values() if k.name != kind.name for p in k.params}
@@ -253,12 +292,13 @@ def map_kind_for_loss(loss_class: type) -> Optional[MapKind]:
 
 def markdown_table() -> str:
     """The table of map kinds in docs/trainers.md (a test keeps the docs equal to it)."""
-    rows = ["| map kind | what | stored as, resampled | loss keywords | parameters: flag = default |",
-            "|---|---|---|---|---|"]
+    rows = ["| map kind | what | stored as, resampled | `maps=loader` | loss keywords | parameters: flag = default |",
+            "|---|---|---|---|---|---|"]
     for k in map_kinds().values():
         stored = "bit-packed uint8, nearest" if k.binary else "float16, linear"
         params = ", ".join(f"`{p.flag}` = `{p.default}`" + (" (trainer option)" if p.trainer_option else "")
                            for p in k.params)
-        rows.append(f"| `{k.name}` | {k.description} | {stored} | {', '.join(f'`{w}`' for w in k.keywords)} | "
+        loader = "yes" if k.loader is not None else "no"
+        rows.append(f"| `{k.name}` | {k.description} | {stored} | {loader} | {', '.join(f'`{w}`' for w in k.keywords)} | "
                     f"{params} |")
     return "\n".join(rows)

@@ -24,7 +24,10 @@ options (e.g. DWCE's ``w0``, ``sigma``) and the parameters it asks for. Option `
 deep-supervision scale; a kind with an ``online`` computation, DWCE's weight map, is computed per
 batch) or ``"stored"`` (maps of ``nnunet_losses_precompute``, built at training start when missing,
 stale or damaged; they follow the patch through nnU-Net's own loader and augmentation and reach the
-loss as extra target channels). The validation loader and cascade stages use online maps.
+loss as extra target channels) or, for kinds with a ``loader`` computation (the tubed skeleton),
+``"loader"`` (computed in the loader workers from the augmented target before nnU-Net's
+deep-supervision downsampling, :mod:`..maps.loader`; same extra target channels). The validation
+loader and cascade stages use online maps (cascades: ``"loader"`` works too).
 
 Every override calls ``super()``, so a loss trainer combines with nnU-Net's trainer variants::
 
@@ -42,14 +45,15 @@ from torch import nn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ... import __version__
-from ..maps.registry import map_kind_for_loss
+from ..maps.registry import map_kind_for_loss, map_kinds
 from . import options as opt
+from ..maps.auto_width import AUTO, dataset_thickness, resolve_auto
 from .deep_supervision import nnunet_deep_supervision_weights
 from .loss_wrapper import NnUNetLoss, split_region_ignore
 
 __all__ = ["nnUNetTrainerLossBase", "NnUNetLoss", "split_region_ignore"]
 
-MAPS_MODES = ("stored", "online")
+MAPS_MODES = ("stored", "online", "loader")
 
 
 class nnUNetTrainerLossBase(nnUNetTrainer):
@@ -58,15 +62,19 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
     Subclass attributes:
         loss_class: an ``nnunet_losses`` loss class.
         loss_defaults: defaults that differ from the loss constructor's (still user-settable).
-        default_maps: for a loss with maps, ``"online"`` or ``"stored"`` (the ``maps`` option's default).
+        default_maps: for a loss with maps, ``"online"``, ``"stored"`` or ``"loader"`` (the ``maps`` option's
+            default; ``"loader"`` only for a kind with a loader computation).
     """
 
     loss_class: type = None
     loss_defaults: Dict[str, Any] = {}
     default_maps: str = "online"
+    #: options whose default is ``"auto"``: option name -> rule of :mod:`.auto_width` (set per dataset)
+    auto_options: Dict[str, str] = {}
 
     _nnunet_losses_restoring = False
     _map_specs: tuple = ()
+    _loader_map: tuple = ()  # maps="loader": (kind name, resolved parameters)
 
     # ------------------------------------------------------------------ options
     @classmethod
@@ -75,20 +83,28 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         return map_kind_for_loss(cls.loss_class)
 
     @classmethod
+    def maps_modes(cls) -> tuple:
+        """The values of the ``maps`` option for this trainer's map kind (``"loader"`` where the kind has a
+        loader computation)."""
+        kind = cls.map_kind()
+        return tuple(m for m in MAPS_MODES if m != "loader" or (kind is not None and kind.loader is not None))
+
+    @classmethod
     def trainer_options(cls) -> Dict[str, Any]:
         """Options of the trainer rather than of the loss (name -> default): the map kind's
         trainer options and ``maps``; empty for a loss without maps."""
         kind = cls.map_kind()
         if kind is None:
             return {}
-        if cls.default_maps not in MAPS_MODES:
-            raise TypeError(f"{cls.__name__}.default_maps must be one of {MAPS_MODES}, got {cls.default_maps!r}")
+        if cls.default_maps not in MAPS_MODES or (cls.default_maps == "loader" and kind.loader is None):
+            raise TypeError(f"{cls.__name__}.default_maps must be one of {cls.maps_modes()}, got {cls.default_maps!r}")
         return {**kind.trainer_options(), "maps": cls.default_maps}
 
     @classmethod
     def tunable_options(cls) -> Dict[str, Any]:
         """Every option a user may set, with its default."""
-        return opt.tunable_defaults(cls.loss_class, cls.trainer_options(), cls.loss_defaults)
+        auto = {name: AUTO for name in cls.auto_options}
+        return opt.tunable_defaults(cls.loss_class, cls.trainer_options(), {**auto, **cls.loss_defaults})
 
     def fixed_loss_arguments(self) -> Dict[str, Any]:
         """Arguments decided by the dataset, the plans and the launch (not by the user)."""
@@ -126,6 +142,7 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         values = dict(allowed)
         values.update({k: v for k, v in self.plans_loss_defaults().items() if k not in self.loss_defaults})
         values.update(user)
+        sources = self._resolve_auto_options(values, user, saved)
         extra = {k: values.pop(k) for k in list(values) if k in self.trainer_options()}
         fixed = self.fixed_loss_arguments()
         try:
@@ -135,19 +152,46 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
             raise ValueError(f"{opt.ENV_VAR}: invalid loss option for {owner}: {e}. Allowed options (defaults): "
                              + ", ".join(f"{k}={v!r}" for k, v in allowed.items())) from None
         record = {"trainer": type(self).__name__, "loss": f"{self.loss_class.__module__}.{self.loss_class.__name__}",
-                  "options": user, "resolved": opt.normalise({**values, **extra}), "fixed": fixed,
+                  "options": user, "resolved": opt.normalise({**values, **extra, **sources}), "fixed": fixed,
                   "nnunet_losses_version": __version__}
         if self.local_rank == 0 and folder:
             opt.save_options(folder, record)
         self.print_to_log_file(f"loss: {self.loss_class.__name__}, options {record['resolved']}, fixed {fixed}")
         return loss, extra
 
+    def _resolve_auto_options(self, values: Dict[str, Any], user: Dict[str, Any], saved) -> Dict[str, str]:
+        """Replace ``"auto"`` values of :attr:`auto_options` in ``values`` by the dataset's (see
+        :mod:`.auto_width`); return ``{name + "_source": where the value came from}``. When restoring
+        (``--c``, ``--val``), the value saved in ``loss_options.json`` is reused."""
+        sources = {}
+        previous = (saved or {}).get("resolved", {}) if self._nnunet_losses_restoring else {}
+        record = None
+        for name, rule in self.auto_options.items():
+            if values.get(name) != AUTO:
+                sources[f"{name}_source"] = opt.ENV_VAR if name in user else f"{type(self).__name__} default"
+                continue
+            prev_source = str(previous.get(f"{name}_source", ""))
+            if prev_source.startswith(AUTO) and isinstance(previous.get(name), int):
+                values[name], sources[f"{name}_source"] = previous[name], prev_source
+                continue
+            if record is None:
+                record = dataset_thickness(self.preprocessed_dataset_folder_base,
+                                           self.configuration_manager.data_identifier, self.label_manager,
+                                           self.dataset_json, len(self.configuration_manager.patch_size) == 2,
+                                           log=self.print_to_log_file)
+            values[name], sources[f"{name}_source"] = resolve_auto(rule, record)
+            self.print_to_log_file(f"{name} = {values[name]} ({sources[name + '_source']})")
+        return sources
+
     # ------------------------------------------------------------------ maps
     def _maps_mode(self, mode: str, user_set: bool) -> str:
         """The ``maps`` option in effect. Cascade stages (``seg_prev``) do not carry stored maps: a
         default "stored" becomes "online" (log line), an explicit one is an error."""
-        if mode not in MAPS_MODES:
-            raise ValueError(f"maps must be \"stored\" or \"online\", got {mode!r}")
+        if mode not in self.maps_modes():
+            hint = (f" (\"loader\": only for map kinds with a loader computation, "
+                    f"{[k.name for k in map_kinds().values() if k.loader is not None]}; map kind "
+                    f"{self.map_kind().name!r} has none)" if mode == "loader" else "")
+            raise ValueError(f"maps must be one of {list(self.maps_modes())}, got {mode!r}{hint}")
         if mode == "stored" and self.folder_with_segs_from_previous_stage:
             if user_set:
                 raise ValueError(f"maps=\"stored\" is not supported for cascade stages ({self.configuration_name}); "
@@ -170,10 +214,11 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         return {kind.name: kind.check_params(kind.request(loss, values))}
 
     def _setup_stored_maps(self, loss, extra):
-        """The :class:`StoredMapSplit` for the loss when ``maps="stored"``, else None."""
+        """The :class:`StoredMapSplit` for the loss when ``maps="stored"`` or ``"loader"``, else None."""
         kind = self.map_kind()
-        if kind is None or extra.get("maps", "online") != "stored":
-            self._map_specs = ()
+        mode = extra.get("maps", "online") if kind is not None else "online"
+        self._map_specs, self._loader_map = (), ()
+        if mode == "online":
             return None
         from ..maps.context import MapContext
         from ..maps.dataset import MapSpec
@@ -181,11 +226,17 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         self._map_ctx = MapContext.from_nnunet(self.plans_manager, self.configuration_name, self.dataset_json,
                                                folder=self.preprocessed_dataset_folder)
         self._map_request = self.stored_map_request(getattr(loss, "_orig_mod", loss), extra)
-        self._map_specs = (MapSpec.from_rp(kind.resolve(self._map_ctx, self._map_request[kind.name])),)
+        spec = MapSpec.from_rp(kind.resolve(self._map_ctx, self._map_request[kind.name]))
         lm = self.label_manager
         n_target = len(lm.foreground_regions) + int(lm.has_ignore_label) if lm.has_regions else 1
-        self.print_to_log_file(f"maps: stored {kind.name} {self._map_request[kind.name]} from {self._map_ctx.maps_dir}")
-        return StoredMapSplit(self._map_specs, n_target, lm.has_regions, self.loss_class.map_names)
+        if mode == "loader":
+            self._loader_map = (kind.name, spec.rp)
+            self.print_to_log_file(f"maps: {kind.name} {self._map_request[kind.name]} computed in the data loader")
+        else:
+            self._map_specs = (spec,)
+            self.print_to_log_file(f"maps: stored {kind.name} {self._map_request[kind.name]} from "
+                                   f"{self._map_ctx.maps_dir}")
+        return StoredMapSplit((spec,), n_target, lm.has_regions, self.loss_class.map_names)
 
     # ------------------------------------------------------------------ nnU-Net hooks (all cooperative)
     def get_dataloaders(self):
@@ -221,6 +272,9 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         if self._map_specs:
             from ..maps.transforms import with_maps
             transforms = with_maps(transforms, self._map_specs)
+        elif self._loader_map:
+            from ..maps.loader import with_loader_maps
+            transforms = with_loader_maps(transforms, *self._loader_map)
         return transforms
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:

@@ -1,0 +1,86 @@
+"""Maps computed in the data-loader workers from the augmented patch (the trainers' ``maps="loader"``).
+
+For a binary map kind that declares a ``loader`` computation (the tubed skeleton of Skeleton
+Recall), :func:`with_loader_maps` takes the ``ComposeTransforms`` that the trainer's
+``get_training_transforms`` built (nnU-Net's default or a variant's, e.g. ``nnUNetTrainerDA5``) and
+puts a :class:`LoaderMapsTransform` right before nnU-Net's ``DownsampleSegForDSTransform`` (at the
+end without deep supervision), wherever that sits in the tree. So the map is computed from the
+target after every spatial and intensity transform, as the target the loss sees, and is then
+downsampled per deep-supervision scale exactly like the target (``nearest-exact``, in the same
+call). The transform returns the float32 tensor ``[target channels..., map channels...]``, the
+layout of stored maps: :class:`~nnunet_losses.nnunet.maps.transforms.StoredMapSplit` separates the
+map in the loss. This is what the Skeleton Recall authors' code does (a transform after the
+augmentation, before the deep-supervision downsampling).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+from batchgeneratorsv2.transforms.utils.random import OneOfTransform, RandomTransform
+
+from .registry import map_kind
+
+__all__ = ["LoaderMapsTransform", "with_loader_maps"]
+
+
+class LoaderMapsTransform(BasicTransform):
+    """segmentation (C, *sp) -> float32 ``[segmentation, kind.loader(segmentation, rp)]`` (C + n, *sp).
+
+    ``rp``: the kind's :meth:`~nnunet_losses.nnunet.maps.registry.MapKind.resolve` dict for the dataset;
+    the kind is looked up by name when applied (the transform pickles into spawned workers)."""
+
+    def __init__(self, name: str, rp: dict):
+        super().__init__()
+        kind = map_kind(name)
+        if kind.loader is None:
+            raise ValueError(f"map kind {name!r} has no loader computation")
+        self.name, self.rp, self.n = name, rp, len(rp["channels"])
+
+    def apply(self, data_dict, **params):
+        seg = data_dict["segmentation"]
+        maps = np.asarray(map_kind(self.name).loader(seg.numpy(), self.rp))
+        if maps.shape != (self.n, *seg.shape[1:]):
+            raise ValueError(f"map {self.name!r}: the loader computation returned shape {maps.shape}, expected "
+                             f"{(self.n, *seg.shape[1:])}")
+        out = torch.empty((seg.shape[0] + self.n, *seg.shape[1:]), dtype=torch.float32)
+        out[:seg.shape[0]] = seg
+        out[seg.shape[0]:] = torch.from_numpy(maps)
+        data_dict["segmentation"] = out
+        return data_dict
+
+    def __repr__(self):
+        return f"LoaderMapsTransform({self.name!r}, {self.rp['params']})"
+
+
+def _insert(t, make, state: dict):
+    """``t`` with ``make()`` inserted before every ``DownsampleSegForDSTransform`` in its tree."""
+    if isinstance(t, DownsampleSegForDSTransform):
+        state["inserted"] = True
+        return ComposeTransforms([make(), t])
+    if isinstance(t, RandomTransform):
+        out = copy.copy(t)
+        out.transform = _insert(t.transform, make, state)
+        return out
+    if isinstance(t, OneOfTransform):
+        out = copy.copy(t)
+        out.list_of_transforms = [_insert(c, make, state) for c in t.list_of_transforms]
+        return out
+    if isinstance(t, ComposeTransforms):
+        return ComposeTransforms([_insert(c, make, state) for c in t.transforms])
+    return t
+
+
+def with_loader_maps(transforms, name: str, rp: dict) -> ComposeTransforms:
+    """nnU-Net's training (or validation) transforms, of any trainer variant, that also compute the
+    map ``name`` (resolved parameters ``rp``) from the augmented target (see the module docstring)."""
+    state = {"inserted": False}
+    inner = transforms.transforms if isinstance(transforms, ComposeTransforms) else [transforms]
+    out = [_insert(t, lambda: LoaderMapsTransform(name, rp), state) for t in inner]
+    if not state["inserted"]:
+        out.append(LoaderMapsTransform(name, rp))
+    return ComposeTransforms(out)
