@@ -18,10 +18,10 @@ losses of :mod:`nnunet_losses.skeleton` when no skeleton is passed (online).
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 import numpy as np
-from scipy import ndimage
 
 from .maps import _channels
 
@@ -34,16 +34,47 @@ def _check_dilations(dilations) -> int:
     return int(dilations)
 
 
+@lru_cache(maxsize=None)
+def _l1_ball(radius: int, ndim: int) -> np.ndarray:
+    """Offsets (n, ndim) of the L1 ball of ``radius``: ``radius`` dilations by the cross element."""
+    grid = np.stack(np.meshgrid(*[np.arange(-radius, radius + 1)] * ndim, indexing="ij"), -1).reshape(-1, ndim)
+    return grid[np.abs(grid).sum(1) <= radius]
+
+
+def _dilate_l1(skel: np.ndarray, radius: int) -> np.ndarray:
+    """``radius`` cross dilations of ``skel`` (outside = background), i.e. every voxel within L1 distance
+    ``radius`` of a skeleton voxel; computed from the (few) skeleton voxels' coordinates."""
+    pts = (np.argwhere(skel)[:, None, :] + _l1_ball(radius, skel.ndim)[None]).reshape(-1, skel.ndim)
+    pts = pts[np.all((pts >= 0) & (pts < np.asarray(skel.shape)), axis=1)]
+    out = np.zeros(skel.shape, bool)
+    out[tuple(pts.T)] = True
+    return out
+
+
+def _box(mask: np.ndarray) -> tuple:
+    """The bounding box of ``mask``'s voxels plus one voxel on each side (clipped to the array)."""
+    out = []
+    for ax in range(mask.ndim):
+        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        out.append(slice(max(int(idx[0]) - 1, 0), int(idx[-1]) + 2))
+    return tuple(out)
+
+
 def _tube_nd(mask: np.ndarray, dilations: int) -> np.ndarray:
     from skimage.morphology import skeletonize
 
+    out = np.zeros(mask.shape, bool)
     if not mask.any():
-        return np.zeros(mask.shape, bool)
-    skel = np.asarray(skeletonize(mask), dtype=bool)
+        return out
+    # the tube lies in the mask: work in the mask's bounding box plus a one-voxel background frame (the
+    # skeleton of a mask does not depend on background around it; every tube voxel is in the box)
+    box = _box(mask)
+    m = mask[box]
+    skel = np.asarray(skeletonize(m), dtype=bool)
     if dilations:
-        cross = ndimage.generate_binary_structure(mask.ndim, 1)
-        skel = ndimage.binary_dilation(skel, cross, iterations=dilations, border_value=0)
-    return skel & mask
+        skel = _dilate_l1(skel, dilations)
+    out[box] = skel & m
+    return out
 
 
 def tubed_skeleton(mask: np.ndarray, dilations: int = 2, per_slice: bool = False) -> np.ndarray:
