@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 pytest.importorskip("nnunetv2")
 import nnunet_losses_trainers as T  # noqa: E402
+from nnunet_losses.nnunet.maps.packing import unpack_bits  # noqa: E402
 from nnunet_losses.nnunet.maps.loader import LoaderMapsTransform, with_loader_maps  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import MapKind, map_kind, register_map_kind, unregister_map_kind  # noqa: E402
 from nnunet_losses.skeletons import skeleton_map, tubed_skeleton  # noqa: E402
@@ -90,8 +91,8 @@ def test_loader_skeleton_is_the_skeleton_of_the_augmented_target(nnunet_tiny, mo
         assert list(maps) == ["skeleton"]
         sk = maps["skeleton"]
         assert sk[0].shape[1] == n_fg
-        full = batch["target"][0][:, :-n_fg]
-        expected = _expected(full, lm, rp)
+        assert batch["target"][0].shape[1] == targets[0].shape[1] + 1   # the skeletons travel as one packed byte
+        expected = _expected(targets[0], lm, rp)
         assert expected.any()
         np.testing.assert_array_equal(sk[0].numpy() > 0.5, expected)
         for s in sk[1:]:
@@ -116,9 +117,11 @@ def test_loader_transform_without_deep_supervision_and_its_checks():
     seg[0, 2:4, :] = 3      # ignore label: in no class
     seg[0, 10:12, 10:22] = 2
     out = composed(segmentation=seg)["segmentation"]
-    assert out.dtype == torch.float32 and out.shape == (3, 20, 24)
+    assert out.dtype == torch.float32 and out.shape == (2, 20, 24)   # the target and one packed byte
     assert torch.equal(out[0], seg[0].float())
-    np.testing.assert_array_equal(out[1:].numpy() > 0.5, skeleton_map(seg[0].numpy(), 3, ignore_label=3))
+    expected = skeleton_map(seg[0].numpy(), 3, ignore_label=3)
+    assert expected[0].any() and expected[1].any()
+    np.testing.assert_array_equal(unpack_bits(out[1:].numpy().astype(np.uint8), 2), expected)
     with pytest.raises(ValueError, match="has no loader computation"):
         LoaderMapsTransform("contour", rp)
     bad = dict(rp, channels=["skeleton:1"])

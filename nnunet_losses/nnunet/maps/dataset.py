@@ -10,8 +10,10 @@ pads the maps exactly like the segmentation (pad value -1). Encoding inside the 
 * binary maps (``contour``, ``osc``): still bit-packed, one channel per stored byte (bit k of byte
   k // 8 is map channel k; 8 channels per byte), i.e. usually ONE channel whatever the number of
   classes. Cropping, padding, mirroring and nearest resampling pick whole bytes, so they are exact on
-  the packed byte; :class:`~nnunet_losses.nnunet.maps.transforms.PackMapsTransform` unpacks in torch
-  after the spatial transform (nnU-Net's pad value -1 becomes 0: no bit set);
+  the packed byte, and so is the deep-supervision downsampling
+  (:class:`~nnunet_losses.nnunet.maps.transforms.PackMapsTransform`); the bytes are unpacked in the
+  loss (:class:`~nnunet_losses.nnunet.maps.transforms.StoredMapSplit`; nnU-Net's pad value -1 becomes
+  0 before: no bit set);
 * continuous maps (``dwce``): the float16 bit pattern viewed as int16 (lossless). nnU-Net's pad
   value -1 is 0xFFFF, a float16 NaN, which :mod:`nnunet_losses.nnunet.maps.transforms` turns back
   into the pad value 0.

@@ -7,9 +7,10 @@ puts a :class:`LoaderMapsTransform` right before nnU-Net's ``DownsampleSegForDST
 end without deep supervision), wherever that sits in the tree. So the map is computed from the
 target after every spatial and intensity transform, as the target the loss sees, and is then
 downsampled per deep-supervision scale exactly like the target (``nearest-exact``, in the same
-call). The transform returns the float32 tensor ``[target channels..., map channels...]``, the
-layout of stored maps: :class:`~nnunet_losses.nnunet.maps.transforms.StoredMapSplit` separates the
-map in the loss. This is what the Skeleton Recall authors' code does (a transform after the
+call). The transform returns the float32 tensor ``[target channels..., packed map bytes...]``
+(bit-packed, 8 map channels per byte: :func:`~nnunet_losses.nnunet.maps.packing.pack_bits`), the
+layout of stored maps: :class:`~nnunet_losses.nnunet.maps.transforms.StoredMapSplit` separates and
+unpacks the map in the loss. This is what the Skeleton Recall authors' code does (a transform after the
 augmentation, before the deep-supervision downsampling).
 """
 from __future__ import annotations
@@ -23,13 +24,15 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.random import OneOfTransform, RandomTransform
 
+from .packing import pack_bits
 from .registry import map_kind
 
 __all__ = ["LoaderMapsTransform", "with_loader_maps"]
 
 
 class LoaderMapsTransform(BasicTransform):
-    """segmentation (C, *sp) -> float32 ``[segmentation, kind.loader(segmentation, rp)]`` (C + n, *sp).
+    """segmentation (C, *sp) -> float32 ``[segmentation, pack_bits(kind.loader(segmentation, rp))]``
+    (C + ceil(n / 8), *sp).
 
     ``rp``: the kind's :meth:`~nnunet_losses.nnunet.maps.registry.MapKind.resolve` dict for the dataset;
     the kind is looked up by name when applied (the transform pickles into spawned workers)."""
@@ -47,9 +50,10 @@ class LoaderMapsTransform(BasicTransform):
         if maps.shape != (self.n, *seg.shape[1:]):
             raise ValueError(f"map {self.name!r}: the loader computation returned shape {maps.shape}, expected "
                              f"{(self.n, *seg.shape[1:])}")
-        out = torch.empty((seg.shape[0] + self.n, *seg.shape[1:]), dtype=torch.float32)
+        packed = pack_bits(maps)
+        out = torch.empty((seg.shape[0] + len(packed), *seg.shape[1:]), dtype=torch.float32)
         out[:seg.shape[0]] = seg
-        out[seg.shape[0]:] = torch.from_numpy(maps)
+        out[seg.shape[0]:] = torch.from_numpy(packed)
         data_dict["segmentation"] = out
         return data_dict
 

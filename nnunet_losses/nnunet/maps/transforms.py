@@ -9,7 +9,7 @@ transform objects, except:
    ``regression_target``, still raw int16 (a view, no copy): binary maps bit-packed (one channel
    per byte, 8 map channels each), continuous maps as float16 bits. They are decoded to float32
    (:func:`decode_maps`: nnU-Net's crop padding -1 becomes 0) only where needed: before a
-   ``grid_sample``, else on the final patch in step 4; binary maps are unpacked in step 4;
+   ``grid_sample``, else on the final patch in step 4; binary maps stay packed up to the loss;
 2. nnU-Net's ``SpatialTransform`` becomes a :class:`MapSpatialTransform` (same parameters, same
    random draw per sample): the packed bytes of binary maps are resampled by nearest neighbour
    (exact: it picks whole bytes), continuous maps linearly (``grid_sample``), with zero padding;
@@ -19,10 +19,12 @@ transform objects, except:
    every other transform (intensity, ``RemoveLabelTansform``, masking, regions) runs without them
    (:class:`HideMaps`), also inside ``RandomTransform`` and ``OneOfTransform``;
 4. nnU-Net's ``DownsampleSegForDSTransform`` becomes :class:`PackMapsTransform`, which downsamples
-   the segmentation as nnU-Net does, unpacks the binary maps (``(byte >> bit) & 1``) and
-   downsamples them with the seg in the same call (``nearest-exact``), the continuous maps linearly, and returns per scale ONE float32 tensor
-   ``[target channels..., map channels...]``: nnU-Net's loader collates it unchanged, and
-   :class:`StoredMapSplit` separates it again in the loss.
+   the segmentation as nnU-Net does, the packed bytes of the binary maps with it in the same call
+   (``nearest-exact`` picks whole bytes: exact), the continuous maps linearly, and returns per scale
+   ONE float32 tensor ``[target channels..., packed bytes..., continuous map channels...]``: nnU-Net's
+   loader collates it unchanged, and :class:`StoredMapSplit` separates it again in the loss, where
+   the binary maps are unpacked (``(byte >> bit) & 1``) on the training device. One channel per 8
+   binary maps through downsampling, collation and the transfer, instead of one per map.
 """
 from __future__ import annotations
 
@@ -57,17 +59,6 @@ def resize_maps(maps: torch.Tensor, n_binary: int, shape: Sequence[int]) -> torc
         mode = "bilinear" if len(shape) == 2 else "trilinear"
         parts.append(F.interpolate(maps[None, n_binary:], size=list(shape), mode=mode, align_corners=False)[0])
     return torch.cat(parts, 0)
-
-
-def _unpack_index(bits: Sequence[int]):
-    """For binary maps of ``bits`` channels each (packed separately, ceil(n / 8) bytes per map):
-    the packed byte (channel of the packed tensor) and bit of every unpacked channel."""
-    byte, shift, start = [], [], 0
-    for n in bits:
-        byte += [start + k // 8 for k in range(n)]
-        shift += [k % 8 for k in range(n)]
-        start += (n + 7) // 8
-    return torch.tensor(byte, dtype=torch.long), torch.tensor(shift, dtype=torch.uint8)
 
 
 def decode_maps(maps: torch.Tensor, n_binary: int) -> torch.Tensor:
@@ -138,20 +129,18 @@ class MapSpatialTransform(SpatialTransform):
 
 class PackMapsTransform(DownsampleSegForDSTransform):
     """nnU-Net's deep-supervision downsampling of the segmentation (``ds_scales`` None: none) plus
-    the maps per scale; per scale one float32 tensor ``[target, unpacked binary maps, continuous maps]``.
+    the maps per scale; per scale one float32 tensor ``[target, packed binary maps, continuous maps]``.
 
     ``binary_bits``: the channels of each binary map (their packed bytes come first in
-    ``regression_target``, ceil(n / 8) per map). They are unpacked once on the final patch
-    (``(byte >> bit) & 1``) and downsampled with the segmentation by ``nearest-exact`` (one
-    ``interpolate`` call per scale: the same voxels are picked as in nnU-Net's downsampling of the
-    seg); the continuous maps are downsampled linearly (:func:`resize_maps`)."""
+    ``regression_target``, ceil(n / 8) per map). The bytes are downsampled with the segmentation by
+    ``nearest-exact`` (one ``interpolate`` call per scale: the same voxels are picked as in nnU-Net's
+    downsampling of the seg, whole bytes) and unpacked in the loss (:class:`StoredMapSplit`); the
+    continuous maps are downsampled linearly (:func:`resize_maps`)."""
 
     def __init__(self, ds_scales, binary_bits: Sequence[int] = ()):
         super().__init__(ds_scales)
         self.binary_bits = tuple(int(b) for b in binary_bits)
         self.n_bytes = sum((b + 7) // 8 for b in self.binary_bits)
-        self.n_bits = sum(self.binary_bits)
-        self._byte, self._shift = _unpack_index(self.binary_bits)
 
     def _scales(self, ndim: int):
         if self.ds_scales is None:
@@ -163,16 +152,10 @@ class PackMapsTransform(DownsampleSegForDSTransform):
         n_t, nb = seg.shape[0], self.n_bytes
         maps = decode_maps(data_dict.pop("regression_target"), nb)
         n_c = maps.shape[0] - nb
-        nearest = n_t + self.n_bits  # channels downsampled by nearest-exact
+        nearest = n_t + nb  # channels downsampled by nearest-exact: the target and the packed bytes
         full = torch.empty((nearest + n_c, *seg.shape[1:]), dtype=torch.float32)
         full[:n_t] = seg
-        if self.n_bits:
-            b = maps[:nb].to(torch.uint8)[self._byte]
-            b >>= self._shift.view(-1, *([1] * (seg.ndim - 1)))
-            b &= 1
-            full[n_t:nearest] = b
-        if n_c:
-            full[nearest:] = maps[nb:]
+        full[n_t:] = maps
         out = []
         for s in self._scales(seg.ndim - 1):
             if all(i == 1 for i in s):
@@ -256,7 +239,9 @@ def with_maps(transforms: ComposeTransforms, specs: Sequence[MapSpec], n_seg: in
 
 
 class StoredMapSplit:
-    """Separates ``[target, maps]`` (from :class:`PackMapsTransform`) in the loss.
+    """Separates ``[target, packed binary maps, continuous maps]`` (from :class:`PackMapsTransform` or
+    :class:`~nnunet_losses.nnunet.maps.loader.LoaderMapsTransform`) in the loss, on the target's device,
+    and unpacks the binary maps (channel k of a map: ``(byte[k // 8] >> (k % 8)) & 1``, float 0/1).
 
     ``n_target``: channels of nnU-Net's target (1 for labels; regions + 1 with an ignore label);
     ``region``: region training (the target goes back to bool, else int16). ``__call__(targets)`` ->
@@ -266,15 +251,22 @@ class StoredMapSplit:
 
     def __init__(self, specs: Sequence[MapSpec], n_target: int, region: bool, wanted: Sequence[str]):
         self.specs, self.n_target, self.region = order_specs(specs), int(n_target), bool(region)
-        self.n_maps = sum(s.channels for s in self.specs)
-        self.slices: Dict[str, slice] = {}
+        self.n_maps = sum(s.stored_channels for s in self.specs)
+        self.maps = []  # (spec, first channel in the target, {keyword: slice of the spec's unpacked channels})
         start = self.n_target
         for s in self.specs:
-            for key, a, b in map_kind(s.name).loss_keywords:
-                if key in wanted:
-                    self.slices[key] = slice(start + a, start + (s.channels if b is None else b))
-            start += s.channels
+            keys = {key: slice(a, s.channels if b is None else b)
+                    for key, a, b in map_kind(s.name).loss_keywords if key in wanted}
+            self.maps.append((s, start, keys))
+            start += s.stored_channels
 
+    @staticmethod
+    def _unpack(packed: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, ceil(n / 8), *sp) byte values -> (B, n, *sp) 0/1 in ``packed``'s dtype."""
+        k = torch.arange(n, device=packed.device)
+        shape = (1, n) + (1,) * (packed.ndim - 2)
+        bits = packed.to(torch.uint8)[:, k // 8] >> (k % 8).to(torch.uint8).view(shape)
+        return (bits & 1).to(packed.dtype)
     def __call__(self, targets: List[torch.Tensor]):
         c = targets[0].shape[1]
         if c == self.n_target:
@@ -283,7 +275,13 @@ class StoredMapSplit:
             raise ValueError(f"target has {c} channels; expected {self.n_target} (no maps) or "
                              f"{self.n_target + self.n_maps} (with stored maps)")
         dtype = torch.bool if self.region else torch.int16
-        maps = {k: [t[:, sl] for t in targets] for k, sl in self.slices.items()}
+        maps = {}
+        for spec, start, keys in self.maps:
+            per_scale = [t[:, start:start + spec.stored_channels] for t in targets]
+            if spec.binary:
+                per_scale = [self._unpack(p, spec.channels) for p in per_scale]
+            for key, sl in keys.items():
+                maps[key] = [p[:, sl] for p in per_scale]
         tgt = [(t[:, :self.n_target] > 0.5) if self.region else t[:, :self.n_target].round().to(dtype)
                for t in targets]
         return tgt, maps
