@@ -353,7 +353,72 @@ def _loader_section(res: dict) -> List[str]:
     return lines
 
 
-def render(results: List[dict], keep: Dict[str, str]) -> str:
+def _step_section(res: dict) -> List[str]:
+    st = res.get("step")
+    lines = [f"### {_device_label(res)} run", ""]
+    if not st:
+        return lines + ["Not measured in this run.", ""]
+    if "error" in st:
+        return lines + [f"Not measured: {st['error'][:400]}", ""]
+    net = f"{st['n_stages']} stages, features {st['features_per_stage']}"
+    lines += [f"Dataset {st['dataset']} ({st['source']}, {st['cases']} cases, {st['num_classes']} classes), "
+              f"configuration {st['configuration']}, {st['plans']}: patch {'x'.join(map(str, st['patch_size']))}, "
+              f"network {net}, batch_dice={st['batch_dice']}, batch size **{st['batch_size']}** (the plans say "
+              f"{st['nnunet_batch_size']}; the step time of every trainer scales alike). Deep supervision on. "
+              f"{st['repeats']} interleaved rounds after {st['warmup']} warm-up rounds, {st['batches']} batches in "
+              f"turn, {'the same images and labels for every trainer (checked)' if st['same_batches'] else 'NOTE: the stored-map loader drew other batches'}; "
+              f"worker wall time {st.get('wall_s', 0) / 60:.1f} min." + _section_run(res, "step"), "",
+              "| trainer | loss | maps (default mode) | median step, ms | ratio to nnUNetTrainer (target <= 1.02) | "
+              "paired ratio, quartiles |", "|---|---|---|---|---|---|"]
+    for r in st["rows"]:
+        cell = "1.000" if r["target"] is None else f"{r['ratio']:.3f} {_met(r['status'] == 'met')}"
+        lines.append(f"| {r['trainer']} | {r['loss']} | {r['maps']} | {r['median_s'] * 1e3:.0f} | {cell} | "
+                     f"{r['paired_ratio_q25']:.3f}-{r['paired_ratio_q75']:.3f} |")
+    lines.append("")
+    for name, prof in (st.get("profiles") or {}).items():
+        ops = "; ".join(f"`{o['name']}` {o['self_us_per_step'] / 1e3:.1f} ms ({100 * o['share']:.0f}%)"
+                        for o in prof["ops"])
+        lines += [f"<details><summary>Step profile, {name} ({prof['total_us_per_step'] / 1e3:.0f} ms per step, "
+                  f"self CPU time)</summary>", "", ops, "", "</details>", ""]
+    return lines
+
+
+def _section_run(res: dict, section: str) -> str:
+    """Where a section measured by a later ``--update`` run comes from (empty if from the file's own run)."""
+    run = res["meta"].get("section_runs", {}).get(section)
+    if not run:
+        return ""
+    la = run.get("load_avg_start")
+    return (f" Measured {run['date_utc']} by `{run['command']}` (git {run['git']}"
+            + (f", load average at start {', '.join(f'{x:.2f}' for x in la)}" if la else "") + ").")
+
+
+def _acceptance_section(acceptance: List[dict]) -> List[str]:
+    lines = ["`bash benchmarks/gpu_acceptance.sh` (`benchmarks/gpu_acceptance.py`) checks everything the CPU "
+             "cannot: every trainer trains with nnU-Net's CUDA defaults (autocast, `torch.compile`), resumes with "
+             "`--c` and predicts, on a generated 3D labels and a generated 2D regions dataset; the loss benchmark "
+             "at 128^3, batch 2, 2 / 4 / 16 classes, eager and compiled, with time and peak-memory ratios; the "
+             "training step of every trainer against `nnUNetTrainer`; on-the-fly contours against stored maps. "
+             "It writes `benchmarks/results/gpu-<date>.json` and `.md`, prints a pass/fail table and exits "
+             "non-zero on any failure; `--device cpu --smoke` runs the same code on a CPU in minutes (the "
+             "test suite does).", ""]
+    gpu = [a for a in acceptance if "gpu" in a["meta"]]
+    if not gpu:
+        return lines + ["**The GPU acceptance run is ready but has not run on a GPU yet** (no GPU was available "
+                        "to the sessions so far). On a CUDA machine with the environment installed: "
+                        "`bash benchmarks/gpu_acceptance.sh` (about 8 minutes on a data-centre GPU is the aim; "
+                        "`--no-compile` or `--sections loss step` shorten it), then `python -m benchmarks.run` "
+                        "lists the run here.", ""]
+    lines += ["| date | GPU | command | checks | failed | wall time | summary |", "|---|---|---|---|---|---|---|"]
+    for a in sorted(gpu, key=lambda a: a["meta"]["date_utc"]):
+        failed = [c for c in a["checks"] if not c["ok"]]
+        lines.append(f"| {a['meta']['date_utc']} | {a['meta']['gpu']['name']} | `{a['meta']['command']}` | "
+                     f"{len(a['checks'])} | {len(failed)} | {a['meta']['wall_s'] / 60:.1f} min | "
+                     f"`{a['_file'][:-5]}.md` |")
+    return lines + [""]
+
+
+def render(results: List[dict], keep: Dict[str, str], acceptance: List[dict] = ()) -> str:
     results = sorted(results, key=lambda r: ("gpu" in r["meta"], r["meta"]["date_utc"]))
     has_gpu = any("gpu" in r["meta"] for r in results)
     out = ["# Benchmarks", "",
@@ -396,11 +461,23 @@ def render(results: List[dict], keep: Dict[str, str]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def write(path: str, results: List[dict]) -> None:
+def write(path: str, results: List[dict], acceptance: List[dict] = ()) -> None:
     keep = _keep_blocks(path)
-    text = render(results, keep)
+    text = render(results, keep, acceptance)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+    out += ["## Training step against nnU-Net's trainer", "",
+            "The cost of a loss where it counts: nnU-Net's whole `train_step` (network forward and backward with "
+            "deep supervision, the trainer's loss, gradient clipping, optimizer step) of each trainer against "
+            "`nnUNetTrainer`, built by nnU-Net's `get_trainer_from_args` on the same plans with the same seed, "
+            "stepping on the same batches (`benchmarks/step_bench.py`). Each trainer runs in its default maps "
+            "mode: online maps are computed inside the step (timed), stored maps arrive with the batch (their "
+            "loading is the data loader's cost, above). Steps are interleaved, each round in a shuffled order; "
+            "on a CPU with one torch thread the clock is the thread's CPU time, so other load on the machine "
+            "does not count; the ratio is the median step time over nnU-Net's.", ""]
+    for res in results:
+        out += _step_section(res)
+    out += ["## GPU acceptance run", ""] + _acceptance_section(list(acceptance))

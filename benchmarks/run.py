@@ -7,9 +7,12 @@ Runs, in one process and one run (so every ratio compares numbers taken side by 
    variant (eager; ``--amp``; ``--compile``), with peak memory on CUDA;
 2. ``maps``: map precompute against a naive SciPy loop and against nnU-Net's preprocessing, map size
    against preprocessed size, and nnU-Net's data-loader throughput (see :mod:`benchmarks.maps_worker`);
+3. ``step``: a whole training step (``train_step``: network, loss, backward, optimizer) of every trainer
+   against ``nnUNetTrainer`` on the same plans and batches, interleaved (see :mod:`benchmarks.step_bench`);
 
 then writes ``benchmarks/results/<device>.json`` (raw numbers) and renders ``docs/benchmarks.md`` from
-every results file present (a CPU run and a later GPU run end up side by side).
+every results file present (a CPU run and a later GPU run end up side by side; the acceptance runs of
+``benchmarks/gpu_acceptance.sh`` found there are listed too).
 
 Examples::
 
@@ -51,7 +54,7 @@ def _parse(argv):
     ap.add_argument("--no-eager", action="store_true", help="skip the plain eager fp32 variant")
     ap.add_argument("--rows", nargs="+", default=None, help="only these loss rows (names as in the table)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU)")
-    ap.add_argument("--sections", nargs="+", choices=("loss", "maps"), default=["loss", "maps"])
+    ap.add_argument("--sections", nargs="+", choices=("loss", "maps", "step"), default=["loss", "maps", "step"])
     ap.add_argument("--network", action=argparse.BooleanOptionalAction, default=True,
                     help="also time nnU-Net's network forward + backward per dimension (context for the loss times)")
     ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
@@ -61,9 +64,22 @@ def _parse(argv):
     ap.add_argument("--maps-cases", type=int, default=20)
     ap.add_argument("--maps-repeats", type=int, default=3)
     ap.add_argument("--loader-batches", type=int, default=30)
+    ap.add_argument("--loader-only", action="store_true",
+                    help="maps section: run only the data-loader benchmark and keep the precompute numbers of the "
+                         "existing results file (they are still listed under that file's run)")
     ap.add_argument("--scaling-shape", type=int, nargs="*", default=[96, 96, 96])
+    ap.add_argument("--step-source", choices=("hippocampus", "synthetic"), default=None,
+                    help="dataset for the step section (default: Hippocampus 3d_fullres if /work/shared/data has it; "
+                         "with --sizes tiny a synthetic dataset and shrunk plans)")
+    ap.add_argument("--step-cases", type=int, default=20)
+    ap.add_argument("--step-batch-size", type=int, default=2, help="replaces the plans' batch size (CPU time)")
+    ap.add_argument("--step-repeats", type=int, default=12, help="interleaved rounds of training steps")
+    ap.add_argument("--step-warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-json", default=None, help="results file (default benchmarks/results/<device>.json)")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the other sections of an existing results file: only --sections are replaced (each "
+                         "section records when and how it was measured)")
     ap.add_argument("--doc", default=DOC, help="markdown to render (default docs/benchmarks.md); '' = none")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
@@ -225,6 +241,7 @@ def run_maps_section(args) -> dict:
         cmd = [sys.executable, "-m", "benchmarks.maps_worker", "--work", work, "--source", source,
                "--cases", str(args.maps_cases), "--repeats", str(args.maps_repeats),
                "--loader-batches", str(args.loader_batches), "--scaling-shape", *map(str, args.scaling_shape)]
+        cmd += ["--only-loader"] if args.loader_only else []
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -232,7 +249,41 @@ def run_maps_section(args) -> dict:
         return {"error": f"maps worker failed (exit {proc.returncode}): {proc.stderr[-1500:]}", "source": source}
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["wall_s"] = wall
+    if args.loader_only:  # the existing file's maps section with this run's loader numbers
+        path = args.out_json or os.path.join(RESULTS, f"{args.device.split(':')[0]}.json")
+        with open(path) as f:
+            old = json.load(f).get("maps") or {}
+        res = {**old, "loader": {**res["loader"], "measured_utc": datetime.datetime.now(
+            datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": "python -m benchmarks.run "
+            + shlex.join(sys.argv[1:]), "git": _git_commit()}}
     return res
+
+
+def _updated(path: str, new: dict, sections) -> dict:
+    """The results file at ``path`` with ``sections`` replaced by those of ``new``; each replaced section
+    records the run it comes from under ``meta.section_runs``."""
+    with open(path) as f:
+        old = json.load(f)
+    keys = {"loss": "loss", "maps": "maps", "step": "step"}
+    runs = old["meta"].setdefault("section_runs", {})
+    for sec in sections:
+        old[keys[sec]] = new.get(keys[sec])
+        runs[sec] = {k: new["meta"][k] for k in ("date_utc", "command", "git", "wall_s", "load_avg_start",
+                                                  "load_avg_end", "torch_threads")}
+    return old
+
+
+def run_step_section(args) -> dict:
+    """:mod:`benchmarks.step_bench` in a worker process, in a temporary folder."""
+    from benchmarks.worker import run_worker
+    tiny = args.sizes == "tiny"
+    source = args.step_source or ("synthetic" if tiny or not os.path.isdir("/work/shared/data/Hippocampus/images")
+                                  else "hippocampus")
+    opts = ["--source", source, "--cases", str(5 if tiny else args.step_cases), "--repeats", str(args.step_repeats),
+            "--warmup", str(args.step_warmup), "--device", args.device, "--seed", str(args.seed)]
+    opts += ["--tiny", "--batches", "2"] if tiny else ["--batch-size", str(args.step_batch_size), "--profile-misses"]
+    with tempfile.TemporaryDirectory(prefix="nnunet_losses_step_") as work:
+        return run_worker("benchmarks.step_bench", work, opts)
 
 
 def main(argv=None) -> str:
@@ -267,9 +318,14 @@ def main(argv=None) -> str:
         if "maps" in args.sections:
             bar.set_postfix_str("maps + loader (subprocess)")
             result["maps"] = run_maps_section(args)
+        if "step" in args.sections:
+            bar.set_postfix_str("training steps (subprocess)")
+            result["step"] = run_step_section(args)
     result["meta"]["wall_s"] = time.perf_counter() - t0
     result["meta"]["load_avg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     out_json = args.out_json or os.path.join(RESULTS, f"{device.type}.json")
+    if args.update and os.path.isfile(out_json):
+        result = _updated(out_json, result, args.sections)
     _write_json(result, out_json)
     print(f"wrote {out_json}")
     if args.doc:
@@ -277,7 +333,9 @@ def main(argv=None) -> str:
         folder = os.path.dirname(os.path.abspath(out_json))
         files = sorted({os.path.abspath(out_json)} | {os.path.join(folder, f) for f in os.listdir(folder)
                                                         if f.endswith(".json")})
-        report.write(args.doc, [report.load(f) for f in files])
+        loaded = [report.load(f) for f in files]
+        report.write(args.doc, [r for r in loaded if r.get("kind") != "acceptance"],
+                     [r for r in loaded if r.get("kind") == "acceptance"])
         print(f"wrote {args.doc}")
     return out_json
 

@@ -1,0 +1,120 @@
+"""Acceptance worker: train, resume (``--c``) and predict with trainers, in nnU-Net's own code paths.
+
+Run by :mod:`benchmarks.gpu_acceptance` as ``python -m benchmarks.acceptance_e2e --work DIR --jobs JSON``
+with nnU-Net's folders set for the process (nnU-Net reads them at import). Each job is
+``{"trainer", "dataset", "configuration", "fold", "options", "image", "allowed"}``; for each:
+
+1. ``run_training`` (what ``nnUNetv2_train`` calls) of the short-epoch variant ``<trainer>_demo``
+   (:data:`nnunet_losses.nnunet.tools.demo.TRAINERS_MODULE`: the real trainer, fewer epochs and
+   iterations), one epoch, on the device with nnU-Net's defaults (on CUDA: autocast, grad scaler,
+   ``torch.compile`` unless ``nnUNet_compile`` says otherwise);
+2. ``run_training(..., continue_training=True)``: ``--c`` from ``checkpoint_final.pth`` to epoch 2;
+3. ``nnUNetPredictor`` (what ``nnUNetv2_predict`` uses; sequential, no worker processes) on one
+   raw image with the final checkpoint.
+
+Checks per job: the checkpoint is at epoch 2, every logged training loss is finite, the prediction
+has the image's shape and only the dataset's values. Prints one JSON list (one result per job) on its
+last stdout line; a job's exception is recorded, never fatal to the others.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import time
+import traceback
+
+SUFFIX = "_demo"  # the short-epoch variants of nnunet_losses.nnunet.tools.demo
+EPOCHS_VAR, ITERS_VAR = "NNUNET_LOSSES_DEMO_EPOCHS", "NNUNET_LOSSES_DEMO_ITERS"
+
+
+def write_short_trainers(folder: str) -> str:
+    """Write the demo's short-epoch trainer variants into ``folder`` (for ``nnUNet_extTrainer``)."""
+    from nnunet_losses.nnunet.tools.demo import TRAINERS_MODULE
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "acceptance_trainers.py"), "w") as f:
+        f.write(TRAINERS_MODULE)
+    return folder
+
+
+def read_image(path: str):
+    if path.endswith(".png"):
+        import numpy as np
+        from PIL import Image
+        return np.asarray(Image.open(path))
+    import SimpleITK as sitk
+    return sitk.GetArrayFromImage(sitk.ReadImage(path))
+
+
+def _train(job: dict, device, epochs: int, resume: bool) -> None:
+    from nnunetv2.run.run_training import run_training
+    os.environ[EPOCHS_VAR] = str(epochs)
+    os.environ.pop("NNUNET_LOSSES_OPTIONS", None)
+    if job.get("options"):
+        os.environ["NNUNET_LOSSES_OPTIONS"] = job["options"]
+    run_training(job["dataset"], job["configuration"], job["fold"], job["trainer"] + SUFFIX, job["plans"],
+                 continue_training=resume, device=device)
+
+
+def run_job(job: dict, device, out_dir: str) -> dict:
+    """Train, resume, predict one job; the checks' outcomes and timings."""
+    import numpy as np
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.paths import nnUNet_results
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    res = {**job, "steps": {}, "checks": {}}
+    folder = os.path.join(nnUNet_results, maybe_convert_to_dataset_name(job["dataset"]),
+                          f"{job['trainer']}{SUFFIX}__{job['plans']}__{job['configuration']}")
+    res["output_folder"] = folder
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):
+            for step, epochs, resume in (("train", 1, False), ("resume", 2, True)):
+                t0 = time.perf_counter()
+                _train(job, device, epochs, resume)
+                res["steps"][step] = round(time.perf_counter() - t0, 2)
+            ckpt = torch.load(os.path.join(folder, f"fold_{job['fold']}", "checkpoint_final.pth"),
+                              map_location="cpu", weights_only=False)
+            losses = [float(x) for x in ckpt["logging"]["train_losses"]]
+            res["train_losses"] = losses
+            res["checks"]["resumed to epoch 2"] = ckpt["current_epoch"] == 2
+            res["checks"]["losses finite"] = len(losses) == 2 and all(math.isfinite(x) for x in losses)
+            t0 = time.perf_counter()
+            pred = nnUNetPredictor(use_mirroring=False, device=device, allow_tqdm=False)
+            pred.initialize_from_trained_model_folder(folder, use_folds=(job["fold"],))
+            ending = os.path.basename(job["image"]).split(".", 1)[1]
+            out = os.path.join(out_dir, f"{job['trainer']}_{job['configuration']}_f{job['fold']}")
+            pred.predict_from_files_sequential([[job["image"]]], [out], save_probabilities=False, overwrite=True)
+            res["steps"]["predict"] = round(time.perf_counter() - t0, 2)
+            seg, img = read_image(f"{out}.{ending}"), read_image(job["image"])
+            res["checks"]["prediction shape"] = seg.shape == img.shape
+            res["checks"]["prediction values"] = set(np.unique(seg).tolist()) <= set(job["allowed"])
+    except Exception as e:  # recorded, the other jobs go on
+        res["error"] = f"{type(e).__name__}: {e}"[:500]
+        res["traceback"] = traceback.format_exc()[-3000:]
+        res["log_tail"] = log.getvalue()[-2000:]
+    res["ok"] = "error" not in res and bool(res["checks"]) and all(res["checks"].values())
+    return res
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.acceptance_e2e", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--jobs", required=True, help="JSON list of jobs (see the module docstring)")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    import torch
+    device = torch.device(args.device)
+    os.environ.setdefault(ITERS_VAR, "2")
+    out_dir = os.path.join(args.work, "predictions")
+    os.makedirs(out_dir, exist_ok=True)
+    results = [run_job(job, device, out_dir) for job in json.loads(args.jobs)]
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
