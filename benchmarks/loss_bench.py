@@ -219,6 +219,15 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def allow_many_graphs() -> None:
+    """Raise dynamo's cache limits (8 graphs per code object by default): a benchmark that compiles many
+    losses or networks of one class in one process would otherwise send the later ones back to eager."""
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4096)
+    if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            torch._dynamo.config.accumulated_cache_size_limit, 1 << 16)
+
+
 def build_calls(prob: Problem, rows: Sequence[Row], variant: Variant, device: torch.device
                 ) -> Dict[str, Callable[[], None]]:
     """One closure per row (and the baseline) doing forward + backward on the problem's inputs."""
@@ -228,10 +237,7 @@ def build_calls(prob: Problem, rows: Sequence[Row], variant: Variant, device: to
         # dynamo's default cache limit (8 graphs per code object) would send most rows back to eager here,
         # while a trainer holds one loss. Start clean for each problem and allow enough graphs.
         torch._dynamo.reset()
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4096)
-        if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
-            torch._dynamo.config.accumulated_cache_size_limit = max(
-                torch._dynamo.config.accumulated_cache_size_limit, 1 << 16)
+        allow_many_graphs()
     base, _ = nnunet_loss(prob.batch_dice, prob.pools, variant.compiled)
     losses: Dict[str, Tuple[nn.Module, list]] = {BASELINE: (base, [])}
     for row in rows:

@@ -369,11 +369,12 @@ def _step_section(res: dict) -> List[str]:
               f"turn, {'the same images and labels for every trainer (checked)' if st['same_batches'] else 'NOTE: the stored-map loader drew other batches'}; "
               f"worker wall time {st.get('wall_s', 0) / 60:.1f} min." + _section_run(res, "step"), "",
               "| trainer | loss | maps (default mode) | median step, ms | ratio to nnUNetTrainer (target <= 1.02) | "
-              "paired ratio, quartiles |", "|---|---|---|---|---|---|"]
+              "paired ratios (same round): median, quartiles |", "|---|---|---|---|---|---|"]
     for r in st["rows"]:
         cell = "1.000" if r["target"] is None else f"{r['ratio']:.3f} {_met(r['status'] == 'met')}"
         lines.append(f"| {r['trainer']} | {r['loss']} | {r['maps']} | {r['median_s'] * 1e3:.0f} | {cell} | "
-                     f"{r['paired_ratio_q25']:.3f}-{r['paired_ratio_q75']:.3f} |")
+                     f"{r.get('paired_ratio_median', float('nan')):.3f} ({r['paired_ratio_q25']:.3f}-"
+                     f"{r['paired_ratio_q75']:.3f}) |")
     lines.append("")
     for name, prof in (st.get("profiles") or {}).items():
         ops = "; ".join(f"`{o['name']}` {o['self_us_per_step'] / 1e3:.1f} ms ({100 * o['share']:.0f}%)"
@@ -389,7 +390,8 @@ def _section_run(res: dict, section: str) -> str:
     if not run:
         return ""
     la = run.get("load_avg_start")
-    return (f" Measured {run['date_utc']} by `{run['command']}` (git {run['git']}"
+    where = f"{run['cpu']}, {run['cpu_count']} logical CPUs, " if run.get("cpu") else ""
+    return (f" Measured {run['date_utc']} by `{run['command']}` ({where}git {run['git']}"
             + (f", load average at start {', '.join(f'{x:.2f}' for x in la)}" if la else "") + ").")
 
 

@@ -268,8 +268,8 @@ def _updated(path: str, new: dict, sections) -> dict:
     runs = old["meta"].setdefault("section_runs", {})
     for sec in sections:
         old[keys[sec]] = new.get(keys[sec])
-        runs[sec] = {k: new["meta"][k] for k in ("date_utc", "command", "git", "wall_s", "load_avg_start",
-                                                  "load_avg_end", "torch_threads")}
+        runs[sec] = {k: new["meta"].get(k) for k in ("date_utc", "command", "git", "cpu", "cpu_count", "wall_s",
+                                                      "load_avg_start", "load_avg_end", "torch_threads")}
     return old
 
 

@@ -175,6 +175,7 @@ def summarise(times: Dict[str, List[float]], modes: Dict[str, str], losses: Dict
         ratio = float(np.median(t)) / base_med
         rows.append({"trainer": name, "loss": losses[name], "maps": modes[name], "times_s": [round(x, 5) for x in t],
                      "median_s": float(np.median(t)), "ratio": ratio,
+                     "paired_ratio_median": float(np.median(paired)),
                      "paired_ratio_q25": float(np.quantile(paired, 0.25)),
                      "paired_ratio_q75": float(np.quantile(paired, 0.75)),
                      "target": None if name == BASE else target,
@@ -187,6 +188,9 @@ def benchmark(dataset: str, configuration: str, device, names: Sequence[str], re
     """Build every trainer, draw the batches, time interleaved steps; rows per trainer (and, with
     ``profile_misses``, the top operators of nnU-Net's step and of every step that missed its target)."""
     os.environ["nnUNet_n_proc_DA"] = "0"  # loading and augmentation in this process (untimed)
+    if device.type == "cuda":
+        from benchmarks.loss_bench import allow_many_graphs
+        allow_many_graphs()  # one compiled network and loss per trainer, all in this process
     trainers = {n: make_trainer(dataset, configuration, n, device, seed, plans) for n in names}
     modes = {n: maps_mode(t) for n, t in trainers.items()}
     losses = {n: getattr(type(t), "loss_class", None).__name__ if getattr(type(t), "loss_class", None)
