@@ -61,7 +61,7 @@ def test_contour_losses_share_one_default():
 def test_trainer_options_come_from_the_registry():
     assert T.nnUNetTrainerDWCE.trainer_options() == {"w0": 10.0, "sigma": 5.0, "maps": "stored"}
     assert T.nnUNetTrainerCWCD.trainer_options() == {"maps": "online"}
-    assert T.nnUNetTrainerSkeletonRecall.trainer_options() == {"maps": "online"}
+    assert T.nnUNetTrainerSkeletonRecall.trainer_options() == {"maps": "loader"}
     assert T.nnUNetTrainerclDice.trainer_options() == {}
     assert T.nnUNetTrainerCombo.trainer_options() == {}
     for name in T.__all__:

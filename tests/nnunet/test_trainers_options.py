@@ -72,7 +72,7 @@ def test_tunable_options_of_every_trainer():
     assert T.nnUNetTrainerGDL.tunable_options()["include_background"] is True
     assert T.nnUNetTrainerSkeletonRecall.tunable_options()["weight_skeleton"] == 1.0
     assert T.nnUNetTrainerSkeletonRecall.tunable_options()["dilations"] == 2
-    assert T.nnUNetTrainerSkeletonRecall.tunable_options()["maps"] == "online"
+    assert T.nnUNetTrainerSkeletonRecall.tunable_options()["maps"] == "loader"
     assert T.nnUNetTrainerclDice.tunable_options()["alpha"] == 0.5
     assert T.nnUNetTrainerclDice.tunable_options()["iterations"] == 3
 
