@@ -507,27 +507,3 @@ def test_stored_maps_train_resume_predict_cli(nnunet_tiny, tiny_trainers_dir, tm
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     assert len([f for f in os.listdir(tmp_path / "pred") if f.endswith(".nii.gz")]) == 1
-
-
-@pytest.mark.parametrize("n_binary", [0, 1])
-def test_continuous_maps_in_the_image_grid_sample_are_exact(n_binary):
-    """Rotated and scaled samples: the continuous maps resampled inside the image's grid_sample call equal
-    the separate resampling (and the image and segmentation are untouched by it)."""
-    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
-    torch.manual_seed(0)
-    base = SpatialTransform((20, 24, 16), 0, False, p_rotation=1, rotation=(-0.5, 0.5), p_scaling=1,
-                            scaling=(0.7, 1.4), mode_seg="nearest")
-    t = MapSpatialTransform.like(base, n_binary)
-    assert t._shares_image_sampling()
-    img, seg = torch.rand(1, 30, 34, 26), torch.randint(0, 3, (1, 30, 34, 26)).to(torch.int16)
-    maps = torch.cat([torch.randint(0, 255, (n_binary, 30, 34, 26)).to(torch.int16),
-                      (1 + 9 * torch.rand(2, 30, 34, 26)).half().view(torch.int16)])
-    params = t.get_parameters(image=img, segmentation=seg)
-    assert params["grid"] is not None
-    fused = t.apply({"image": img.clone(), "segmentation": seg.clone(), "regression_target": maps.clone()}, **params)
-    apart = SpatialTransform.apply(t, {"image": img.clone(), "segmentation": seg.clone(),
-                                       "regression_target": maps.clone()}, **params)
-    for k in ("image", "segmentation", "regression_target"):
-        assert torch.equal(fused[k], apart[k]), k
-    assert fused["regression_target"].shape == (n_binary + 2, 20, 24, 16) and fused["image"].shape[0] == 1
-    assert float(fused["regression_target"][n_binary:].max()) > 1   # the maps, not the image

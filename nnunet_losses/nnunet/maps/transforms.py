@@ -99,33 +99,9 @@ class SplitMapsTransform(BasicTransform):
 
 class MapSpatialTransform(SpatialTransform):
     """nnU-Net's ``SpatialTransform`` (same parameters) that resamples ``regression_target`` maps:
-    the first ``n_binary`` channels (packed bytes) by nearest neighbour, the rest linearly, zero padding.
-
-    When the image is resampled the same way (bilinear, zero padding: nnU-Net's settings), the
-    continuous maps ride in the image's ``grid_sample`` call as extra channels (one call instead of
-    two; ``grid_sample`` treats channels independently, so the result is the same)."""
+    the first ``n_binary`` channels (packed bytes) by nearest neighbour, the rest linearly, zero padding."""
 
     n_binary: int = 0
-
-    def _shares_image_sampling(self) -> bool:
-        shift = float(self.padding_value_image) if self.padding_mode_image == "constant" else 0.0
-        return (self.mode_image == "bilinear" and shift == 0.0
-                and self._get_grid_sample_padding_mode(self.padding_mode_image) == "zeros")
-
-    def apply(self, data_dict, **params):
-        rt, img = data_dict.get("regression_target"), data_dict.get("image")
-        n_c = 0 if rt is None else rt.shape[0] - self.n_binary
-        if params.get("grid") is None or not n_c or img is None or not self._shares_image_sampling():
-            return super().apply(data_dict, **params)
-        maps = decode_maps(rt, self.n_binary)
-        data_dict["image"] = torch.cat([img, maps[self.n_binary:].to(img.dtype)])
-        data_dict["regression_target"] = maps[:self.n_binary] if self.n_binary else None
-        data_dict = super().apply(data_dict, **params)
-        both, binary = data_dict["image"], data_dict.get("regression_target")
-        data_dict["image"] = both[:img.shape[0]]
-        cont = both[img.shape[0]:].float()
-        data_dict["regression_target"] = cont if binary is None else torch.cat([binary, cont])
-        return data_dict
 
     @classmethod
     def like(cls, t: SpatialTransform, n_binary: int) -> "MapSpatialTransform":
