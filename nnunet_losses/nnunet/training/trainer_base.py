@@ -27,7 +27,7 @@ stale or damaged; they follow the patch through nnU-Net's own loader and augment
 loss as extra target channels) or, for kinds with a ``loader`` computation (the tubed skeleton),
 ``"loader"`` (computed in the loader workers from the augmented target before nnU-Net's
 deep-supervision downsampling, :mod:`..maps.loader`; same extra target channels). The validation
-loader and cascade stages use online maps (cascades: ``"loader"`` works too).
+loader uses online maps, and so do cascade stages instead of stored ones.
 
 Every override calls ``super()``, so a loss trainer combines with nnU-Net's trainer variants::
 
