@@ -53,14 +53,14 @@ ARMS.update({f"OsC_b{b}": ("nnUNetTrainerOsC", {"band": b}) for b in (1, 2, 3)})
 DATASETS = {
     "drive": {"id": 501, "name": "Dataset501_DRIVE", "config": "2d", "ending": ".png", "metrics_extra":
               ["cldice", "betti0_error", "betti1_error"]},
-    "hippocampus": {"id": 504, "name": "Dataset504_Hippocampus", "config": "3d_fullres", "ending": ".nii.gz",
+    "hippocampus": {"id": 504, "name": "Dataset504_Hippocampus", "config": "2d", "ending": ".nii.gz",
                     "metrics_extra": []},
 }
 #: the shrunk plans: nnU-Net's own configuration with fewer stages / features and a smaller batch
 PLANS_SHAPE = {
-    "drive": {"n_stages": 5, "base_features": 8, "max_features": 64, "patch_2d": 160, "batch_size": 2, "convs": 2},
-    "hippocampus": {"n_stages": 4, "base_features": 8, "max_features": 64, "patch_3d": 56, "batch_size": 2,
-                    "convs": 1},
+    "drive": {"n_stages": 5, "base_features": 16, "max_features": 128, "patch_2d": 128, "batch_size": 2, "convs": 2},
+    "hippocampus": {"n_stages": 4, "base_features": 16, "max_features": 128, "patch_2d": 64, "batch_size": 12,
+                    "convs": 2},
 }
 HIPPOCAMPUS_TEST = 30  # held-out cases: every sixth case of the sorted list
 
@@ -366,7 +366,7 @@ def main(argv=None):
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--folds", nargs="+", default=["0", "1"])
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--val-iters", type=int, default=1)
     p.add_argument("--steps", nargs="+", default=["prepare", "train", "compare"],

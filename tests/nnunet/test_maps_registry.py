@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 
 import blosc2
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 pytest.importorskip("nnunetv2")
 import nnunet_losses_trainers as T  # noqa: E402
 from nnunet_losses.nnunet import maps as M  # noqa: E402
+from nnunet_losses.nnunet.maps.auto_width import resolve_auto  # noqa: E402
 from nnunet_losses.nnunet.maps.cli import build_parser  # noqa: E402
 from nnunet_losses.nnunet.maps.dataset import MapSpec  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import (MapKind, Param, map_kind, map_kind_for_loss, map_kinds,  # noqa: E402
@@ -39,23 +41,32 @@ def test_command_defaults_equal_what_every_stored_map_trainer_asks_for(tmp_path,
     cls = getattr(T, name)
     kind = cls.map_kind()
     assert kind is map_kind(STORED_MAP_TRAINERS[name])
+    ctx = _ctx(tmp_path, spacing=spacing)
+    seg = np.zeros((1, 40, 40, 40), np.int8)   # structures 15 voxels thick: "auto" widths above 1
+    seg[0, 2:17, 2:17, 2:38], seg[0, 20:35, 20:35, 2:38] = 1, 2
+    _write_case(str(tmp_path), "case_0", seg)
+    with open(os.path.join(tmp_path, "case_0.pkl"), "wb") as f:
+        pickle.dump({}, f)
     options = cls.tunable_options()
+    for option, rule in cls.auto_options.items():  # what the trainer resolves "auto" to for this dataset
+        options[option] = resolve_auto(rule, ctx)[0]
     loss_args = {k: v for k, v in options.items() if k not in cls.trainer_options()}
     loss = cls.loss_class(**loss_args)
     trainer_values = {k: options[k] for k in cls.trainer_options()}
     asked = kind.check_params(kind.request(loss, trainer_values))
     a = build_parser().parse_args(["-d", "1", "-c", "3d_fullres", "--maps", kind.name])
     command = {p.name: getattr(a, f"{kind.name}__{p.name}") for p in kind.params}
-    ctx = _ctx(tmp_path, spacing=spacing)
     assert fingerprint(kind.resolve(ctx, command)) == fingerprint(kind.resolve(ctx, asked))
     assert fingerprint(kind.resolve(ctx, {})) == fingerprint(kind.resolve(ctx, asked))
 
 
 def test_contour_losses_share_one_default():
     from nnunet_losses import CWCDLoss, ContourWeightedCELoss, SeparableDiceLoss
-    for cls in (CWCDLoss, ContourWeightedCELoss, SeparableDiceLoss):
-        loss = cls()
-        assert map_kind("contour").request(loss, {}) == map_kind("contour").check_params({})
+    requests = [map_kind("contour").request(cls(), {}) for cls in (CWCDLoss, ContourWeightedCELoss, SeparableDiceLoss)]
+    assert requests[0] == requests[1] == requests[2]
+    defaults = map_kind("contour").check_params({})
+    assert requests[0] == {**defaults, "iterations": requests[0]["iterations"]}
+    assert defaults["iterations"] == "auto"  # the command's default: the trainers' per-dataset value
 
 
 def test_trainer_options_come_from_the_registry():

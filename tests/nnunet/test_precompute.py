@@ -25,6 +25,7 @@ from nnunet_losses import maps  # noqa: E402
 from nnunet_losses._io import TMP_MARK  # noqa: E402
 from nnunet_losses.nnunet import maps as pc  # noqa: E402
 from nnunet_losses.nnunet.maps import build, store  # noqa: E402
+from nnunet_losses.nnunet.maps.auto_width import resolve_auto  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import map_kind  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
@@ -114,7 +115,7 @@ def test_cli_writes_maps_and_manifest_nnunet_still_reads_the_folder(root):
             for name in ("contour", "dwce", "osc"):
                 e = entry["maps"][name]
                 assert os.path.getsize(os.path.join(ctx.maps_dir, f"{case}_{name}.b2nd")) == e["size"]
-                assert man["params"][e["params_sha"]]["params"] == map_kind(name).defaults()
+                assert man["params"][e["params_sha"]]["params"] == map_kind(name).resolve(ctx, {})["params"]
         # nnU-Net's own dataset class still sees exactly the cases and can infer its format
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class, nnUNetDatasetBlosc2
         assert sorted(nnUNetDatasetBlosc2.get_identifiers(ctx.folder)) == cases
@@ -144,15 +145,16 @@ def test_stored_maps_equal_the_map_functions(root):
     assert ctx.ignore_label == 3 and ctx.num_classes == 3 and not ctx.slicewise
     pc.precompute(ctx, ["contour", "dwce", "osc"], progress=False)
     k = maps.anisotropic_kernel(ctx.spacing, 3)
+    it, band = resolve_auto("contour_iterations", ctx)[0], resolve_auto("osc_band", ctx)[0]  # the "auto" defaults
     for case in ctx.identifiers():
         lab = np.maximum(seg_of(ctx, case)[0], 0)
         kw = dict(num_classes=3, ignore_label=3)
-        exp = np.concatenate([maps.boundary_band(lab, kernel_size=k, iterations=6, **kw)[None],
-                              maps.class_contours(lab, kernel_size=k, iterations=6, **kw)])
+        exp = np.concatenate([maps.boundary_band(lab, kernel_size=k, iterations=it, **kw)[None],
+                              maps.class_contours(lab, kernel_size=k, iterations=it, **kw)])
         got = stored(ctx, case, "contour")
         np.testing.assert_array_equal(got, exp)
         assert got[0].any() and got[1].any() and got[2].any()
-        np.testing.assert_array_equal(stored(ctx, case, "osc"), maps.offset_band(lab, band=3, **kw))
+        np.testing.assert_array_equal(stored(ctx, case, "osc"), maps.offset_band(lab, band=band, **kw))
         w = stored(ctx, case, "dwce")
         assert w.dtype == np.float16 and w.shape == (1, *lab.shape)
         np.testing.assert_array_equal(w[0], maps.unet_weight_map(lab, ignore_label=3).astype(np.float16))
@@ -175,6 +177,7 @@ def test_stored_maps_equal_the_map_functions(root):
     ctxr = ctx_for(root, REGIONS_2D, "2d")
     assert ctxr.regions == [(1, 2), (2,)] and ctxr.ignore_label == 3
     pc.precompute(ctxr, ["contour", "osc", "dwce"], progress=False, num_processes=2)
+    it, band = resolve_auto("contour_iterations", ctxr)[0], resolve_auto("osc_band", ctxr)[0]
     assert pc.map_channels(ctxr.folder, "contour") == ["band", "contour:region[1, 2]", "contour:region[2]"]
     outside = []
     for case in ctxr.identifiers():
@@ -183,9 +186,9 @@ def test_stored_maps_equal_the_map_functions(root):
         lab = np.maximum(seg, 0)
         kw = dict(regions=[(1, 2), (2,)], ignore_label=3, kernel_size=(1, 3, 3))
         got = stored(ctxr, case, "contour")
-        np.testing.assert_array_equal(got[1:], maps.class_contours(lab, iterations=6, **kw))
-        np.testing.assert_array_equal(got[0], maps.boundary_band(lab, iterations=6, **kw))
-        np.testing.assert_array_equal(stored(ctxr, case, "osc"), maps.offset_band(lab, band=3, **kw))
+        np.testing.assert_array_equal(got[1:], maps.class_contours(lab, iterations=it, **kw))
+        np.testing.assert_array_equal(got[0], maps.boundary_band(lab, iterations=it, **kw))
+        np.testing.assert_array_equal(stored(ctxr, case, "osc"), maps.offset_band(lab, band=band, **kw))
         assert not got[:, lab == 3].any()
         np.testing.assert_array_equal(stored(ctxr, case, "dwce")[0],
                                       maps.unet_weight_map(lab, ignore_label=3, per_slice=True).astype(np.float16))
@@ -363,7 +366,7 @@ def test_api_validation():
         map_kind("dwce").check_params({"sigma_unit": "cm"})
     assert pc.fix_command("Dataset1_A", "2d", "P", {"contour": {"element": "auto", "iterations": 6}, "dwce": None,
                                                    "osc": {"band": 2}}, verify=True) == \
-        "nnunet_losses_precompute -d Dataset1_A -c 2d -p P --maps contour dwce osc --element auto --osc-band 2 --verify"
+        "nnunet_losses_precompute -d Dataset1_A -c 2d -p P --maps contour dwce osc --iterations 6 --element auto --osc-band 2 --verify"
     packed = pc.pack_bits(np.random.default_rng(0).random((11, 5, 6)) > 0.5)
     assert packed.shape == (2, 5, 6) and packed.dtype == np.uint8
     np.testing.assert_array_equal(pc.unpack_bits(packed, 11), np.random.default_rng(0).random((11, 5, 6)) > 0.5)

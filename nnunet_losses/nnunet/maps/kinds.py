@@ -16,7 +16,6 @@ import numpy as np
 from nnunet_losses import maps as np_maps
 from nnunet_losses import skeletons as np_skeletons
 from nnunet_losses.contour import CWCDLoss
-from nnunet_losses.offset_curves import OffsetCurvesLoss
 from nnunet_losses.skeleton import SkeletonRecallLoss
 
 from .registry import (AUTO, MapKind, Param, loss_default, non_negative_number, one_of, positive_number,

@@ -45,9 +45,8 @@ from torch import nn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ... import __version__
-from ..maps.registry import map_kind_for_loss, map_kinds
+from ..maps.registry import AUTO, map_kind_for_loss, map_kinds
 from . import options as opt
-from ..maps.auto_width import AUTO, dataset_thickness, resolve_auto
 from .deep_supervision import nnunet_deep_supervision_weights
 from .loss_wrapper import NnUNetLoss, split_region_ignore
 
@@ -165,7 +164,6 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         (``--c``, ``--val``), the value saved in ``loss_options.json`` is reused."""
         sources = {}
         previous = (saved or {}).get("resolved", {}) if self._nnunet_losses_restoring else {}
-        record = None
         for name, rule in self.auto_options.items():
             if values.get(name) != AUTO:
                 sources[f"{name}_source"] = opt.ENV_VAR if name in user else f"{type(self).__name__} default"
@@ -174,12 +172,11 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
             if prev_source.startswith(AUTO) and isinstance(previous.get(name), int):
                 values[name], sources[f"{name}_source"] = previous[name], prev_source
                 continue
-            if record is None:
-                record = dataset_thickness(self.preprocessed_dataset_folder_base,
-                                           self.configuration_manager.data_identifier, self.label_manager,
-                                           self.dataset_json, len(self.configuration_manager.patch_size) == 2,
-                                           log=self.print_to_log_file)
-            values[name], sources[f"{name}_source"] = resolve_auto(rule, record)
+            from ..maps.auto_width import resolve_auto
+            from ..maps.context import MapContext
+            ctx = MapContext.from_nnunet(self.plans_manager, self.configuration_name, self.dataset_json,
+                                         folder=self.preprocessed_dataset_folder)
+            values[name], sources[f"{name}_source"] = resolve_auto(rule, ctx, log=self.print_to_log_file)
             self.print_to_log_file(f"{name} = {values[name]} ({sources[name + '_source']})")
         return sources
 

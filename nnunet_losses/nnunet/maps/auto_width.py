@@ -1,0 +1,128 @@
+"""Contour widths set per dataset: ``iterations="auto"`` (CWCD, CWCE, SDL) and ``band="auto"`` (OsC).
+
+In nnU-Net's spirit the width of the contour a loss weights is derived from the data instead of one
+constant: the **thickness of each foreground class** (median local thickness along its skeleton, in
+voxels of the configuration's spacing: :mod:`nnunet_losses.thickness`) is measured once per
+dataset and configuration on nnU-Net's preprocessed training segmentations, cached beside the plans
+in ``<nnUNet_preprocessed>/<Dataset>/nnunet_losses_thickness_<data identifier>.json`` (measured
+again when a segmentation file changes: size or modification time), and a rule turns the thinnest class's thickness into the option's value
+(:data:`RULES`; the evidence for the rules: docs/quality.md, "Contour width"). The value used and
+where it came from are written to ``loss_options.json`` (``"iterations": 1, "iterations_source":
+"auto: ..."``); an explicit value in ``NNUNET_LOSSES_OPTIONS`` wins.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from nnunet_losses._io import atomic_write_json
+from nnunet_losses.thickness import class_masks, local_thickness, thickness_summary
+
+__all__ = ["RULES", "measure_thickness", "dataset_thickness", "resolve_auto", "cache_path"]
+
+CACHE_FORMAT = 1
+#: at most this many cases are measured (evenly spread over the sorted case list)
+MAX_CASES = 100
+
+
+# ---------------------------------------------------------------------------------------------- rules
+def contour_iterations(thickness: float) -> int:
+    """Erosion iterations of the contour from the thinnest class's thickness t (voxels).
+
+    ``clamp(floor(t / 6), 1, 6)``: with the default 3-wide element one iteration peels one voxel from
+    each side, so the contour stays within the outer third of the structure on each side (a
+    structure 1-11 voxels thick gets 1 iteration, 12-17 voxels 2, ...); see docs/quality.md for the
+    ablation behind the rule.
+    """
+    return int(min(6, max(1, math.floor(thickness / 6.0))))
+
+
+def osc_band(thickness: float) -> int:
+    """Offset-curve band (voxels) from the thinnest class's thickness t: ``clamp(floor(t / 6), 1, 3)``."""
+    return int(min(3, max(1, math.floor(thickness / 6.0))))
+
+
+#: rule name -> function of the thinnest class's median thickness (voxels)
+RULES: Dict[str, Callable[[float], int]] = {"contour_iterations": contour_iterations, "osc_band": osc_band}
+
+
+# ---------------------------------------------------------------------------------------------- measure
+def measure_thickness(segmentations, classes: List, class_names: List[str], per_slice: bool) -> Dict[str, dict]:
+    """``{class name: thickness_summary}`` pooled over ``segmentations`` (label arrays, channel axis first)."""
+    pooled: List[List[np.ndarray]] = [[] for _ in classes]
+    for seg in segmentations:
+        seg = np.asarray(seg)
+        seg = seg[0] if seg.ndim in (3, 4) and seg.shape[0] == 1 else seg
+        slices = per_slice and seg.ndim == 3
+        for i, mask in enumerate(class_masks(seg, classes)):
+            pooled[i].append(local_thickness(mask, per_slice=slices))
+    return {name: thickness_summary(np.concatenate(v) if v else np.zeros(0)) for name, v in zip(class_names, pooled)}
+
+
+def _classes(ctx) -> Tuple[List, List[str]]:
+    if ctx.regions:
+        regions = [list(np.atleast_1d(r).tolist()) for r in ctx.regions]
+        return regions, [f"region{r}" for r in regions]
+    labels = list(range(1, ctx.num_classes))
+    return labels, [str(c) for c in labels]
+
+
+def cache_path(ctx) -> str:
+    """``<nnUNet_preprocessed>/<Dataset>/nnunet_losses_thickness_<data identifier>.json``."""
+    folder = os.path.normpath(ctx.folder)
+    return os.path.join(os.path.dirname(folder), f"nnunet_losses_thickness_{os.path.basename(folder)}.json")
+
+
+def dataset_thickness(ctx, log: Optional[Callable[[str], None]] = None) -> dict:
+    """The thickness record of one preprocessed configuration (a :class:`MapContext`), cached."""
+    from .store import file_stat, read_seg, seg_path
+
+    ids = ctx.identifiers()
+    if not ids:
+        raise ValueError(f"no preprocessed cases in {ctx.folder}: run nnUNetv2_preprocess for this configuration")
+    classes, names = _classes(ctx)
+    key = [[(i, file_stat(seg_path(ctx.folder, i))) for i in ids], ctx.slicewise, classes]
+    fingerprint = hashlib.blake2b(json.dumps(key).encode(), digest_size=16).hexdigest()
+    cache = cache_path(ctx)
+    if os.path.isfile(cache):
+        try:
+            with open(cache) as f:
+                record = json.load(f)
+            if record.get("format") == CACHE_FORMAT and record.get("fingerprint") == fingerprint:
+                return record
+        except (OSError, json.JSONDecodeError):
+            pass
+        if log:
+            log(f"contour width: {cache} is stale or unreadable, measuring again")
+    picked = [ids[i] for i in sorted({int(round(j)) for j in np.linspace(0, len(ids) - 1, min(MAX_CASES, len(ids)))})]
+    segs = (read_seg(ctx.folder, i)[0] for i in picked)
+    record = {"format": CACHE_FORMAT, "fingerprint": fingerprint, "folder": os.path.basename(ctx.folder),
+              "cases_measured": len(picked), "cases": len(ids), "per_slice": ctx.slicewise,
+              "unit": "voxels of the configuration's spacing",
+              "classes": measure_thickness(segs, classes, names, ctx.slicewise)}
+    atomic_write_json(cache, record, indent=2)
+    if log:
+        log(f"contour width: measured the thickness of {len(picked)} cases -> {cache}")
+    return record
+
+
+def thinnest(record: dict) -> Tuple[str, float]:
+    """(class name, median thickness) of the thinnest class with a skeleton."""
+    measured = [(name, c["median"]) for name, c in record["classes"].items() if c["median"] is not None]
+    if not measured:
+        raise ValueError("contour width \"auto\": no foreground voxels in the preprocessed training cases; set the "
+                         "width explicitly (e.g. NNUNET_LOSSES_OPTIONS='iterations=1')")
+    return min(measured, key=lambda x: x[1])
+
+
+def resolve_auto(rule: str, ctx, log: Optional[Callable[[str], None]] = None) -> Tuple[int, str]:
+    """(value, source text) of ``rule`` for the dataset configuration ``ctx`` (a :class:`MapContext`)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown auto rule {rule!r}; known: {sorted(RULES)}")
+    name, t = thinnest(dataset_thickness(ctx, log))
+    return RULES[rule](t), f"auto: median thickness {t:.1f} voxels (class {name}), rule {rule}"
