@@ -65,7 +65,10 @@ def test_maps_match_the_naive_reference_and_sizes_are_reported(run):
     assert all(e["agree_with_naive"] for e in m["scaling"]["maps"].values())
     assert m["nnunet_preprocess"]["seconds"] > 0
     rows = m["loader"]["rows"]
-    assert [r["map"] for r in rows] == [None, "contour", "dwce", "osc"]  # nnU-Net's loader, then with stored maps
+    # nnU-Net's loader, then with stored maps, then Skeleton Recall's skeleton stored and computed in the loader
+    assert [(r["map"], r["mode"]) for r in rows] == [(None, None), ("contour", "stored"), ("dwce", "stored"),
+                                                     ("osc", "stored"), ("skeleton", "stored"), ("skeleton", "loader")]
+    assert 0 < m["loader"]["skeleton_dice"]["mean"] <= 1 and m["loader"]["skeleton_dice"]["n"] > 0
     assert all(r.get("batches_per_s", 0) > 0 and r.get("vs_nnunet", 0) > 0 for r in rows), rows
     assert m["precompute"]["all_maps"]["share_of_preprocessing"] > 0
 
