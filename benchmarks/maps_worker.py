@@ -89,10 +89,10 @@ def naive_unet_weight_map(lab: np.ndarray, w0: float = 10.0, sigma: float = 5.0)
     return w.astype(np.float32)
 
 
-NAIVE = {
-    "contour": lambda lab, c: naive_contour(lab, c),
-    "dwce": lambda lab, c: naive_unet_weight_map(lab),
-    "osc": lambda lab, c: naive_offset_band(lab, c),
+NAIVE = {  # (labels, number of classes, the map's resolved parameters)
+    "contour": lambda lab, c, p: naive_contour(lab, c, p["kernel_size"], p["iterations"]),
+    "dwce": lambda lab, c, p: naive_unet_weight_map(lab),
+    "osc": lambda lab, c, p: naive_offset_band(lab, c, p["band"]),
 }
 
 
@@ -235,7 +235,8 @@ def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> d
                 ours = pc.compute_map(seg, rp)
                 t_ours += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                naive = NAIVE[name](np.maximum(seg[0], 0).astype(np.int64), ctx.num_classes)  # -1 -> 0 as compute_map
+                naive = NAIVE[name](np.maximum(seg[0], 0).astype(np.int64), ctx.num_classes,  # -1 -> 0 as compute_map
+                                    rp["params"])
                 t_naive += time.perf_counter() - t0
                 if r == 0:
                     agree = agree and _agree(name, ours, naive, ctx.num_classes)
