@@ -479,8 +479,9 @@ def render(results: List[dict], keep: Dict[str, str], acceptance: List[dict] = (
             "deep supervision, the trainer's loss, gradient clipping, optimizer step) of each trainer against "
             "`nnUNetTrainer`, built by nnU-Net's `get_trainer_from_args` on the same plans with the same seed, "
             "stepping on the same batches (`benchmarks/step_bench.py`). Each trainer runs in its default maps "
-            "mode: online maps are computed inside the step (timed), stored maps arrive with the batch (their "
-            "loading is the data loader's cost, above). Steps are interleaved, each round in a shuffled order; "
+            "mode: online maps are computed inside the step (timed); stored maps and maps computed in the loader "
+            "(`maps=\"loader\"`) arrive with the batch (their cost is the data loader's, above). Steps are "
+            "interleaved, each round in a shuffled order; "
             "on a CPU with one torch thread the clock is the thread's CPU time, so other load on the machine "
             "does not count; the ratio is the median step time over nnU-Net's.", ""]
     for res in results:

@@ -78,11 +78,39 @@ def test_document_is_rendered_and_keeps_hand_written_blocks(run):
     assert "HAND-WRITTEN INTRO" in doc and "HAND-WRITTEN NOTES" in doc
     assert "# old" not in doc
     for heading in ("## Runs", "## Summary against the targets", "## Loss forward + backward with deep supervision",
-                    "## Map precompute", "## Data loader", "## Closing note"):
+                    "## Map precompute", "## Data loader", "## Training step against nnU-Net's trainer",
+                    "## GPU acceptance run", "## Closing note"):
         assert heading in doc
     assert "No GPU was available" in doc  # CPU-only results
+    assert "has not run on a GPU yet" in doc and "bash benchmarks/gpu_acceptance.sh" in doc
     assert "python -m benchmarks.run --sizes tiny" in doc  # the exact command
     assert "stored contour maps (nnUNetTrainerCWCD)" in doc and "all three, one run" in doc
+
+
+def test_training_step_of_every_trainer_against_nnunet(run):
+    import nnunet_losses_trainers
+    res, doc = run
+    st = res["step"]
+    assert "error" not in st, st.get("error")
+    rows = {r["trainer"]: r for r in st["rows"]}
+    assert list(rows) == ["nnUNetTrainer"] + list(nnunet_losses_trainers.TRAINERS)
+    assert st["same_batches"] and rows["nnUNetTrainer"]["ratio"] == 1.0
+    assert rows["nnUNetTrainerDWCE"]["maps"] == "stored" and rows["nnUNetTrainerCWCD"]["maps"] == "online"
+    for r in rows.values():
+        assert len(r["times_s"]) == st["repeats"] and all(t > 0 for t in r["times_s"])
+        assert r["status"] == (None if r["trainer"] == "nnUNetTrainer" else "met" if r["ratio"] <= 1.02 else "missed")
+        assert f"| {r['trainer']} | {r['loss']} | {r['maps']} |" in doc
+
+
+def test_update_replaces_only_the_sections_run(tmp_path):
+    from benchmarks.run import _updated
+    meta = {"date_utc": "new", "command": "c", "git": "g", "wall_s": 1.0, "load_avg_start": None,
+            "load_avg_end": None, "torch_threads": 1}
+    path = tmp_path / "cpu.json"
+    path.write_text(json.dumps({"meta": {"date_utc": "old"}, "loss": ["old loss"], "maps": {"old": 1}}))
+    out = _updated(str(path), {"meta": meta, "step": {"rows": []}, "loss": ["not run"]}, ["step"])
+    assert out["loss"] == ["old loss"] and out["maps"] == {"old": 1} and out["step"] == {"rows": []}
+    assert out["meta"]["date_utc"] == "old" and out["meta"]["section_runs"]["step"]["date_utc"] == "new"
 
 
 def test_profile_of_a_missed_row(run):
