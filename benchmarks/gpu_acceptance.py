@@ -1,4 +1,4 @@
-"""One-command acceptance run on a GPU: ``bash benchmarks/gpu_acceptance.sh`` (or ``python -m benchmarks.gpu_acceptance``).
+"""One-command acceptance run on a GPU: ``bash benchmarks/gpu_acceptance.sh`` (``python -m benchmarks.gpu_acceptance``).
 
 Sections (``--sections``), in this order, each a pass/fail check:
 
@@ -9,7 +9,8 @@ Sections (``--sections``), in this order, each a pass/fail check:
   (:mod:`benchmarks.acceptance_e2e`) on both datasets; CWCD also with stored maps. Losses finite,
   checkpoints at epoch 2, predictions of the right shape and values;
 * ``loss``: :mod:`benchmarks.loss_bench` on the device, 3D, batch 2, 128^3 on CUDA (a tiny patch with
-  ``--smoke``), 2 / 4 / 16 classes, every row but the one with CPU-computed skeletons (full size only), with autocast eager and compiled on CUDA (eager fp32 on a CPU):
+  ``--smoke``), 2 / 4 / 16 classes, every row but the one with CPU-computed skeletons (full size only),
+  with autocast eager and compiled on CUDA (eager fp32 on a CPU):
   time and peak memory (CUDA) ratios to nnU-Net's ``DC_and_CE_loss``; every row must run and give
   finite ratios (the targets are reported, a miss is not a failure);
 * ``step``: :mod:`benchmarks.step_bench`: a whole training step of every trainer against
@@ -144,8 +145,8 @@ def e2e_checks(e2e: dict) -> List[dict]:
     for job in e2e["jobs"]:
         name = f"{job['trainer']}{' (' + job['options'] + ')' if job.get('options') else ''} on {job['dataset']}"
         failed = [k for k, v in job["checks"].items() if not v]
-        detail = job.get("error") or ("failed: " + ", ".join(failed) if failed else
-                                      "train, --c, predict: " + ", ".join(f"{k} {v:.0f} s" for k, v in job["steps"].items()))
+        times = ", ".join(f"{k} {v:.0f} s" for k, v in job["steps"].items())
+        detail = job.get("error") or ("failed: " + ", ".join(failed) if failed else "train, --c, predict: " + times)
         checks.append({"section": "e2e", "check": name, "ok": job["ok"], "detail": detail})
     return checks
 
@@ -180,13 +181,14 @@ def loss_checks(loss: dict, device) -> List[dict]:
                if e.get("error") or not (isinstance(e.get("ratio"), float) and math.isfinite(e["ratio"])
                                          and e["ratio"] > 0)]
         if device.type == "cuda":
-            bad += [e["key"] + " (no peak memory)" for e in p["rows"] if not e.get("error") and "peak_mem_bytes" not in e]
+            bad += [e["key"] + " (no peak memory)" for e in p["rows"]
+                    if not e.get("error") and "peak_mem_bytes" not in e]
         missed = [f"{e['key']} {e['ratio']:.2f} > {e['target']:.2f}" for e in p["rows"] if e.get("status") == "missed"]
         worst = max((e["ratio"] for e in p["rows"] if e.get("ratio")), default=float("nan"))
         detail = ("; ".join(bad) if bad else f"{len(p['rows'])} rows, worst ratio {worst:.2f}"
                   + (f"; targets missed: {', '.join(missed)}" if missed else "; every target met"))
-        checks.append({"section": "loss", "check": f"{p['variant']}, {p['num_classes']} classes, batch {p['batch']}, "
-                                                   f"{'x'.join(map(str, p['patch']))}", "ok": not bad, "detail": detail})
+        name = f"{p['variant']}, {p['num_classes']} classes, batch {p['batch']}, {'x'.join(map(str, p['patch']))}"
+        checks.append({"section": "loss", "check": name, "ok": not bad, "detail": detail})
     return checks
 
 
@@ -249,15 +251,16 @@ def contour_checks(c: dict) -> List[dict]:
     checks = [{"section": "contours", "check": "loss: on the fly / stored", "ok": ok,
                "detail": f"{len(c['loss'])} comparisons, worst {worst:.2f}x"}]
     if c["step"] is not None:
-        checks.append({"section": "contours", "check": "CWCD training step: online / stored", "ok": math.isfinite(c["step"]),
-                       "detail": f"{c['step']:.3f}x"})
+        checks.append({"section": "contours", "check": "CWCD training step: online / stored",
+                       "ok": math.isfinite(c["step"]), "detail": f"{c['step']:.3f}x"})
     return checks
 
 
 # ----------------------------------------------------------------------------- report
 def table(checks: List[dict]) -> str:
     lines = ["| section | check | result | detail |", "|---|---|---|---|"]
-    lines += [f"| {c['section']} | {c['check']} | {'pass' if c['ok'] else '**FAIL**'} | {c['detail']} |" for c in checks]
+    lines += [f"| {c['section']} | {c['check']} | {'pass' if c['ok'] else '**FAIL**'} | {c['detail']} |"
+              for c in checks]
     return "\n".join(lines)
 
 
@@ -274,7 +277,8 @@ def summary_markdown(result: dict) -> str:
         lines += [f"Training step ({step['configuration']}, patch {'x'.join(map(str, step['patch_size']))}, batch "
                   f"{step['batch_size']}, {step['repeats']} interleaved rounds):", "",
                   "| trainer | maps | ms per step | vs nnUNetTrainer |", "|---|---|---|---|"]
-        lines += [f"| {r['trainer']} | {r['maps']} | {r['median_s'] * 1e3:.1f} | {r['ratio']:.3f} |" for r in step["rows"]]
+        lines += [f"| {r['trainer']} | {r['maps']} | {r['median_s'] * 1e3:.1f} | {r['ratio']:.3f} |"
+                  for r in step["rows"]]
         lines.append("")
     cont = result.get("contours") or {}
     if cont.get("loss"):
@@ -293,7 +297,8 @@ def main(argv=None) -> int:
     from benchmarks.run import _write_json, machine_info
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("--device cuda but CUDA is not available here (use --device cpu --smoke for a CPU check)", file=sys.stderr)
+        print("--device cuda but CUDA is not available here (use --device cpu --smoke for a CPU check)",
+              file=sys.stderr)
         return 2
     args.jobs = args.jobs or (4 if device.type == "cuda" else 2)
     out = args.out or (os.path.join(REPO, "benchmarks", "results") if device.type == "cuda"
