@@ -325,11 +325,15 @@ def soft_skeleton(x: torch.Tensor, iterations: int = 3) -> torch.Tensor:
 
         S = relu(x - open(x));  repeat iterations times: x = erode(x); D = relu(x - open(x)); S = S + relu(D - S D)
 
-    Differentiable, no loop over voxels or channels (a loop over the iterations only).
+    Differentiable, no loop over voxels or channels (a loop over the iterations only). The erosion
+    inside each opening is the next round's eroded ``x``: it is computed once (``iterations + 1``
+    erosions instead of ``2 iterations + 1``; the same values as the authors' code).
     """
-    skel = F.relu(x - soft_open(x))
+    eroded = soft_erode(x)
+    skel = F.relu(x - soft_dilate(eroded))
     for _ in range(int(iterations)):
-        x = soft_erode(x)
-        delta = F.relu(x - soft_open(x))
+        x = eroded
+        eroded = soft_erode(x)
+        delta = F.relu(x - soft_dilate(eroded))
         skel = skel + F.relu(delta - skel * delta)
     return skel
