@@ -127,7 +127,8 @@ def environment(root, extra=None):
 
 
 def run(cmd, env, log_path):
-    print(f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd)}  (log: {log_path})", flush=True)
+    shown = " ".join(cmd) if len(" ".join(cmd)) < 300 else " ".join(cmd)[:300] + " ..."
+    print(f"[{time.strftime('%H:%M:%S')}] {shown}  (log: {log_path})", flush=True)
     with open(log_path, "a") as log:
         rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
     if rc != 0:
@@ -278,7 +279,8 @@ def complete_runs(root, key, arm, seeds, folds):
 
 
 def compare(key, args):
-    """The compare tool on every arm with the (seed, fold) runs every arm has (paired by position)."""
+    """The compare tool on every arm with the (seed, fold) runs every arm has (paired by position), once
+    per baseline: nnU-Net's default, and each arm of ``--baselines`` (e.g. the width "auto" picks)."""
     root = os.path.join(args.root, key)
     ds = DATASETS[key]
     runs = {a: complete_runs(root, key, a, args.seeds, args.folds) for a in args.arms}
@@ -288,13 +290,16 @@ def compare(key, args):
     order = [(s, f) for s in args.seeds for f in args.folds if (s, f) in common]
     specs = [f"{a}=" + ",".join(pred_folder(root, a, s, f) for s, f in order) for a in args.arms]
     raw = os.path.join(root, "raw", ds["name"])
-    out = os.path.join(root, "compare")
     metrics = ["dice", "hd95", "nsd", "precision", "recall"] + ds["metrics_extra"]
-    run([os.path.join(BIN, "nnunet_losses_compare"), "-d", str(ds["id"]), "-ref", os.path.join(raw, "labelsTs"),
-         "-i", *specs, "--images", os.path.join(raw, "imagesTs"), "-o", out, "--overwrite", "--no-progress",
-         "--metrics", *metrics, "--baseline", "nnU-Net", "-np", "2"], environment(root),
-        os.path.join(root, "logs", "compare.log"))
-    write_table(key, root, out, order, args.arms)
+    outs = {}
+    for i, baseline in enumerate(["nnU-Net"] + [b for b in args.baselines if b != "nnU-Net"]):
+        out = os.path.join(root, "compare" if i == 0 else f"compare_vs_{baseline}")
+        run([os.path.join(BIN, "nnunet_losses_compare"), "-d", str(ds["id"]), "-ref", os.path.join(raw, "labelsTs"),
+             "-i", *specs, "--images", os.path.join(raw, "imagesTs"), "-o", out, "--overwrite", "--no-progress",
+             "--metrics", *(metrics if i == 0 else ["dice"]), "--baseline", baseline, "--overlays", "0" if i else "3",
+             "-np", "2"], environment(root), os.path.join(root, "logs", f"compare_{baseline}.log"))
+        outs[baseline] = out
+    write_table(key, root, outs, order, args.arms)
 
 
 def _float(v):
@@ -304,10 +309,20 @@ def _float(v):
         return float("nan")
 
 
-def write_table(key, root, out, order, arms):
+def _holds(r) -> str:
+    """▲ / ▼ when the paired difference holds (interval excludes 0 and Holm p < 0.05), for / against."""
+    lo, hi, p = _float(r["ci_low"]), _float(r["ci_high"]), _float(r["p_holm"])
+    if p < 0.05 and lo > 0:
+        return "▲"
+    if p < 0.05 and hi < 0:
+        return "▼"
+    return ""
+
+
+def write_table(key, root, outs, order, arms):
     """Mean ± std over seeds (each seed: mean over classes, folds and test cases) and the paired statistics."""
     per_run = {}  # (arm, run index) -> metric -> [values over cases and classes]
-    with open(os.path.join(out, "per_case.csv")) as f:
+    with open(os.path.join(outs["nnU-Net"], "per_case.csv")) as f:
         for r in csv.DictReader(f):
             for m in ("dice", "hd95", "recall", "precision"):
                 per_run.setdefault((r["method_name"], int(r["fold"])), {}).setdefault(m, []).append(_float(r[m]))
@@ -320,7 +335,7 @@ def write_table(key, root, out, order, arms):
     lines = [f"{key}: {len(seeds)} seeds x {len(order) // max(1, len(seeds))} folds "
              f"(runs {', '.join(f's{s}/fold{f}' for s, f in order)}); each seed's value is the mean over its folds, "
              "the test cases and the foreground classes; mean ± std over seeds", "",
-             "| arm | Dice | per seed | HD95 | recall | precision |", "|---|---|---|---|---|---|"]
+             "| arm | Dice | Dice per seed | HD95 | recall | precision |", "|---|---|---|---|---|---|"]
     table = {}
     for arm in arms:
         by_seed = {}
@@ -339,22 +354,57 @@ def write_table(key, root, out, order, arms):
         lines.append(f"| {arm} | {d[0]:.4f} ± {d[1]:.4f} | {' / '.join(f'{x:.3f}' for x in d[2])} | "
                      f"{stats['hd95'][0]:.2f} ± {stats['hd95'][1]:.2f} | {stats['recall'][0]:.3f} | "
                      f"{stats['precision'][0]:.3f} |")
-    paired = os.path.join(out, "paired.csv")
-    if os.path.isfile(paired):
-        lines += ["", "Paired differences to nnU-Net (compare tool, `paired.csv`), Dice:", "",
-                  "| arm | class | mean diff [95% CI] | wins/ties/losses | p (Holm) | holds |", "|---|---|---|---|---|---|"]
-        with open(paired) as f:
-            for r in csv.DictReader(f):
-                if r["metric"] != "dice":
-                    continue
-                lines.append(f"| {r['method']} | {r['class_name']} | {_float(r['mean_diff']):+.4f} "
-                             f"[{_float(r['ci_low']):+.4f}, {_float(r['ci_high']):+.4f}] | {r['wins']}/{r['ties']}/"
-                             f"{r['losses']} | {_float(r['p_holm']):.3g} | {r['significant']} |")
+    # training randomness: one value per (seed, fold) run (mean Dice over test cases and classes), paired by run
+    from scipy.stats import wilcoxon
+
+    run_means = {a: [nanmean(per_run.get((a, i), {}).get("dice", [])) for i in range(len(order))] for a in arms}
+    run_level = {}
+    for baseline in outs:
+        lines += ["", f"Run-level paired Dice differences to {baseline}: each of the {len(order)} runs (seed x fold) "
+                  "gives one mean Dice per arm; mean difference over runs, runs better / equal / worse, two-sided "
+                  f"Wilcoxon signed-rank p over the runs (smallest possible with {len(order)} runs: "
+                  f"{2 / 2 ** len(order):.3f}); this accounts for training randomness, the case-level table below "
+                  "does not", "", "| arm | mean difference | runs better / equal / worse | p |", "|---|---|---|---|"]
+        for arm in arms:
+            if arm == baseline:
+                continue
+            d = [a - b for a, b in zip(run_means[arm], run_means[baseline])]
+            nonzero = [x for x in d if x != 0]
+            pval = float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 1 else 1.0
+            better, worse = sum(x > 0 for x in d), sum(x < 0 for x in d)
+            run_level.setdefault(baseline, {})[arm] = {"mean_diff": sum(d) / len(d), "better": better,
+                                                        "worse": worse, "p": pval}
+            lines.append(f"| {arm} | {sum(d) / len(d):+.4f} | {better} / {len(d) - better - worse} / {worse} | "
+                         f"{pval:.3f} |")
+    paired = {}
+    for baseline, out in outs.items():
+        with open(os.path.join(out, "paired.csv")) as f:
+            rows = [r for r in csv.DictReader(f) if r["metric"] == "dice"]
+        classes = sorted({r["class"] for r in rows}, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0))
+        lines += ["", f"Paired Dice differences to {baseline} (compare tool, `paired.csv`): mean difference "
+                  "[95% bootstrap interval], wins/ties/losses over (case, run) pairs, Holm-corrected Wilcoxon p; "
+                  "▲ / ▼: the difference holds (interval excludes 0 and p_holm < 0.05); conditional on the trained "
+                  "models (cases are resampled, training runs are not)", "",
+                  "| arm | " + " | ".join(f"class {c}" for c in classes) + " |", "|---|" + "---|" * len(classes)]
+        by = {(r["method"], r["class"]): r for r in rows}
+        for arm in arms:
+            if arm == baseline:
+                continue
+            cells = []
+            for c in classes:
+                r = by.get((arm, c))
+                cells.append("–" if r is None else
+                             f"{_float(r['mean_diff']):+.4f} [{_float(r['ci_low']):+.4f}, {_float(r['ci_high']):+.4f}], "
+                             f"{r['wins']}/{r['ties']}/{r['losses']}, p {_float(r['p_holm']):.2g} {_holds(r)}")
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        paired[baseline] = [{k: r[k] for k in ("method", "class", "mean_diff", "ci_low", "ci_high", "p_holm", "wins",
+                                                 "ties", "losses")} | {"holds": _holds(r)} for r in rows]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(root, "table.md"), "w") as f:
         f.write(text)
     with open(os.path.join(root, "table.json"), "w") as f:
-        json.dump({a: {m: list(v[:2]) + [v[2]] for m, v in s.items()} for a, s in table.items()}, f, indent=1)
+        json.dump({"runs": order, "arms": {a: {m: list(v[:2]) + [v[2]] for m, v in st.items()} for a, st in table.items()},
+                   "paired_dice": paired, "run_means": run_means, "run_level": run_level}, f, indent=1)
     print(text)
 
 
@@ -369,6 +419,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--val-iters", type=int, default=1)
+    p.add_argument("--baselines", nargs="+", default=["nnU-Net"],
+                   help="arms to pair every other arm with (nnU-Net's default always)")
     p.add_argument("--steps", nargs="+", default=["prepare", "train", "compare"],
                    choices=["prepare", "train", "compare"])
     p.add_argument("--group-worker", help=argparse.SUPPRESS)
