@@ -408,6 +408,34 @@ def write_table(key, root, outs, order, arms):
     print(text)
 
 
+def docs_tables(key, args) -> str:
+    """The condensed tables of docs/quality.md for one dataset, from ``<root>/<dataset>/table.json``."""
+    with open(os.path.join(args.root, key, "table.json")) as f:
+        t = json.load(f)
+    arms = list(t["arms"])
+    refs = [b for b in t["run_level"] if b != "nnU-Net"]
+    bases = ["nnU-Net"] + refs
+    head = ("| arm | Dice, mean ± std over seeds | per seed | HD95 | "
+            + " | ".join(f"vs {b}: runs better/equal/worse, p | vs {b}: case level, mean [95% CI]" for b in bases)
+            + " |")
+    lines = [head, "|---" * (4 + 2 * len(bases)) + "|"]
+    case = {b: {r["method"]: r for r in t["paired_dice"][b] if r["class"] == "mean"} for b in bases}
+    for arm in arms:
+        a = t["arms"][arm]
+        cells = [f"{a['dice'][0]:.3f} ± {a['dice'][1]:.3f}", " / ".join(f"{x:.3f}" for x in a["dice"][2]),
+                 f"{a['hd95'][0]:.1f}"]
+        for b in bases:
+            r = t["run_level"][b].get(arm)
+            cells.append("–" if r is None else
+                         f"{r['mean_diff']:+.3f}, {r['better']}/{len(t['runs']) - r['better'] - r['worse']}/"
+                         f"{r['worse']}, p {r['p']:.3f}")
+            r = case[b].get(arm)
+            cells.append("–" if r is None else f"{_float(r['mean_diff']):+.3f} [{_float(r['ci_low']):+.3f}, "
+                         f"{_float(r['ci_high']):+.3f}] {r['holds']}")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default="/tmp/width_ablation")
@@ -422,7 +450,7 @@ def main(argv=None):
     p.add_argument("--baselines", nargs="+", default=["nnU-Net"],
                    help="arms to pair every other arm with (nnU-Net's default always)")
     p.add_argument("--steps", nargs="+", default=["prepare", "train", "compare"],
-                   choices=["prepare", "train", "compare"])
+                   choices=["prepare", "train", "compare", "docs"])
     p.add_argument("--group-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.group_worker:
@@ -437,6 +465,8 @@ def main(argv=None):
             train_and_predict(key, args)
         if "compare" in args.steps:
             compare(key, args)
+        if "docs" in args.steps:
+            print(docs_tables(key, args))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def test_every_trainer_is_a_thin_nnunet_trainer():
         cls = getattr(T, name)
         assert cls.__name__ == name and issubclass(cls, nnUNetTrainerLossBase) and issubclass(cls, nnUNetTrainer)
         own = {k for k in vars(cls) if not k.startswith("__")}
-        assert own <= {"loss_class", "loss_defaults", "default_maps"}, own
+        assert own <= {"loss_class", "loss_defaults", "default_maps", "auto_options"}, own
 
 
 @pytest.mark.parametrize("deep_supervision", [True, False], ids=["ds", "nods"])

@@ -63,6 +63,8 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         loss_defaults: defaults that differ from the loss constructor's (still user-settable).
         default_maps: for a loss with maps, ``"online"``, ``"stored"`` or ``"loader"`` (the ``maps`` option's
             default; ``"loader"`` only for a kind with a loader computation).
+        auto_options: options whose default is ``"auto"``, set per dataset: ``{option: rule}`` with a rule
+            of :mod:`nnunet_losses.nnunet.maps.auto_width` (e.g. ``{"iterations": "contour_iterations"}``).
     """
 
     loss_class: type = None
