@@ -31,20 +31,23 @@ MAX_CASES = 100
 
 
 # ---------------------------------------------------------------------------------------------- rules
-def contour_iterations(thickness: float) -> int:
-    """Erosion iterations of the contour from the thinnest class's thickness t (voxels).
+def _sixth(thickness: float, high: int) -> int:
+    """``clamp(floor(t / 6), 1, high)``: a contour of that depth on each side of the boundary covers at
+    most a sixth of the structure's thickness from each side (a third in all)."""
+    return int(min(high, max(1, math.floor(thickness / 6.0))))
 
-    ``clamp(floor(t / 6), 1, 6)``: with the default 3-wide element one iteration peels one voxel from
-    each side, so the contour stays within the outer third of the structure on each side (a
-    structure 1-11 voxels thick gets 1 iteration, 12-17 voxels 2, ...); see docs/quality.md for the
-    ablation behind the rule.
-    """
-    return int(min(6, max(1, math.floor(thickness / 6.0))))
+
+def contour_iterations(thickness: float) -> int:
+    """Erosion iterations of the contour from the thinnest class's thickness t (voxels):
+    ``clamp(floor(t / 6), 1, 6)``. With the default 3-wide element one iteration peels one voxel from
+    each side, so a structure 1-11 voxels thick gets 1 iteration, 12-17 voxels 2, ..., 36 or more the
+    paper's 6; see docs/quality.md for the ablation behind the rule."""
+    return _sixth(thickness, 6)
 
 
 def osc_band(thickness: float) -> int:
     """Offset-curve band (voxels) from the thinnest class's thickness t: ``clamp(floor(t / 6), 1, 3)``."""
-    return int(min(3, max(1, math.floor(thickness / 6.0))))
+    return _sixth(thickness, 3)
 
 
 #: rule name -> function of the thinnest class's median thickness (voxels)
