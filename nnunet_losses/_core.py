@@ -40,6 +40,7 @@ class Prepared:
         self._target = target  # sigmoid mode: the binary target as given
         self._p: Optional[torch.Tensor] = None
         self._g: Optional[torch.Tensor] = None
+        self._p_fg: Optional[torch.Tensor] = None
 
     @property
     def p(self) -> torch.Tensor:
@@ -61,6 +62,17 @@ class Prepared:
                 g = torch.zeros_like(x).scatter_(1, self.labels, 1.0)
             self._g = g
         return self._g
+
+    @property
+    def p_fg(self) -> torch.Tensor:
+        """``p[:, fg]``, one view shared by every term: their gradients add up on it before one copy into ``p``'s."""
+        if self._p_fg is None:
+            self._p_fg = self.p[:, self.fg]
+        return self._p_fg
+
+    def p_channels(self, channels: slice) -> torch.Tensor:
+        """``p[:, channels]`` (the shared :attr:`p_fg` view when ``channels`` are the foreground ones)."""
+        return self.p_fg if channels == self.fg else self.p[:, channels]
 
     @property
     def fg(self) -> slice:

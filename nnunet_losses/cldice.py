@@ -64,7 +64,7 @@ class SoftclDiceLoss(LossBase, DiceOptions):
 
     def cldice_per_class(self, prep: Prepared) -> torch.Tensor:
         ch = prep.dice_channels(self.include_background)
-        p, g, m = prep.p[:, ch], prep.g[:, ch], prep.m
+        p, g, m = prep.p_channels(ch), prep.g[:, ch], prep.m
         if m is not None:  # ignored voxels are in no class for both skeletons: their logits have no influence
             p, g = p * m, g * m
         skel_p = soft_skeleton(p, self.iterations)
@@ -84,7 +84,7 @@ class SoftclDiceLoss(LossBase, DiceOptions):
 
     def compute(self, prep: Prepared, **maps) -> torch.Tensor:
         ch = prep.dice_channels(self.include_background)
-        dice = soft_dice(prep.p[:, ch], prep.g[:, ch], prep.m, self.batch_dice, self.smooth, ddp=self.ddp)
+        dice = soft_dice(prep.p_channels(ch), prep.g[:, ch], prep.m, self.batch_dice, self.smooth, ddp=self.ddp)
         return (1.0 - self.alpha) * (1.0 - dice.mean()) + self.alpha * (1.0 - self.cldice_per_class(prep).mean())
 
     def extra_repr(self) -> str:

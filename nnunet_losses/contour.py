@@ -179,7 +179,7 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
     @staticmethod
     def _sums_one_hot(prep: Prepared, k: torch.Tensor):
         """(tp, P, G) per (sample, foreground class / region) on the contour and on the rest, from g."""
-        p, g = prep.p[:, prep.fg], prep.g[:, prep.fg]
+        p, g = prep.p_fg, prep.g[:, prep.fg]
         # Dice(p K, g K) and Dice(p (1 - K), g (1 - K)) from the soft-Dice sums. K, g and the mask are 0/1, so
         # folding them into one weight per sum (without gradient) gives exactly the same products, with a
         # single multiplication of p per sum: tp = sum(p g K m), P = sum(p K m), G = sum(g K m), alike for 1 - K.
@@ -207,7 +207,7 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
         if logp_y is None:
             logp_y = prep.logp.gather(1, labels)
         p_y = logp_y.exp()
-        p = prep.p[:, 1:]
+        p = prep.p_channels(slice(1, None))
         with torch.no_grad():
             fg = as_dtype(labels > 0, k.dtype)
             k_y = k.gather(1, (labels - 1).clamp_min(0)) * fg  # contour at the label (0 on background)

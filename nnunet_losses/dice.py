@@ -99,7 +99,7 @@ class SoftDiceLoss(LossBase, DiceOptions):
 
     def dice_per_class(self, prep: Prepared) -> torch.Tensor:
         ch = prep.dice_channels(self.include_background)
-        return soft_dice(prep.p[:, ch], prep.g[:, ch], prep.m, self.batch_dice, self.smooth, ddp=self.ddp)
+        return soft_dice(prep.p_channels(ch), prep.g[:, ch], prep.m, self.batch_dice, self.smooth, ddp=self.ddp)
 
     def compute(self, prep: Prepared, **maps) -> torch.Tensor:
         return 1.0 - self.dice_per_class(prep).mean()

@@ -54,7 +54,7 @@ class AsymmetricFbetaLoss(SoftDiceLoss):
 
     def compute(self, prep: Prepared, **maps) -> torch.Tensor:
         ch = prep.dice_channels(self.include_background)
-        tp, sp, sg = dice_sums(prep.p[:, ch], prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
+        tp, sp, sg = dice_sums(prep.p_channels(ch), prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
         b2 = self.beta ** 2
         fp, fn = sp - tp, sg - tp
         f = ((1 + b2) * tp + self.smooth) / torch.clamp((1 + b2) * tp + b2 * fn + fp + self.smooth,
@@ -99,7 +99,7 @@ class TverskyLoss(SoftDiceLoss):
 
     def compute(self, prep: Prepared, **maps) -> torch.Tensor:
         ch = prep.dice_channels(self.include_background)
-        tp, sp, sg = dice_sums(prep.p[:, ch], prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
+        tp, sp, sg = dice_sums(prep.p_channels(ch), prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
         fp, fn = sp - tp, sg - tp
         ti = (tp + self.smooth) / torch.clamp(tp + self.alpha * fp + self.beta * fn + self.smooth,
                                               min=DENOMINATOR_CLIP)

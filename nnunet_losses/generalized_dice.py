@@ -51,7 +51,7 @@ class GeneralizedDiceLoss(SoftDiceLoss):
 
     def compute(self, prep: Prepared, **maps) -> torch.Tensor:
         ch = prep.dice_channels(self.include_background)
-        tp, sp, sg = dice_sums(prep.p[:, ch], prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
+        tp, sp, sg = dice_sums(prep.p_channels(ch), prep.g[:, ch], prep.m, self.batch_dice, ddp=self.ddp)
         sg_d = sg.detach()
         w = 1.0 / (sg_d * sg_d)
         finite = torch.isfinite(w)

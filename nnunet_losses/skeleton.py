@@ -81,7 +81,7 @@ class _SkeletonRecall(DiceOptions):
         t = self.skeleton_for(prep, skeleton)
         if prep.m is not None:
             t = t * prep.m
-        tp = spatial_sum(prep.p[:, prep.fg] * t, self.batch_dice)
+        tp = spatial_sum(prep.p_fg * t, self.batch_dice)
         st = spatial_sum(t, self.batch_dice)
         if self.ddp and self.batch_dice:
             tp, st = sum_across_ranks(tp), sum_across_ranks(st)

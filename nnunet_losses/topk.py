@@ -91,7 +91,7 @@ class TopKDiceLoss(SoftDiceLoss):
         keep = hardest_voxels(h, prep.m, self.k)
         ch = prep.dice_channels(self.include_background)
         if prep.sigmoid or prep.x.shape[1] <= LABEL_SUMS_MIN_CLASSES:
-            dice = soft_dice(prep.p[:, ch], prep.g[:, ch], keep, self.batch_dice, self.smooth, square=True,
+            dice = soft_dice(prep.p_channels(ch), prep.g[:, ch], keep, self.batch_dice, self.smooth, square=True,
                              ddp=self.ddp)
         else:
             dice = dice_from_sums(*self._label_sums(prep, keep, ch, logp_y), self.smooth)
@@ -109,7 +109,7 @@ class TopKDiceLoss(SoftDiceLoss):
         zeros = torch.zeros((b, c), dtype=keep.dtype, device=keep.device)
         tp = zeros.scatter_add(1, idx, (logp_y.exp() * keep).reshape(b, -1))[:, ch]
         sg = zeros.scatter_add(1, idx, keep.reshape(b, -1))[:, ch]
-        p = prep.p[:, ch]
+        p = prep.p_channels(ch)
         sp = spatial_sum(p * p * keep)
         if self.batch_dice:
             tp, sp, sg = tp.sum(0, keepdim=True), sp.sum(0, keepdim=True), sg.sum(0, keepdim=True)
