@@ -25,6 +25,8 @@ TARGETS = [
     ("<= 1.25x (stored maps)", ["CWCE stored", "SDL stored", "CWCD stored"]),
     ("<= 1.35x (on the fly, GPU)", ["CWCE on the fly", "SDL on the fly", "CWCD on the fly"]),
     ("<= 1.5x", ["TopKDice", "CETopKDice", "OsC stored", "OsC on the fly"]),
+    ("<= 1.15x (skeleton given)", ["SkeletonRecall stored"]),
+    ("<= 2x", ["clDice"]),
 ]
 
 
