@@ -185,7 +185,7 @@ def log1m_softmax(x: torch.Tensor, logp: Optional[torch.Tensor] = None, p: Optio
         return logp.flip(1)
     if p is None:
         p = logp.exp()
-    big = as_dtype(p > 0.5, p.dtype)
+    big = _step(p, 0.5)
     return torch.log1p(-(p * (1.0 - big))) + big * _log_sum_p_excluding(logp, big)
 
 
@@ -208,10 +208,10 @@ def _fallback_needed(flags: torch.Tensor) -> bool:
 
 
 def _step(t: torch.Tensor, threshold: float, below: bool = False) -> torch.Tensor:
-    """``1.0`` where ``t > threshold`` (``below``: ``t < threshold``) else ``0.0``, in t's dtype, for a threshold
-    of order 1 (0.5 here), by arithmetic: on CPU several times faster than a comparison converted to float."""
-    d = torch.rsub(t, threshold) if below else t - threshold
-    return d.mul_(1e30).clamp_(0.0, 1.0)
+    """``1.0`` where ``t > threshold`` (``below``: ``t < threshold``) else ``0.0``, in t's dtype (no gradient): the
+    comparison written straight into a float tensor (on CPU several times faster than a bool mask converted)."""
+    t = t.detach()
+    return (torch.lt if below else torch.gt)(t, threshold, out=torch.empty_like(t))
 
 
 class _SumLog1mOthers(torch.autograd.Function):

@@ -6,7 +6,7 @@ import torch
 import nnunet_losses as nl
 
 
-@pytest.mark.parametrize("name", ["CWCDLoss", "CETopKDiceLoss", "OffsetCurvesLoss", "SoftclDiceLoss"])
+@pytest.mark.parametrize("name", ["CWCDLoss", "CETopKDiceLoss", "OffsetCurvesLoss", "SoftclDiceLoss", "ComboLoss"])
 def test_fullgraph_compile_with_ignore_label_matches_eager(name):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 12, 12, 12)
