@@ -6,9 +6,11 @@ one the way ``ExperimentPlanner`` writes it (spacing x2, median shape 16^3, own 
 ``next_stage``) plus ``3d_cascade_fullres`` (inherits ``3d_fullres``, ``previous_stage``), in a
 private copy of the preprocessed folder; ``nnUNetv2_preprocess -c 3d_lowres`` then preprocesses it.
 
-Per trainer, as nnU-Net documents: nnUNetTrainerCWCD (contours computed online) and
+Per trainer, as nnU-Net documents: nnUNetTrainerCWCD (contours computed online),
 nnUNetTrainerDWCE (its weight map is computed per batch, or stored when its ``maps`` option says so:
-a cascade stage then falls back to online maps, because stored maps do not follow ``seg_prev``):
+a cascade stage then falls back to online maps, because stored maps do not follow ``seg_prev``) and
+nnUNetTrainerSkeletonRecall (its default ``maps=loader``: the skeleton computed in the loader workers,
+after nnU-Net has moved ``seg_prev`` into the input channels):
 
 1. ``nnUNetv2_train 990 3d_lowres 0`` (2 epochs and nnU-Net's final validation, which writes
    ``predicted_next_stage/3d_cascade_fullres``). nnU-Net's cascade needs a lowres prediction of
@@ -40,7 +42,7 @@ pytest.importorskip("nnunet_losses_trainers")
 from fixtures.cascade_plans import CASCADE_PLANS, add_cascade, write_cascade_plans  # noqa: E402
 
 KEY = "labels3d"
-TRAINERS = ("nnUNetTrainerCWCD", "nnUNetTrainerDWCE")
+TRAINERS = ("nnUNetTrainerCWCD", "nnUNetTrainerDWCE", "nnUNetTrainerSkeletonRecall")
 ALLOWED = {0, 1, 2}  # labels of the prediction (3 is the ignore label, never predicted)
 N_FOREGROUND = 2  # labels 1 and 2: the cascade adds one input channel each (seg_prev one-hot)
 
@@ -321,3 +323,19 @@ def test_dwce_cascade_records_the_maps_used(cascade):
         pytest.skip("nnUNetTrainerDWCE defaults to online maps")
     with open(os.path.join(steps["folders"]["3d_cascade_fullres"], "fold_0", "loss_options.json")) as f:
         assert json.load(f)["resolved"]["maps"] == "online"
+
+
+# ---------------------------------------------------------------- Skeleton Recall: skeletons from the loader
+
+
+def test_skeleton_recall_cascade_computes_skeletons_in_the_loader(cascade):
+    """The default ``maps=loader`` holds on the cascade stage (training and --c): the skeleton is made in the loader
+    from the augmented target, after nnU-Net moved seg_prev into the input, and is recorded as used."""
+    _, runs, _ = cascade
+    steps = runs["nnUNetTrainerSkeletonRecall"]
+    _check(steps, "resume")
+    casc = os.path.join(steps["folders"]["3d_cascade_fullres"], "fold_0")
+    log = _logs(casc)
+    assert log.count("maps: skeleton") == 2 and log.count("computed in the data loader") == 2, log[-3000:]
+    with open(os.path.join(casc, "loss_options.json")) as f:
+        assert json.load(f)["resolved"]["maps"] == "loader"
