@@ -25,7 +25,7 @@ import numpy as np
 
 from .maps import _channels
 
-__all__ = ["tubed_skeleton", "skeleton_map"]
+__all__ = ["skeleton_of", "tubed_skeleton", "skeleton_map"]
 
 
 def _check_dilations(dilations) -> int:
@@ -60,21 +60,27 @@ def _box(mask: np.ndarray) -> tuple:
     return tuple(out)
 
 
-def _tube_nd(mask: np.ndarray, dilations: int) -> np.ndarray:
+def skeleton_of(mask: np.ndarray) -> np.ndarray:
+    """scikit-image's skeleton of the boolean ``mask`` (2D: Zhang's method, 3D: Lee's), bool, same shape.
+
+    Computed in the mask's bounding box plus a one-voxel background frame: thinning is local and treats
+    the outside as background, so the skeleton is the same, and much faster for a small structure in a
+    large array. An empty mask gives an empty skeleton.
+    """
     from skimage.morphology import skeletonize
 
     out = np.zeros(mask.shape, bool)
-    if not mask.any():
-        return out
-    # the tube lies in the mask: work in the mask's bounding box plus a one-voxel background frame (the
-    # skeleton of a mask does not depend on background around it; every tube voxel is in the box)
-    box = _box(mask)
-    m = mask[box]
-    skel = np.asarray(skeletonize(m), dtype=bool)
-    if dilations:
-        skel = _dilate_l1(skel, dilations)
-    out[box] = skel & m
+    if mask.any():
+        box = _box(mask)
+        out[box] = skeletonize(mask[box])
     return out
+
+
+def _tube_nd(mask: np.ndarray, dilations: int) -> np.ndarray:
+    skel = skeleton_of(mask)
+    if dilations and skel.any():
+        skel = _dilate_l1(skel, dilations)
+    return skel & mask  # every tube voxel lies in the mask
 
 
 def tubed_skeleton(mask: np.ndarray, dilations: int = 2, per_slice: bool = False) -> np.ndarray:

@@ -22,6 +22,8 @@ from typing import Iterable, List, Sequence, Union
 
 import numpy as np
 
+from .skeletons import skeleton_of
+
 __all__ = ["local_thickness", "class_masks", "thickness_summary"]
 
 ClassSpec = Union[int, Sequence[int]]
@@ -34,7 +36,6 @@ def local_thickness(mask: np.ndarray, per_slice: bool = False) -> np.ndarray:
     configuration of 3D cases). An empty mask gives an empty array.
     """
     import edt
-    from skimage.morphology import skeletonize
 
     mask = np.asarray(mask).astype(bool, copy=False)
     if mask.ndim not in (2, 3) or (per_slice and mask.ndim != 3):
@@ -45,7 +46,7 @@ def local_thickness(mask: np.ndarray, per_slice: bool = False) -> np.ndarray:
     if not mask.any():
         return np.zeros(0)
     dist = edt.edt(np.ascontiguousarray(mask, dtype=np.uint8), black_border=False, parallel=1)
-    skel = skeletonize(mask).astype(bool)
+    skel = skeleton_of(mask)
     if not skel.any():  # scikit-image thins some blobs away entirely (e.g. a 4x4x4 cube): use their centre
         skel = dist == dist.max()
     return 2.0 * dist[skel] - 1.0
