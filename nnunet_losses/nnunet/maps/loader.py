@@ -15,17 +15,15 @@ augmentation, before the deep-supervision downsampling).
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
-from batchgeneratorsv2.transforms.utils.random import OneOfTransform, RandomTransform
 
 from .packing import pack_bits
 from .registry import map_kind
+from .transforms import rewrite_tree
 
 __all__ = ["LoaderMapsTransform", "with_loader_maps"]
 
@@ -61,21 +59,11 @@ class LoaderMapsTransform(BasicTransform):
         return f"LoaderMapsTransform({self.name!r}, {self.rp['params']})"
 
 
-def _insert(t, make, state: dict):
-    """``t`` with ``make()`` inserted before every ``DownsampleSegForDSTransform`` in its tree."""
+def _insert_before_downsampling(t, make, state: dict):
+    """``make()`` followed by ``t`` where ``t`` is nnU-Net's ``DownsampleSegForDSTransform``, else ``t``."""
     if isinstance(t, DownsampleSegForDSTransform):
         state["inserted"] = True
         return ComposeTransforms([make(), t])
-    if isinstance(t, RandomTransform):
-        out = copy.copy(t)
-        out.transform = _insert(t.transform, make, state)
-        return out
-    if isinstance(t, OneOfTransform):
-        out = copy.copy(t)
-        out.list_of_transforms = [_insert(c, make, state) for c in t.list_of_transforms]
-        return out
-    if isinstance(t, ComposeTransforms):
-        return ComposeTransforms([_insert(c, make, state) for c in t.transforms])
     return t
 
 
@@ -84,7 +72,8 @@ def with_loader_maps(transforms, name: str, rp: dict) -> ComposeTransforms:
     map ``name`` (resolved parameters ``rp``) from the augmented target (see the module docstring)."""
     state = {"inserted": False}
     inner = transforms.transforms if isinstance(transforms, ComposeTransforms) else [transforms]
-    out = [_insert(t, lambda: LoaderMapsTransform(name, rp), state) for t in inner]
+    out = [rewrite_tree(t, lambda leaf: _insert_before_downsampling(leaf, lambda: LoaderMapsTransform(name, rp), state))
+           for t in inner]
     if not state["inserted"]:
         out.append(LoaderMapsTransform(name, rp))
     return ComposeTransforms(out)

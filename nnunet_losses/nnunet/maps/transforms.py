@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -197,26 +197,30 @@ def moves_regression_target(t) -> bool:
     return impl is not None and impl is not BasicTransform._apply_to_regr_target
 
 
-def _with_maps_tree(t, nb: int, bits, state: dict):
-    """Rewrite one transform (recursing into nnU-Net's wrappers) so that the maps follow the patch."""
+def rewrite_tree(t, leaf):
+    """``t`` with every transform that is not one of nnU-Net's wrappers (``ComposeTransforms``,
+    ``RandomTransform``, ``OneOfTransform``) replaced by ``leaf(transform)``; the wrappers are copied
+    around their rewritten contents (the input tree is not modified)."""
+    if isinstance(t, RandomTransform):
+        out = copy.copy(t)
+        out.transform = rewrite_tree(t.transform, leaf)
+        return out
+    if isinstance(t, OneOfTransform):
+        out = copy.copy(t)
+        out.list_of_transforms = [rewrite_tree(c, leaf) for c in t.list_of_transforms]
+        return out
+    if isinstance(t, ComposeTransforms):
+        return ComposeTransforms([rewrite_tree(c, leaf) for c in t.transforms])
+    return leaf(t)
+
+
+def _with_maps_leaf(t, nb: int, bits, state: dict):
+    """One transform, rewritten so that the maps follow the patch."""
     if isinstance(t, SpatialTransform):
         return MapSpatialTransform.like(t, nb)
     if isinstance(t, DownsampleSegForDSTransform):
         state["packed"] = True
         return PackMapsTransform(t.ds_scales, bits)
-    if isinstance(t, RandomTransform):
-        inner = _with_maps_tree(t.transform, nb, bits, state)
-        if isinstance(inner, HideMaps):
-            return HideMaps(t)
-        out = copy.copy(t)
-        out.transform = inner
-        return out
-    if isinstance(t, OneOfTransform):
-        out = copy.copy(t)
-        out.list_of_transforms = [_with_maps_tree(c, nb, bits, state) for c in t.list_of_transforms]
-        return out
-    if isinstance(t, ComposeTransforms):
-        return ComposeTransforms([_with_maps_tree(c, nb, bits, state) for c in t.transforms])
     if moves_regression_target(t):
         return t
     return HideMaps(t)
@@ -232,7 +236,7 @@ def with_maps(transforms: ComposeTransforms, specs: Sequence[MapSpec], n_seg: in
     state = {"packed": False}
     inner = transforms.transforms if isinstance(transforms, ComposeTransforms) else [transforms]
     out: List[BasicTransform] = [SplitMapsTransform(n_seg, nb, nc)]
-    out += [_with_maps_tree(t, nb, bits, state) for t in inner]
+    out += [rewrite_tree(t, lambda leaf: _with_maps_leaf(leaf, nb, bits, state)) for t in inner]
     if not state["packed"]:
         out.append(PackMapsTransform(None, bits))
     return ComposeTransforms(out)
