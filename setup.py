@@ -95,5 +95,5 @@ setup(
                                     "nnunet_losses_compare=nnunet_losses.nnunet.tools.compare.cli:entry_point",
                                     "nnunet_losses_convert_drive=nnunet_losses.nnunet.tools.convert_drive:entry_point",
                                     "nnunet_losses_convert_msd=nnunet_losses.nnunet.tools.convert_msd:entry_point",
-                                    "nnunet_losses_demo=nnunet_losses.nnunet.tools.demo:entry_point"]},
+                                    "nnunet_losses_demo=nnunet_losses.nnunet.tools.workflow_demo:entry_point"]},
 )
