@@ -13,7 +13,10 @@ base trainer (loss, data, network, augmentation unchanged) with, where the :clas
   are fixed, the order in which their batches arrive is not (nnU-Net's ``NonDetMultiThreadedAugmenter``).
   The environment variable ``NNUNET_LOSSES_SEED`` overrides the schedule's seed (one generated class serves
   every seed of a study), and the seed used is written to the training log;
-* torch's thread count (``nnUNetv2_train -device cpu`` sets one thread per core);
+* torch's thread count (``nnUNetv2_train -device cpu`` sets one thread per core; ``NNUNET_LOSSES_THREADS``
+  overrides the schedule's, for runners that share the cores between runs), how often
+  ``checkpoint_latest.pth`` is saved (nnU-Net: every 50 epochs; a short schedule that should resume
+  after an interruption saves more often);
 * nnU-Net's final validation of the fold skipped (when only a held-out test set is evaluated);
 * a pause (``NNUNET_LOSSES_PAUSE_AT_EPOCH=E``): after epoch ``E`` the run saves ``checkpoint_latest.pth``
   and stops with exit code 0; ``nnUNetv2_train --c`` continues it with the same learning-rate schedule.
@@ -37,11 +40,12 @@ from typing import Dict, Mapping, Optional
 
 from nnunet_losses._io import atomic_write_bytes
 
-__all__ = ["Schedule", "SEED_VARIABLE", "PAUSE_VARIABLE", "short_schedule_trainer", "define_short_schedule_trainers",
+__all__ = ["Schedule", "SEED_VARIABLE", "PAUSE_VARIABLE", "THREADS_VARIABLE", "short_schedule_trainer", "define_short_schedule_trainers",
            "write_short_schedule_trainers", "find_base_trainer"]
 
 SEED_VARIABLE = "NNUNET_LOSSES_SEED"
 PAUSE_VARIABLE = "NNUNET_LOSSES_PAUSE_AT_EPOCH"
+THREADS_VARIABLE = "NNUNET_LOSSES_THREADS"
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,12 @@ class Schedule:
     val_iterations: Optional[int] = None
     seed: Optional[int] = None
     threads: Optional[int] = None
+    save_every: Optional[int] = None  # epochs between checkpoint_latest.pth saves (nnU-Net: 50)
     final_validation: bool = True
     note: str = "short schedule"  # the text the log shows when the final validation is skipped
 
     def __post_init__(self):
-        for name in ("epochs", "iterations", "val_iterations", "threads"):
+        for name in ("epochs", "iterations", "val_iterations", "threads", "save_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"Schedule.{name} must be a whole number >= 1 or None, got {value!r}")
@@ -102,8 +107,11 @@ def short_schedule_trainer(base: type, name: str, schedule: Schedule, module: st
             self.num_iterations_per_epoch = schedule.iterations
         if schedule.val_iterations is not None:
             self.num_val_iterations_per_epoch = schedule.val_iterations
-        if schedule.threads is not None:
-            torch.set_num_threads(schedule.threads)
+        if schedule.save_every is not None:
+            self.save_every = schedule.save_every
+        threads = _env_int(THREADS_VARIABLE) or schedule.threads
+        if threads is not None:
+            torch.set_num_threads(threads)
 
     def on_train_start(self):
         base.on_train_start(self)
