@@ -141,6 +141,28 @@ def test_wilcoxon_method_is_explicit_whatever_the_scipy_version():
     assert wilcoxon_p([0, 0, 0]) == 1
 
 
+def test_hodges_lehmann_and_its_interval_by_hand():
+    from nnunet_losses.nnunet.tools.compare.paired import hodges_lehmann, hodges_lehmann_interval
+
+    d = np.array([0.3, -0.1, 0.5, 0.2, 0.9, 0.4, -0.2, 0.6, 0.1])
+    walsh = sorted((d[i] + d[j]) / 2 for i in range(d.size) for j in range(i, d.size))  # 45 averages
+    assert hodges_lehmann(d) == pytest.approx(walsh[22])  # the median of 45 values
+    assert hodges_lehmann([1.0, 3.0]) == pytest.approx(2.0)  # Walsh averages 1, 2, 3
+    # C: the number of T+ values t with P(T+ <= t) <= 0.025 under the null, by enumerating all 2^9 sign flips
+    signs = (np.arange(2 ** 9)[:, None] >> np.arange(9)) & 1
+    t_plus = signs @ np.arange(1, 10)
+    c = sum(1 for t in range(46) if np.mean(t_plus <= t) <= 0.025)
+    assert c == 6  # the tabulated critical value for n = 9 (two-sided 5%: T <= 5)
+    assert hodges_lehmann_interval(d) == (pytest.approx(walsh[c - 1]), pytest.approx(walsh[45 - c]))
+    assert all(math.isnan(v) for v in hodges_lehmann_interval(d[:5]))  # n = 5: no 95% interval exists
+    # from 50 on: the normal approximation of C
+    big = np.random.default_rng(0).normal(0.1, 1, 60)
+    m = 60 * 61 // 2
+    c = int(np.floor(m / 2 - stats.norm.ppf(0.975) * np.sqrt(60 * 61 * 121 / 24)))
+    walsh = np.sort([(big[i] + big[j]) / 2 for i in range(60) for j in range(i, 60)])
+    assert hodges_lehmann_interval(big) == (pytest.approx(walsh[c - 1]), pytest.approx(walsh[m - c]))
+
+
 # ----------------------------------------------------------------------------------- empty cases
 class _ArrayReader:
     """A stand-in for nnU-Net's reader: ``read_seg(name)`` returns the array registered under that name."""
