@@ -218,6 +218,17 @@ def test_empty_references_count_in_tables_tests_and_rankings():
     assert list(ranking_table(old, ["dice"], methods, draws=200, class_order=["1"])["rank"]) == [2, 1]
 
 
+def test_undeclared_labels_against_numpy_unique():
+    from nnunet_losses.nnunet.tools.compare.checks import undeclared_labels
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2, 4])
+    for seg in (rng.integers(0, 3, (5, 6)), rng.integers(0, 8, (5, 6)), rng.integers(-2, 3, (5, 6)),
+                np.full((2, 2), 9)):
+        found = np.unique(seg)
+        assert undeclared_labels(seg.astype(np.int32), labels).tolist() == found[~np.isin(found, labels)].tolist()
+
+
 def test_score_empty_by_metric():
     from nnunet_losses.nnunet.tools.compare.empty import empty_kind, score_empty
 

@@ -83,9 +83,9 @@ def plot_ranking(ranking, metric, path):
     r = _ranked_methods(ranking, metric)
     n = len(r)
     freq = r[[f"p_rank_{k}" for k in range(1, n + 1)]].to_numpy(dtype=float)
-    width, height = 0.55 * n + 1.6, 0.35 * n + 1.9
+    width, height = 0.55 * n + 2.4, 0.35 * n + 1.9
     fig, ax = plt.subplots(figsize=(width, height))
-    fig.subplots_adjust(left=0.9 / width, right=1 - 0.2 / width, bottom=1.1 / height, top=1 - 0.4 / height)
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.2 / width, bottom=1.0 / height, top=1 - 0.4 / height)
     x, k = np.nonzero(freq > 0)
     ax.scatter(x, k + 1, s=300 * freq[x, k], color="tab:blue", alpha=0.6, linewidths=0)
     pos = np.arange(n)
@@ -97,7 +97,8 @@ def plot_ranking(ranking, metric, path):
     ax.set_ylim(n + 0.5, 0.5)
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylabel("rank (1 = best)", fontsize=7)
-    ax.set_title(f"{METRICS[metric][0]}: bootstrap ranks (area = share; x = median, bar = 95%)", fontsize=8)
+    ax.set_title(f"{METRICS[metric][0]}: ranks over bootstrap samples", fontsize=8)
+    ax.set_xlabel("disc area: share of samples; x: median rank; bar: 95% interval", fontsize=6)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
