@@ -1,7 +1,7 @@
 """Soft clDice (Shit et al., "clDice - a Novel Topology-Preserving Loss Function for Tubular Structure
 Segmentation", CVPR 2021, arXiv 2003.07311; the authors' code jocpae/clDice).
 
-Soft skeletons S(.) by iterated min/max pooling (:func:`nnunet_losses.morphology.soft_skeleton`,
+Soft skeletons S(.) by iterated min/max pooling (:func:`nnunet_losses.morphology.torch_ops.soft_skeleton`,
 ``iterations`` = 3). Per class c (and per sample unless ``batch_dice``), over the counted voxels m:
 
     Tprec_c = (sum(S(p_c) g_c m) + smooth) / (sum(S(p_c) m) + smooth)
@@ -22,7 +22,7 @@ from ._checks import check_number
 from ._core import LossBase, Prepared, spatial_sum
 from ._distributed import sum_across_ranks
 from .dice import DENOMINATOR_CLIP, DiceOptions, soft_dice
-from .morphology import soft_skeleton
+from .morphology.torch_ops import soft_skeleton
 
 __all__ = ["SoftclDiceLoss"]
 
@@ -33,7 +33,7 @@ class SoftclDiceLoss(LossBase, DiceOptions):
     ``clDice_c`` is the harmonic mean of the topology precision ``Tprec_c`` (soft skeleton of the
     prediction inside the target) and the topology sensitivity ``Tsens_c`` (soft skeleton of the
     target inside the prediction); soft skeletons by ``iterations`` rounds of min/max pooling
-    (:func:`nnunet_losses.morphology.soft_skeleton`). Shit et al., "clDice", CVPR 2021
+    (:func:`nnunet_losses.morphology.torch_ops.soft_skeleton`). Shit et al., "clDice", CVPR 2021
     (arXiv 2003.07311); docs/losses.md, section 3.10.
 
     Args:

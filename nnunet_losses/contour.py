@@ -1,7 +1,7 @@
 """Contour-weighted losses (Huang et al., "Contour-weighted loss for class-imbalanced image
 segmentation", ICIP 2024, arXiv 2407.06176): CWCE, separable Dice (SDL) and their sum CWCD.
 
-Maps (docs/losses.md, section 3.3; built by :mod:`nnunet_losses.morphology` or precomputed):
+Maps (docs/losses.md, section 3.3; built by :mod:`nnunet_losses.morphology.torch_ops` or precomputed):
 
 * class contours K (B, C_fg, *sp): inner contour ``g_c AND NOT erode(g_c, box k, iterations)`` of
   every foreground class (sigmoid mode: every region); the image/patch edge is never a contour.
@@ -25,15 +25,11 @@ from typing import Optional
 import torch
 
 from ._checks import check_kernel_size, check_map, check_number
-from ._core import LossBase, Prepared, as_dtype, cross_entropy_map, masked_mean, spatial_sum
+from ._core import (LABEL_SUMS_MIN_CLASSES, LossBase, Prepared, as_dtype, cross_entropy_map, masked_mean,
+                    spatial_sum)
 from ._distributed import sum_across_ranks
 from .dice import SMOOTH, DiceOptions, dice_from_sums
-from .morphology import boundary_band, class_contours, contours_and_band
-
-
-#: above this many classes, SDL's sums with g use per-voxel values at the label and ``scatter_add``
-#: (no one-hot copy, two C-wide products instead of four); below, the one-hot products are cheaper on CPU
-LABEL_SUMS_MIN_CLASSES = 4
+from .morphology.torch_ops import boundary_band, class_contours, contours_and_band
 
 
 class _ContourMaps:
@@ -87,7 +83,7 @@ class ContourWeightedCELoss(LossBase, _ContourMaps):
     Args:
         kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
-            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
         iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
             Default: ``6``.
@@ -129,7 +125,7 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
     Args:
         kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
-            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
         iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
             Default: ``6``.
@@ -245,7 +241,7 @@ class CWCDLoss(SeparableDiceLoss):
         weight_dice: weight of SDL, >= 0. Default: ``1.0``.
         kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
-            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
         iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
             Default: ``6``.

@@ -21,7 +21,7 @@ import torch
 from ._checks import check_map, check_number
 from ._core import LossBase, Prepared, as_dtype, cross_entropy
 from .dice import SMOOTH
-from . import morphology
+from .morphology import torch_ops
 
 
 def _interior(t: torch.Tensor, axis: Optional[int] = None) -> torch.Tensor:
@@ -190,9 +190,9 @@ class OffsetCurvesLoss(LossBase):
         k = c if prep.sigmoid else c - 1
         if offset_band is None:
             if prep.sigmoid:
-                bmap = morphology.offset_band(prep.g, c, True, self.band, prep.ignored)
-            else:  # one window pass for all classes, same band as morphology.offset_band
-                bmap = morphology._offset_band_bits(prep.labels, c, self.band, prep.ignored)
+                bmap = torch_ops.offset_band(prep.g, c, True, self.band, prep.ignored)
+            else:  # one window pass for all classes, same band as torch_ops.offset_band
+                bmap = torch_ops.offset_band_bits(prep.labels, c, self.band, prep.ignored)
         else:
             bmap = check_map("offset_band", offset_band, (b, k, *prep.x.shape[2:]), binary=True)
         bmap = as_dtype(bmap, p.dtype, p.device)

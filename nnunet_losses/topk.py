@@ -18,9 +18,8 @@ from typing import Optional
 import torch
 
 from ._checks import check_number
-from ._core import Prepared, bce_map, cross_entropy_map, masked_mean, spatial_sum
+from ._core import LABEL_SUMS_MIN_CLASSES, Prepared, bce_map, cross_entropy_map, masked_mean, spatial_sum
 from ._distributed import sum_across_ranks
-from .contour import LABEL_SUMS_MIN_CLASSES
 from .dice import SMOOTH, SoftDiceLoss, dice_from_sums, soft_dice
 
 

@@ -1,7 +1,7 @@
-"""Map precompute and data-loader benchmarks on a small real dataset (run in a subprocess by ``benchmarks.run``).
+"""Map precompute and data-loader benchmarks on a small real dataset (run in a subprocess by ``benchmarks.speed.run``).
 
 nnU-Net reads ``nnUNet_raw`` / ``nnUNet_preprocessed`` / ``nnUNet_results`` when it is imported, so this
-runs as ``python -m benchmarks.maps_worker --work DIR ...`` with those variables pointing into ``DIR`` (a
+runs as ``python -m benchmarks.speed.maps --work DIR ...`` with those variables pointing into ``DIR`` (a
 temporary folder; nothing is written anywhere else, the shared data is only read). It prints one JSON
 object on its last stdout line.
 
@@ -135,7 +135,7 @@ def plan(dataset_id: int) -> None:
     plan_experiment_dataset(dataset_id)
 
 
-def _plans(dataset_id: int, configuration: str):
+def read_plans(dataset_id: int, configuration: str):
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -152,7 +152,7 @@ def nnunet_preprocess(dataset_id: int, configuration: str) -> dict:
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
-    name, pm, cm, dataset_json = _plans(dataset_id, configuration)
+    name, pm, cm, dataset_json = read_plans(dataset_id, configuration)
     out = os.path.join(nnUNet_preprocessed, name, cm.data_identifier)
     shutil.rmtree(out, ignore_errors=True)  # nnU-Net does not overwrite its blosc2 files (untimed)
     os.makedirs(out)
@@ -178,7 +178,7 @@ def _profile(fn, top: int = 12) -> dict:
     st = pstats.Stats(prof)
     total = sum(v[2] for v in st.stats.values()) or 1.0
     rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from benchmarks.worker import REPO as repo
 
     def where(f):
         path, line, func = f
@@ -259,7 +259,7 @@ SCALING_PARAMS = {"contour": {"iterations": 6}, "osc": {"band": 3}}
 
 def scaling_benchmark(shape, num_classes: int, maps, seed: int = 0) -> dict:
     """Compute only, one synthetic blob volume larger than Hippocampus: how both sides scale with size."""
-    from benchmarks.loss_bench import blob_labels
+    from benchmarks.speed.loss import blob_labels
     from nnunet_losses.nnunet import maps as pc
     seg = blob_labels(1, tuple(shape), num_classes, seed)[0].astype(np.int16)  # (1, *shape), nnU-Net's layout
     ctx = pc.MapContext(folder="", dataset_name="synthetic", plans_identifier="nnUNetPlans",

@@ -3,7 +3,7 @@ Efficient Segmentation of Thin Tubular Structures", ECCV 2024, arXiv 2404.03010;
 MIC-DKFZ/Skeleton-Recall).
 
 With T_c the tubed skeleton of foreground class c (sigmoid mode: of region c;
-:func:`nnunet_losses.skeletons.tubed_skeleton`) and the counted-voxel mask m, per class (and per
+:func:`nnunet_losses.morphology.skeletons.tubed_skeleton`) and the counted-voxel mask m, per class (and per
 sample unless ``batch_dice``):
 
     recall_c = (sum(p_c T_c m) + smooth) / max(sum(T_c m) + smooth, 1e-8)
@@ -38,9 +38,9 @@ def tubed_skeletons(target: torch.Tensor, num_classes: Optional[int] = None, sig
 
     softmax: ``target`` (B, 1, *sp) labels 0..num_classes-1; sigmoid: (B, C, *sp) binary regions.
     ``ignored`` (B, 1, *sp) voxels belong to no class (background for the skeleton). Computed per
-    sample and channel on the CPU with :func:`nnunet_losses.skeletons.tubed_skeleton`.
+    sample and channel on the CPU with :func:`nnunet_losses.morphology.skeletons.tubed_skeleton`.
     """
-    from .skeletons import tubed_skeleton
+    from .morphology.skeletons import tubed_skeleton
 
     t = target.detach()
     if not sigmoid:

@@ -16,7 +16,7 @@ Each setting runs ``--repeat`` times (default 3) and the fastest run counts (the
 shared). Both wall time and CPU time (the command and its worker processes) are reported: on a
 loaded machine the CPU time is the steadier measure of the work added. Usage::
 
-    python benchmarks/compare_bench.py [--cases 100] [--repeat 3] [--json out.json]
+    python benchmarks/speed/compare.py [--cases 100] [--repeat 3] [--json out.json]
 """
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ process, ``nnUNet_n_proc_DA=0``), so a seed is a reproducible draw of weights, p
 augmentation. Finished models and complete predictions are skipped, interrupted trainings resumed
 from ``checkpoint_latest.pth``: re-running the same command continues the study.
 
-    python -m benchmarks.width_ablation --dataset drive hippocampus            # prepare, train, predict
-    python -m benchmarks.width_ablation --dataset hippocampus --steps compare  # tables from what exists
+    python -m benchmarks.studies.width_ablation --dataset drive hippocampus            # prepare, train, predict
+    python -m benchmarks.studies.width_ablation --dataset hippocampus --steps compare  # tables from what exists
 
 Everything goes under ``--root`` (default /tmp/width_ablation); the tables are
 ``<root>/<dataset>/table.md`` and the compare tool's output ``<root>/<dataset>/compare``.
@@ -39,7 +39,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.path.dirname(sys.executable)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 PLANS = "nnUNetAblationPlans"
@@ -65,7 +65,7 @@ PLANS_SHAPE = {
 HIPPOCAMPUS_TEST = 30  # held-out cases: every sixth case of the sorted list
 
 
-TRAINER_MODULE = '''"""Width-ablation arms (written by benchmarks/width_ablation.py): {epochs} epochs x {iters} iterations,
+TRAINER_MODULE = '''"""Width-ablation arms (written by benchmarks/studies/width_ablation.py): {epochs} epochs x {iters} iterations,
 {val_iters} validation iterations per epoch, one torch thread, seeded, no final validation."""
 import random
 
@@ -264,7 +264,7 @@ def train_and_predict(key, args):
             todo = [a for a in args.arms if not predicted(pred_folder(root, a, seed, fold), n, DATASETS[key]["ending"])]
             if not todo:
                 continue
-            run([sys.executable, "-m", "benchmarks.width_ablation", "--group-worker",
+            run([sys.executable, "-m", "benchmarks.studies.width_ablation", "--group-worker",
                  json.dumps({"key": key, "root": root, "seed": seed, "fold": fold, "arms": todo})],
                 {**env, "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)},
                 os.path.join(root, "logs", f"group_s{seed}_fold{fold}.log"))
