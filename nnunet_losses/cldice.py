@@ -52,6 +52,21 @@ class SoftclDiceLoss(LossBase, DiceOptions):
         smooth: added to the numerators and denominators of Dice, Tprec and Tsens, >= 0. Default: ``1.0``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients) before the ratios.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import SoftclDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = SoftclDiceLoss(iterations=8)  # about the square's radius
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # (1 - 257/769) / 2 + (1 - 0.75) / 2: Tprec = 1, Tsens = 3/5
+        0.4579
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, alpha: float = 0.5, iterations: int = 3, sigmoid: bool = False,

@@ -94,6 +94,21 @@ class ContourWeightedCELoss(LossBase, _ContourMaps):
         ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term and
             act like the outside of the image for the erosion; an integer, or None when every voxel
             counts. Default: ``None``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import ContourWeightedCELoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = ContourWeightedCELoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # ln 2 * (1 + 768 band voxels / 1024)
+        1.213
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("band",)
@@ -141,6 +156,21 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
         smooth: added to the numerator and denominator of both Dice ratios, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import SeparableDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = SeparableDiceLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # (1 - 2/3) / 2 + (1 - 16/408) / 2: 240 contour voxels, 784 others
+        0.6471
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("contour",)
@@ -258,6 +288,21 @@ class CWCDLoss(SeparableDiceLoss):
         smooth: added to the numerator and denominator of both Dice ratios, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import CWCDLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = CWCDLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # CWCE + SDL
+        1.8601
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("contour", "band")

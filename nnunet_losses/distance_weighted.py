@@ -31,6 +31,23 @@ class DistanceWeightedCELoss(LossBase):
             Default: ``False``.
         ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
             integer, or None when every voxel counts. Default: ``None``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import DistanceWeightedCELoss
+        >>> from nnunet_losses.morphology.numpy_ops import unet_weight_map
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> w = torch.from_numpy(unet_weight_map(target[0, 0].numpy()))[None, None]  # (B, 1, X, Y)
+        >>> loss_fn = DistanceWeightedCELoss()
+        >>> loss = loss_fn(logits, target, weight_map=w)
+        >>> round(loss.item(), 4)  # ln 2 * mean W (= 1: one object, no border term)
+        0.6931
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target, weight_map=w).item(), 4)
+        0.0
     """
 
     map_names = ("weight_map",)

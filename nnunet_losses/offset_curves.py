@@ -171,6 +171,21 @@ class OffsetCurvesLoss(LossBase):
         ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
             integer, or None when every voxel counts. Default: ``None``.
         smooth: added to the band term's denominator, >= 0. Default: ``1e-5``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import OffsetCurvesLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = OffsetCurvesLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # CE (ln 2) + band term (0.5^2) + 0.01 * length term (about 0)
+        0.9431
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)  # the length term stays: the contour has a length
+        0.0007
     """
 
     map_names = ("offset_band",)

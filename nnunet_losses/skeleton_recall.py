@@ -114,6 +114,21 @@ class SkeletonRecallLoss(LossBase, _SkeletonRecall):
         smooth: added to the numerator and the denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients) before the ratio.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import SkeletonRecallLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = SkeletonRecallLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # 1 - soft recall of the tubed skeleton (0.5)
+        0.5
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("skeleton",)
@@ -157,6 +172,21 @@ class DiceCESkeletonRecallLoss(DiceCELoss, _SkeletonRecall):
         smooth: added to the numerators and denominators of Dice and recall, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import DiceCESkeletonRecallLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = DiceCESkeletonRecallLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # ln 2 + (1 - 1/3) + (1 - 0.5)
+        1.8598
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("skeleton",)

@@ -293,14 +293,25 @@ def test_compare_2d_statistics_and_topology(tiny2d, tmp_path):
     assert float(per_case[("A", "case2", "2")]["cldice"]) == 1 and per_case[("A", "case2", "2")]["empty"] == "both"
     assert per_case[("B", "case2", "2")]["empty"] == "reference" and per_case[("B", "case0", "1")]["empty"] == ""
     with open(out / "ranking.csv") as f:
-        assert f.readline().strip() == "metric,method,mean_rank,rank,p_rank_1,p_rank_2"
+        assert f.readline().strip() == ("metric,class,method,n_cases,mean_rank,rank,rank_q025,rank_median,rank_q975,"
+                                        "kendall_tau_mean,kendall_tau_q025,p_rank_1,p_rank_2")
     ranking = _csv(out / "ranking.csv")
     assert {x["metric"] for x in ranking} == {"dice", "hd95", "cldice", "betti0_error", "betti1_error"}
+    assert {x["class"] for x in ranking} == {"1", "2", "mean"} and {x["n_cases"] for x in ranking} == {"3"}
+    with open(out / "pairwise.csv") as f:
+        assert f.readline().strip() == "metric,method,other,n,n_nonzero,p_value,p_holm,better"
+    assert len(_csv(out / "pairwise.csv")) == 5 * 2  # metrics x ordered pairs
+    consensus = _csv(out / "consensus.csv")
+    assert [x["method"] for x in consensus] == sorted([x["method"] for x in consensus],
+                                                      key=lambda m: [c["consensus_rank"] for c in consensus
+                                                                     if c["method"] == m][0])
     md = (out / "summary.md").read_text()
     assert "## Paired differences: Dice (method − A; higher is better)" in md
     assert "## Ranking: Betti-0 error" in md and "## clDice (higher is better)" in md
     assert "B vs A: no difference holds" in r.stdout  # 3 cases cannot make a difference hold
-    for f in ("plots/ranking_dice.png", "plots/cldice_box.png"):
+    assert "## Consensus ranking over the metrics shown (one choice among several)" in md
+    assert "## Pairwise: Dice" in md and "95% interval" in md
+    for f in ("plots/ranking_dice.png", "plots/significance_dice.png", "plots/cldice_box.png"):
         with PIL.open(out / f) as im:
             assert im.size[0] > 100
     settings = json.loads((out / "settings.json").read_text())
@@ -410,7 +421,14 @@ def test_bad_input_fails_before_any_metric_or_warns(tiny2d, tmp_path, monkeypatc
     md = (tmp_path / "w7" / "summary.md").read_text()
     assert "## Warnings" in md and "holds label(s) [7]" in md
     main(["-i", f"A={root / 'A'},{tmp_path / 'A_two'}", f"B={root / 'B'}", "-o", str(tmp_path / "w2"),
-          "--allow-missing", "--baseline", "B", *base])
+          "--allow-missing", "--baseline", "B", "--holm-across-metrics", *base[:-4], "--metrics", "dice", "hd95",
+          "--overlays", "0"])
+    from nnunet_losses.nnunet.tools.compare.paired import holm
+    paired = _csv(tmp_path / "w2" / "paired.csv")
+    rows = [x for x in paired if x["class"] != "mean"]  # one family: 2 classes x 2 metrics
+    assert len(rows) == 4 and np.allclose([float(x["p_holm"]) for x in rows],
+                                          holm([float(x["p_value"]) for x in rows]), equal_nan=True)
+    assert json.loads((tmp_path / "w2" / "settings.json").read_text())["holm_across_metrics"] is True
     rows = [x for x in _csv(tmp_path / "w2" / "per_case.csv") if x["method_name"] == "A" and x["class"] == "1"]
     assert len(rows) == 5  # 3 cases of fold 0, 2 of fold 1: compared as they are
     assert "fold 1" in (tmp_path / "w2" / "summary.md").read_text().split("## Warnings")[1]
