@@ -18,12 +18,7 @@ PACKAGES = ("nnunet_losses", "trainers")
 
 #: known import circles still being taken apart, each by its modules; the test fails on a listed circle
 #: that no longer exists, so an entry goes as soon as its fix lands and the list stays exact
-KNOWN_CIRCLES: Set[frozenset] = {
-    # "auto" widths read the manifest, the manifest reads the registry, the registry resolves "auto";
-    # hidden at run time by imports inside functions (being split up: one resolution of "auto")
-    frozenset({"nnunet_losses.nnunet.maps.auto_width", "nnunet_losses.nnunet.maps.kinds",
-               "nnunet_losses.nnunet.maps.registry", "nnunet_losses.nnunet.maps.store"}),
-}
+KNOWN_CIRCLES: Set[frozenset] = set()
 
 
 def package_modules(root: str, package: str) -> Dict[str, str]:
