@@ -87,8 +87,9 @@ setup(
     package_dir={"nnunet_losses_trainers": "trainers"},
     cmdclass=CMDCLASS,
     python_requires=">=3.10",
-    install_requires=["torch>=2.1", "numpy", "scipy", "edt", "connected-components-3d", "tqdm", "matplotlib", "pillow",
-                      "scikit-image>=0.19", "submitit>=1.5"],
+    # scipy 1.15: wilcoxon's method="exact" is honoured with ties and zeros, "asymptotic" is its name (compare tool)
+    install_requires=["torch>=2.1", "numpy", "scipy>=1.15", "edt", "connected-components-3d", "tqdm", "matplotlib",
+                      "pillow", "scikit-image>=0.19", "submitit>=1.5"],
     extras_require={"nnunet": ["nnunetv2>=2.8.1"]},
     entry_points={"console_scripts": ["nnunet_losses_predict=nnunet_losses.nnunet.inference.cli:main",
                                     "nnunet_losses_precompute=nnunet_losses.nnunet.maps.cli:main",

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark entry point (``python -m benchmarks.run``) on tiny sizes, so it cannot rot.
+"""Smoke test of the benchmark entry point (``python -m benchmarks.speed.run``) on tiny sizes, so it cannot rot.
 
 No timing is asserted anywhere: only that every section runs, produces complete, well-formed numbers,
 that the precomputed maps equal the naive SciPy reference the benchmark compares against, and that the
@@ -22,7 +22,7 @@ def run(tmp_path_factory):
     json_path, doc = out / "cpu.json", out / "benchmarks.md"
     doc.write_text("# old\n<!-- keep:intro -->\nHAND-WRITTEN INTRO\n<!-- /keep:intro -->\n"
                    "<!-- keep:notes -->\nHAND-WRITTEN NOTES\n<!-- /keep:notes -->\n")
-    cmd = [sys.executable, "-m", "benchmarks.run", "--sizes", "tiny", "--classes", "2", "3", "--repeats", "2",
+    cmd = [sys.executable, "-m", "benchmarks.speed.run", "--sizes", "tiny", "--classes", "2", "3", "--repeats", "2",
            "--warmup", "0", "--maps-source", "synthetic", "--maps-cases", "5", "--maps-repeats", "1",
            "--loader-batches", "1", "--scaling-shape", "12", "12", "12", "--out-json", str(json_path),
            "--doc", str(doc), "--no-progress"]
@@ -35,7 +35,7 @@ def run(tmp_path_factory):
 
 
 def test_every_loss_row_is_measured_against_nnunet(run):
-    from benchmarks.loss_bench import BASELINE, ROWS
+    from benchmarks.speed.loss import BASELINE, ROWS
     res, _ = run
     problems = res["loss"]
     assert {(p["dim"], p["num_classes"]) for p in problems} == {(2, 2), (2, 3), (3, 2), (3, 3)}
@@ -82,8 +82,8 @@ def test_document_is_rendered_and_keeps_hand_written_blocks(run):
                     "## GPU acceptance run", "## Closing note"):
         assert heading in doc
     assert "No GPU was available" in doc  # CPU-only results
-    assert "has not run on a GPU yet" in doc and "bash benchmarks/gpu_acceptance.sh" in doc
-    assert "python -m benchmarks.run --sizes tiny" in doc  # the exact command
+    assert "has not run on a GPU yet" in doc and "bash benchmarks/acceptance/gpu.sh" in doc
+    assert "python -m benchmarks.speed.run --sizes tiny" in doc  # the exact command
     assert "stored contour maps (nnUNetTrainerCWCD)" in doc and "all three, one run" in doc
 
 
@@ -103,12 +103,12 @@ def test_training_step_of_every_trainer_against_nnunet(run):
 
 
 def test_update_replaces_only_the_sections_run(tmp_path):
-    from benchmarks.run import _updated
+    from benchmarks.speed.run import updated_results
     meta = {"date_utc": "new", "command": "c", "git": "g", "wall_s": 1.0, "load_avg_start": None,
             "load_avg_end": None, "torch_threads": 1}
     path = tmp_path / "cpu.json"
     path.write_text(json.dumps({"meta": {"date_utc": "old"}, "loss": ["old loss"], "maps": {"old": 1}}))
-    out = _updated(str(path), {"meta": meta, "step": {"rows": []}, "loss": ["not run"]}, ["step"])
+    out = updated_results(str(path), {"meta": meta, "step": {"rows": []}, "loss": ["not run"]}, ["step"])
     assert out["loss"] == ["old loss"] and out["maps"] == {"old": 1} and out["step"] == {"rows": []}
     assert out["meta"]["date_utc"] == "old" and out["meta"]["section_runs"]["step"]["date_utc"] == "new"
 
@@ -117,8 +117,8 @@ def test_profile_of_a_missed_row(run):
     """The profiler path runs only for rows that miss a target: force one."""
     import torch
 
-    from benchmarks import loss_bench as lb
-    from benchmarks.run import profile_misses
+    from benchmarks.speed import loss as lb
+    from benchmarks.speed.run import profile_misses
     res, _ = run
     p = json.loads(json.dumps(next(x for x in res["loss"] if x["dim"] == 2 and x["num_classes"] == 3)))
     for e in p["rows"]:

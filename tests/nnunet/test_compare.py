@@ -82,8 +82,9 @@ def test_compare_2d_console_command(tiny2d, tmp_path):
     out = tmp_path / "cmp"
     r = _run(["-i", f"A={root / 'A'}", f"B={root / 'B'}", "-ref", str(root / "labelsTs"),
               "--dataset-json", str(root / "dataset.json"), "--images", str(root / "imagesTs"),
-              "-o", str(out), "--metrics", "dice", "--overlays", "1", "--lesions"])
+              "-o", str(out), "--metrics", "dice", "--overlays", "1", "--lesions", "--empty", "nan"])
     assert r.returncode == 0, r.stderr
+    # --empty nan: the numbers of the tool before empty masks were scored (both empty = NaN, left out), exactly
     # per case: our numbers against the test's own Dice (ignore label removed by hand)
     rows = {(x["method_name"], x["case"], x["class"]): x for x in _csv(out / "per_case.csv")}
     for i in range(3):
@@ -209,7 +210,7 @@ def test_clear_errors_and_overwrite(tiny2d, tmp_path, monkeypatch):
     wrong.mkdir()
     _write_png(wrong / "case0.png", np.zeros((30, 40)))
     with pytest.raises(ValueError, match="shape"):
-        main(["-i", str(wrong), "-o", str(tmp_path / "o1"), *base])
+        main(["-i", str(wrong), "-o", str(tmp_path / "o1"), "--allow-missing", *base])
     assert not (tmp_path / "o1").exists()  # nothing half-written
     out = tmp_path / "o2"
     out.mkdir()
@@ -269,16 +270,17 @@ def test_compare_2d_statistics_and_topology(tiny2d, tmp_path):
     assert r.returncode == 0, r.stderr
     paired = _csv(out / "paired.csv")
     with open(out / "paired.csv") as f:
-        assert f.readline().strip() == ("metric,class,method,baseline,n,mean_diff,ci_low,ci_high,p_value,p_holm,"
-                                        "wins,ties,losses")
+        assert f.readline().strip() == ("metric,class,method,baseline,n,n_nonzero,mean_diff,ci_low,ci_high,hl,"
+                                        "hl_ci_low,hl_ci_high,p_value,p_holm,wins,ties,losses,note")
     rows = {(x["metric"], x["class"]): x for x in paired}
     assert {x["method"] for x in paired} == {"B"} and {x["baseline"] for x in paired} == {"A"}
     assert len(paired) == 5 * 3  # metrics x (2 classes + mean)
-    # rect Dice: case0 both 1, case1 A 0 / B 1, case2 A NaN (both empty) -> 2 pairs, differences 0 and 1
+    # rect Dice: case0 both 1, case1 A 0 / B 1, case2 no rect: A predicts none (both empty: 1), B invents one (0)
     d = rows[("dice", "2")]
-    assert int(d["n"]) == 2 and float(d["mean_diff"]) == pytest.approx(0.5)
-    assert (d["wins"], d["ties"], d["losses"]) == ("1", "1", "0")
-    assert float(d["p_value"]) == pytest.approx(stats.wilcoxon([0.0, 1.0]).pvalue)
+    assert int(d["n"]) == 3 and float(d["mean_diff"]) == pytest.approx(0.0)
+    assert (d["wins"], d["ties"], d["losses"]) == ("1", "1", "1") and int(d["n_nonzero"]) == 2
+    assert float(d["p_value"]) == pytest.approx(stats.wilcoxon([1.0, -1.0], method="exact").pvalue)
+    assert d["note"].startswith("n_nonzero < 6")
     # square HD95: B is 2 px off in case0 (lower is better: a loss for B), equal elsewhere
     h = rows[("hd95", "1")]
     assert (h["wins"], h["ties"], h["losses"]) == ("0", "2", "1") and float(h["mean_diff"]) > 0
@@ -287,16 +289,29 @@ def test_compare_2d_statistics_and_topology(tiny2d, tmp_path):
     assert float(per_case[("B", "case2", "2")]["betti0_error"]) == 1
     assert float(per_case[("B", "case2", "2")]["cldice"]) == 0
     assert float(per_case[("B", "case0", "1")]["betti1_error"]) == 0
-    assert math.isnan(float(per_case[("A", "case2", "2")]["betti0_error"]))  # both empty
+    assert float(per_case[("A", "case2", "2")]["betti0_error"]) == 0  # both empty: perfect
+    assert float(per_case[("A", "case2", "2")]["cldice"]) == 1 and per_case[("A", "case2", "2")]["empty"] == "both"
+    assert per_case[("B", "case2", "2")]["empty"] == "reference" and per_case[("B", "case0", "1")]["empty"] == ""
     with open(out / "ranking.csv") as f:
-        assert f.readline().strip() == "metric,method,mean_rank,rank,p_rank_1,p_rank_2"
+        assert f.readline().strip() == ("metric,class,method,n_cases,mean_rank,rank,rank_q025,rank_median,rank_q975,"
+                                        "kendall_tau_mean,kendall_tau_q025,p_rank_1,p_rank_2")
     ranking = _csv(out / "ranking.csv")
     assert {x["metric"] for x in ranking} == {"dice", "hd95", "cldice", "betti0_error", "betti1_error"}
+    assert {x["class"] for x in ranking} == {"1", "2", "mean"} and {x["n_cases"] for x in ranking} == {"3"}
+    with open(out / "pairwise.csv") as f:
+        assert f.readline().strip() == "metric,method,other,n,n_nonzero,p_value,p_holm,better"
+    assert len(_csv(out / "pairwise.csv")) == 5 * 2  # metrics x ordered pairs
+    consensus = _csv(out / "consensus.csv")
+    assert [x["method"] for x in consensus] == sorted([x["method"] for x in consensus],
+                                                      key=lambda m: [c["consensus_rank"] for c in consensus
+                                                                     if c["method"] == m][0])
     md = (out / "summary.md").read_text()
     assert "## Paired differences: Dice (method − A; higher is better)" in md
     assert "## Ranking: Betti-0 error" in md and "## clDice (higher is better)" in md
     assert "B vs A: no difference holds" in r.stdout  # 3 cases cannot make a difference hold
-    for f in ("plots/ranking_dice.png", "plots/cldice_box.png"):
+    assert "## Consensus ranking over the metrics shown (one choice among several)" in md
+    assert "## Pairwise: Dice" in md and "95% interval" in md
+    for f in ("plots/ranking_dice.png", "plots/significance_dice.png", "plots/cldice_box.png"):
         with PIL.open(out / f) as im:
             assert im.size[0] > 100
     settings = json.loads((out / "settings.json").read_text())
@@ -348,11 +363,98 @@ def test_statistics_bad_input_fails_before_any_work(tiny2d, tmp_path, monkeypatc
         d.mkdir()
         (d / "case0.png").write_bytes((root / src / "case0.png").read_bytes())
     with pytest.raises(ValueError, match="at least two cases that every method predicts; found 1"):
-        main(["-i", f"A={one_a}", f"B={one_b}", "--baseline", "A", *base])
+        main(["-i", f"A={one_a}", f"B={one_b}", "--baseline", "A", "--allow-missing", *base])
     with pytest.raises(ValueError, match="at least two cases"):
-        main(["-i", f"A={one_a}", f"B={one_b}", "--ranking", *base])
+        main(["-i", f"A={one_a}", f"B={one_b}", "--ranking", "--allow-missing", *base])
     with pytest.raises(ValueError, match="--ranking needs at least two methods"):
         main(["-i", f"A={root / 'A'}", "--ranking", *base])
     with pytest.raises(TypeError):  # everything after methods and reference is keyword-only
         compare(methods, str(root / "labelsTs"), dj, str(out))
     assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+
+
+# ------------------------------------------------------------------ bad input: before any metric, or a warning
+def _copy_folder(src, dst, drop=(), change=None):
+    """Copy the PNGs of ``src`` to ``dst`` without the cases in ``drop``; ``change[case](array)`` edits one."""
+    dst.mkdir()
+    for f in sorted(os.listdir(src)):
+        case = f[:-4]
+        if f.endswith(".png") and case not in drop:
+            arr = np.array(PIL.open(src / f))
+            _write_png(dst / f, change[case](arr) if change and case in change else arr)
+
+
+def test_bad_input_fails_before_any_metric_or_warns(tiny2d, tmp_path, monkeypatch):
+    import nnunet_losses.nnunet.tools.compare.run as run
+
+    root = tiny2d[0]
+    evaluate = run.evaluate
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a metric was computed before the input was checked")
+
+    base = ["-ref", str(root / "labelsTs"), "--dataset-json", str(root / "dataset.json"), "--no-progress",
+            "--metrics", "dice", "--overlays", "0"]
+
+    def seven(a):
+        a = a.copy()
+        a[0:2, 30:32] = 7
+        return a
+
+    _copy_folder(root / "A", tmp_path / "A7", change={"case1": seven})
+    _copy_folder(root / "A", tmp_path / "A_two", drop=("case2",))
+    monkeypatch.setattr(run, "evaluate", no_work)
+    with pytest.raises(ValueError, match=r"A7/case1.png \(method A, fold 0, case case1\) holds label\(s\) \[7\] .*"
+                                         r"--warn-bad-input"):
+        main(["-i", f"A={tmp_path / 'A7'}", "-o", str(tmp_path / "o"), *base])
+    with pytest.raises(ValueError, match=r"reference case case2 .* no prediction .* --allow-missing"):
+        main(["-i", f"A={tmp_path / 'A_two'}", "-o", str(tmp_path / "o"), *base])
+    with pytest.raises(ValueError, match=r"method A: fold 1 .* has no prediction of case case2"):
+        main(["-i", f"A={root / 'A'},{tmp_path / 'A_two'}", "-o", str(tmp_path / "o"), *base])
+    assert not (tmp_path / "o").exists()
+    monkeypatch.setattr(run, "evaluate", evaluate)
+    # the warning path: today's numbers (label 7 counted as background; the lone fold paired as before)
+    main(["-i", f"A={tmp_path / 'A7'}", "-o", str(tmp_path / "w7"), "--warn-bad-input", *base])
+    main(["-i", f"A={root / 'A'}", "-o", str(tmp_path / "ok"), *base])
+    assert _csv(tmp_path / "w7" / "per_case.csv") == [
+        {**x, "method_name": "A"} for x in _csv(tmp_path / "ok" / "per_case.csv")]
+    md = (tmp_path / "w7" / "summary.md").read_text()
+    assert "## Warnings" in md and "holds label(s) [7]" in md
+    main(["-i", f"A={root / 'A'},{tmp_path / 'A_two'}", f"B={root / 'B'}", "-o", str(tmp_path / "w2"),
+          "--allow-missing", "--baseline", "B", "--holm-across-metrics", *base[:-4], "--metrics", "dice", "hd95",
+          "--overlays", "0"])
+    from nnunet_losses.nnunet.tools.compare.paired import holm
+    paired = _csv(tmp_path / "w2" / "paired.csv")
+    rows = [x for x in paired if x["class"] != "mean"]  # one family: 2 classes x 2 metrics
+    assert len(rows) == 4 and np.allclose([float(x["p_holm"]) for x in rows],
+                                          holm([float(x["p_value"]) for x in rows]), equal_nan=True)
+    assert json.loads((tmp_path / "w2" / "settings.json").read_text())["holm_across_metrics"] is True
+    rows = [x for x in _csv(tmp_path / "w2" / "per_case.csv") if x["method_name"] == "A" and x["class"] == "1"]
+    assert len(rows) == 5  # 3 cases of fold 0, 2 of fold 1: compared as they are
+    assert "fold 1" in (tmp_path / "w2" / "summary.md").read_text().split("## Warnings")[1]
+
+
+def test_prediction_elsewhere_in_space_is_refused(tmp_path, monkeypatch):
+    import nnunet_losses.nnunet.tools.compare.run as run
+
+    ref = np.zeros((6, 8, 8), np.uint8)
+    ref[2:4, 2:6, 2:6] = 1
+    for d in ("ref", "pred"):
+        (tmp_path / d).mkdir()
+    for case in ("c0", "c1"):
+        _write_nii(tmp_path / "ref" / f"{case}.nii.gz", ref, (1.0, 1.0, 2.0))
+        im = sitk.GetImageFromArray(ref)
+        im.SetSpacing((1.0, 1.0, 2.0))
+        if case == "c1":
+            im.SetOrigin((50.0, 0.0, 0.0))  # the same voxels, 50 mm away
+        sitk.WriteImage(im, str(tmp_path / "pred" / f"{case}.nii.gz"))
+    dj = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1}, "file_ending": ".nii.gz"}
+    (tmp_path / "dataset.json").write_text(json.dumps(dj))
+    args = ["-i", f"P={tmp_path / 'pred'}", "-ref", str(tmp_path / "ref"), "--dataset-json",
+            str(tmp_path / "dataset.json"), "--no-progress", "--metrics", "dice", "--overlays", "0"]
+    monkeypatch.setattr(run, "evaluate", lambda *a, **k: pytest.fail("evaluated before the check"))
+    with pytest.raises(ValueError, match=r"c1.nii.gz \(method P, fold 0, case c1\) has origin \[50.0, 0.0, 0.0\]"):
+        main([*args, "-o", str(tmp_path / "o")])
+    monkeypatch.undo()
+    main([*args, "-o", str(tmp_path / "o"), "--warn-bad-input"])
+    assert "has origin [50.0, 0.0, 0.0]" in (tmp_path / "o" / "summary.md").read_text()

@@ -1,4 +1,4 @@
-"""The GPU acceptance script in its CPU smoke mode (``bash benchmarks/gpu_acceptance.sh --device cpu --smoke``),
+"""The GPU acceptance script in its CPU smoke mode (``bash benchmarks/acceptance/gpu.sh --device cpu --smoke``),
 so that it is known to work before it ever meets a GPU.
 
 One run (about two minutes on two cores) is shared by the tests: every trainer trains, resumes and
@@ -40,7 +40,7 @@ def _results_listing():
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("acceptance")
     before = _results_listing()
-    proc = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "gpu_acceptance.sh"), "--device", "cpu", "--smoke",
+    proc = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "acceptance", "gpu.sh"), "--device", "cpu", "--smoke",
                            "--out", str(out)], cwd=str(out), env=_env(), capture_output=True, text=True, timeout=900)
     stem = next((f[:-5] for f in os.listdir(out) if f.startswith("cpu-") and f.endswith(".json")), None)
     return {"proc": proc, "out": out, "stem": stem, "repo_untouched": _results_listing() == before}
@@ -89,7 +89,7 @@ def test_summary_names_every_trainer(smoke):
 
 def test_a_failed_check_exits_non_zero(tmp_path):
     """The contour comparison alone has nothing to compare: a failed check, exit code 1, files still written."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_acceptance", "--device", "cpu", "--smoke",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.acceptance.gpu", "--device", "cpu", "--smoke",
                            "--sections", "contours", "--out", str(tmp_path)], cwd=REPO, env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr

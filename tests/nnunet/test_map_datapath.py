@@ -26,7 +26,7 @@ import torch
 pytest.importorskip("nnunetv2")
 import nnunet_losses_trainers as T  # noqa: E402
 from nnunet_losses._core import prepare  # noqa: E402
-from nnunet_losses.morphology import contours_and_band  # noqa: E402
+from nnunet_losses.morphology.torch_ops import contours_and_band  # noqa: E402
 from nnunet_losses.nnunet.maps.transforms import MapSpatialTransform, PackMapsTransform  # noqa: E402
 from nnunet_losses.nnunet.maps import MapFileError  # noqa: E402
 from nnunet_losses.nnunet.training.trainer_base import split_region_ignore  # noqa: E402
@@ -342,7 +342,7 @@ def test_changed_segmentation_rebuilt_at_start(nnunet_tiny, monkeypatch, tmp_pat
     after = {f: (maps_dir / f).stat().st_mtime_ns for f in before}
     assert [f for f in before if after[f] != before[f]] == [f"{case}_contour.b2nd"]
     rebuilt = blosc2.open(str(maps_dir / f"{case}_contour.b2nd"), mode="r")[:]
-    rp = tr2.loss.stored.specs[0].rp
+    rp = tr2.loss.stored.specs[0].resolved
     np.testing.assert_array_equal(rebuilt, compute_map(seg, rp))
     assert not np.array_equal(rebuilt, compute_map(old[:] * 0, rp))
 

@@ -18,7 +18,7 @@ import nnunet_losses_trainers as T  # noqa: E402
 from nnunet_losses.nnunet.maps.packing import unpack_bits  # noqa: E402
 from nnunet_losses.nnunet.maps.loader import LoaderMapsTransform, with_loader_maps  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import MapKind, map_kind, register_map_kind, unregister_map_kind  # noqa: E402
-from nnunet_losses.skeletons import skeleton_map, tubed_skeleton  # noqa: E402
+from nnunet_losses.morphology.skeletons import skeleton_map, tubed_skeleton  # noqa: E402
 
 
 def _flatten(t):
@@ -39,7 +39,7 @@ def _transforms(dl):
 
 
 def _expected(target: torch.Tensor, lm, rp) -> np.ndarray:
-    """nnunet_losses.skeletons of each sample of the full-resolution augmented target."""
+    """nnunet_losses.morphology.skeletons of each sample of the full-resolution augmented target."""
     t = target.numpy()
     out = []
     for s in t:
@@ -48,10 +48,10 @@ def _expected(target: torch.Tensor, lm, rp) -> np.ndarray:
             masks = s[:n] > 0.5
             if lm.has_ignore_label:
                 masks &= ~(s[n] > 0.5)[None]
-            out.append(np.stack([tubed_skeleton(m, rp["params"]["dilations"]) for m in masks]))
+            out.append(np.stack([tubed_skeleton(m, rp.params.dilations) for m in masks]))
         else:
             out.append(skeleton_map(s[0].round().astype(np.int64), num_classes=lm.num_segmentation_heads,
-                                    ignore_label=lm.ignore_label, dilations=rp["params"]["dilations"]))
+                                    ignore_label=lm.ignore_label, dilations=rp.params.dilations))
     return np.stack(out)
 
 
@@ -59,7 +59,7 @@ def _expected(target: torch.Tensor, lm, rp) -> np.ndarray:
                                                 ("regions2d", "2d", None), ("labels3d", "3d_fullres", "DA5")])
 def test_loader_skeleton_is_the_skeleton_of_the_augmented_target(nnunet_tiny, monkeypatch, tmp_path, key, config,
                                                                  variant):
-    """The map channels at full resolution equal nnunet_losses.skeletons of the augmented target (the target
+    """The map channels at full resolution equal nnunet_losses.morphology.skeletons of the augmented target (the target
     channels of the same batch: ignore label and regions included); the lower scales are nnU-Net's
     nearest-exact downsampling of it; the transform sits after the augmentation, before the downsampling."""
     from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
@@ -108,9 +108,13 @@ def test_loader_skeleton_is_the_skeleton_of_the_augmented_target(nnunet_tiny, mo
 
 def test_loader_transform_without_deep_supervision_and_its_checks():
     """Without nnU-Net's downsampling the transform is appended; a wrong shape from a kind is an error."""
+    import dataclasses
+
     from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
-    rp = {"params": {"dilations": 2}, "regions": None, "num_classes": 3, "ignore_label": 3,
-          "channels": ["skeleton:1", "skeleton:2"]}
+
+    from nnunet_losses.nnunet.maps.declaration import ResolvedMap, Values
+    rp = ResolvedMap(kind="skeleton", params=Values({"dilations": 2}), algorithm=1, slicewise=False, num_classes=3,
+                     regions=None, ignore_label=3, derived=Values({}), channels=("skeleton:1", "skeleton:2"))
     composed = with_loader_maps(ComposeTransforms([]), "skeleton", rp)
     seg = torch.zeros((1, 20, 24), dtype=torch.int16)
     seg[0, 4:16, 5:8] = 1
@@ -124,7 +128,7 @@ def test_loader_transform_without_deep_supervision_and_its_checks():
     np.testing.assert_array_equal(unpack_bits(out[1:].numpy().astype(np.uint8), 2), expected)
     with pytest.raises(ValueError, match="has no loader computation"):
         LoaderMapsTransform("contour", rp)
-    bad = dict(rp, channels=["skeleton:1"])
+    bad = dataclasses.replace(rp, channels=("skeleton:1",))
     with pytest.raises(ValueError, match="returned shape"):
         LoaderMapsTransform("skeleton", bad)(segmentation=seg)
 

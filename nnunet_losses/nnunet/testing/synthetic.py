@@ -1,5 +1,5 @@
 """Tiny generated datasets in nnU-Net's raw format (no downloads), for the tests, the benchmarks and
-the acceptance run (``benchmarks/gpu_acceptance.py``).
+the acceptance run (``benchmarks/acceptance/gpu.py``).
 
 Three generators, all deterministic for a given ``seed``:
 

@@ -19,17 +19,22 @@ folds (``--std folds``: std of the per-fold means instead; both are in summary.c
 averages, per case, the classes that are defined for it, then over cases.
 
 Statistics: ``--baseline NAME`` compares every other method with NAME case by case (bootstrap CI,
-Wilcoxon test with Holm's correction, wins/ties/losses: paired.csv); ``--ranking`` ranks the methods
-per case with bootstrap rank frequencies (ranking.csv).
+Hodges-Lehmann estimate, Wilcoxon test with Holm's correction per metric, wins/ties/losses: paired.csv);
+``--ranking`` ranks the methods per case with their bootstrap rank distribution (ranking.csv), tests
+every pair (pairwise.csv) and combines the metrics (consensus.csv). Empty masks are scored
+(``--empty nan``: left out); every file is checked before any metric (``--allow-missing``,
+``--warn-bad-input`` turn some errors into warnings).
 
 Output folder (``-o``; an existing non-empty folder is an error unless ``--overwrite``, which
 replaces only the files listed here): summary.md (tables, best value per row in bold), summary.csv,
-per_case.csv, paired.csv, ranking.csv, settings.json, plots/<metric>_bars.png, plots/<metric>_box.png,
-plots/ranking_<metric>.png and overlays/<case>.png for the cases where the methods differ most.
+per_case.csv, paired.csv, ranking.csv, pairwise.csv, consensus.csv, settings.json,
+plots/<metric>_bars.png, plots/<metric>_box.png, plots/ranking_<metric>.png,
+plots/significance_<metric>.png and overlays/<case>.png for the cases where the methods differ most.
 
-Modules: reading.py (methods, cases, labels), table.py (evaluation, aggregation, tables, CSV),
-paired.py and ranking.py (statistics), plots.py and overlays.py (PNGs), output.py (output folder),
-run.py (:func:`compare`, the whole run), this file (the command line).
+Modules: reading.py (methods, cases, labels), checks.py (input files), table.py (evaluation,
+aggregation, tables, CSV), empty.py (empty masks), paired.py, ranking.py and pairwise.py
+(statistics), plots.py and overlays.py (PNGs), output.py (output folder), run.py (:func:`compare`,
+the whole run), this file (the command line).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ import sys
 
 from nnunet_losses.evaluation import CONVENTIONS, LESION_METRICS, METRICS
 
+from .empty import EMPTY_CONVENTIONS
 from .paired import BOOTSTRAP_DRAWS
 from .ranking import RANK_DRAWS
 from .reading import dataset_json_for_folders, load_json, methods_from_folders, methods_from_results
@@ -87,6 +93,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rank-bootstrap", type=int, default=RANK_DRAWS,
                    help=f"bootstrap samples of the ranking (default {RANK_DRAWS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws (default 0)")
+    p.add_argument("--holm-across-metrics", action="store_true",
+                   help="one Holm family over every metric shown (default: each metric its own family)")
+    p.add_argument("--empty", choices=list(EMPTY_CONVENTIONS), default="score",
+                   help="empty masks: 'score' (both empty = perfect, one empty = worst; Metrics Reloaded / BraTS; "
+                        "default) or 'nan' (left out of means, tests and rankings)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="a reference case without prediction, or a fold missing a case, is a warning, not an error "
+                        "(like nnU-Net's --chill)")
+    p.add_argument("--warn-bad-input", action="store_true",
+                   help="labels that dataset.json does not declare and predictions with another origin or direction "
+                        "than their reference are warnings (in summary.md), not errors")
     p.add_argument("--overlays", type=int, default=3, help="overlay PNGs of the N most different cases (0: none)")
     p.add_argument("-np", "--num-processes", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -127,10 +144,14 @@ def main(argv=None):
                      surface_convention=a.surface_convention, std="std" if a.std == "cases" else "std_folds",
                      baseline=a.baseline, ranking=a.ranking, bootstrap=a.bootstrap, rank_bootstrap=a.rank_bootstrap,
                      seed=a.seed, n_overlays=a.overlays, num_processes=a.num_processes, overwrite=a.overwrite,
-                     progress=not a.no_progress, command=command)
+                     progress=not a.no_progress, command=command, empty=a.empty,
+                     holm_across_metrics=a.holm_across_metrics, allow_missing=a.allow_missing,
+                     warn_bad_input=a.warn_bad_input, all_references=not a.trainers)
     print(result.markdown)
     for line in result.holds:
         print(line)
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"Tables, CSV and plots: {os.path.abspath(a.output)}")
     return result.per_case, result.summary
 

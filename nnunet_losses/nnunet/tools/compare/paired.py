@@ -12,11 +12,29 @@ For every other method, class (and the "mean" row) and metric, over the cases bo
   together: they are not independent). Draws: ``numpy.random.default_rng(seed).integers(0, n,
   size=(draws, n))`` over the cases in sorted order, the same for every comparison with the same
   ``n``; 10 000 draws by default; percentiles with linear interpolation (``numpy.percentile``).
-- **p_value**: two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon`` with its defaults:
-  zero differences dropped, exact distribution for small samples without ties) on the per-case
-  differences (mean over the case's pairs: one value per case, the independent unit). 1 when every
-  difference is zero; NaN with fewer than two cases.
-- **p_holm**: Holm's step-down correction over all methods x classes of one metric.
+- **n_nonzero**: the cases whose per-case difference is not zero (within 1e-12): the Wilcoxon
+  test's effective sample size. Below 6 no two-sided exact p can reach 0.05 (the smallest is
+  2 / 2^n_nonzero), so ``note`` says so instead of a silent "no difference".
+- **hl**: the Hodges-Lehmann estimate of the paired difference, the median of the Walsh averages
+  ``(d_i + d_j) / 2, i <= j`` of the per-case differences (Hodges & Lehmann 1963; the estimate that
+  goes with the Wilcoxon test); **hl_ci_low, hl_ci_high**: its distribution-free 95% interval, the
+  Walsh averages of order C and M + 1 - C (M = n(n+1)/2; C from the exact signed-rank distribution
+  below 50 cases, the normal approximation from 50 on; Hollander & Wolfe, "Nonparametric Statistical
+  Methods", ch. 3.3; R's ``wilcox.test(conf.int=TRUE)``): a bootstrap of the HL estimate would cost
+  O(draws x n^2) per comparison (about 8 s for 100 cases and 10 000 draws). NaN when n is too small
+  for a 95% interval (n < 6).
+- **p_value**: two-sided Wilcoxon signed-rank test on the per-case differences (mean over the
+  case's pairs: one value per case, the independent unit), zero differences dropped (Wilcoxon's
+  convention), with an explicit method so that the p-value does not depend on the SciPy version
+  (:func:`wilcoxon_p`): the exact null distribution below 50 non-zero differences (SciPy rounds a
+  non-integral statistic conservatively when |differences| tie), the normal approximation without
+  continuity correction from 50 on. 1 when every difference is zero; NaN with fewer than two cases.
+- **p_holm**: Holm's step-down correction (Holm 1979) over one *family* (:func:`holm_families`):
+  per metric, every method x foreground class; the "mean" rows form their own family (one per
+  method). With a single foreground class the "mean" row repeats the class row, and so does its
+  p_holm (a family of the same size). Each metric is its own family (no control across metrics)
+  unless ``across_metrics``: then one family over every metric shown (class rows), and one for the
+  "mean" rows. Only p-values are adjusted: the CIs stay plain 95% intervals.
 - **wins, ties, losses**: cases where the method is better than, equal to, worse than the baseline,
   by the per-case difference and the metric's direction (lower is better for HD95, lesion FPR and
   the Betti errors). Differences within 1e-12 of zero are ties (and zero for the Wilcoxon test).
@@ -34,11 +52,14 @@ from nnunet_losses.evaluation import METRICS
 
 from .table import MEAN, digits
 
-PAIRED_COLUMNS = ["metric", "class", "method", "baseline", "n", "mean_diff", "ci_low", "ci_high", "p_value",
-                  "p_holm", "wins", "ties", "losses"]
+PAIRED_COLUMNS = ["metric", "class", "method", "baseline", "n", "n_nonzero", "mean_diff", "ci_low", "ci_high", "hl",
+                  "hl_ci_low", "hl_ci_high", "p_value", "p_holm", "wins", "ties", "losses", "note"]
 ALPHA = 0.05
 BOOTSTRAP_DRAWS = 10_000
 TIE = 1e-12
+EXACT_BELOW = 50  # non-zero differences: exact Wilcoxon distribution below, normal approximation from here on
+MIN_NONZERO = 6   # below: no two-sided exact p reaches 0.05 (2 / 2**5 = 0.0625)
+FEW_NONZERO = f"n_nonzero < {MIN_NONZERO}: no two-sided p can reach {ALPHA:g}"
 
 
 def draw_counts(n: int, draws: int, seed: int) -> np.ndarray:
@@ -63,18 +84,71 @@ def bootstrap_ci(case_sums, case_counts, draws: int = BOOTSTRAP_DRAWS, seed: int
     return float(lo), float(hi)
 
 
-def wilcoxon_p(differences) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of per-case differences (1 if all are zero, NaN for n < 2)."""
+def wilcoxon_p(differences, alternative: str = "two-sided") -> float:
+    """Wilcoxon signed-rank p-value of per-case differences, the same with every SciPy >= 1.15.
+
+    Differences within 1e-12 of zero are dropped (Wilcoxon's zero method); with fewer than 50 left the
+    exact null distribution (``method="exact"``), else the normal approximation without continuity
+    correction (``method="asymptotic"``). 1 if every difference is zero, NaN for fewer than 2 differences.
+    ``alternative``: "two-sided", or "greater" / "less" (the differences tend to be positive / negative).
+    """
     d = np.asarray(differences, dtype=np.float64)
     if d.size < 2:
         return float("nan")
-    if not np.any(d):
+    nonzero = d[np.abs(d) > TIE]
+    if nonzero.size == 0:
         return 1.0
     from scipy.stats import wilcoxon
 
+    method = "exact" if nonzero.size < EXACT_BELOW else "asymptotic"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small-sample and tie warnings: the p-value is still the documented one
-        return float(wilcoxon(d).pvalue)
+        return float(wilcoxon(nonzero, zero_method="wilcox", correction=False, alternative=alternative,
+                              method=method).pvalue)
+
+
+def hodges_lehmann(differences) -> float:
+    """Median of the Walsh averages ``(d_i + d_j) / 2, i <= j`` (NaN for no difference)."""
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size == 0:
+        return float("nan")
+    i, j = np.triu_indices(d.size)
+    return float(np.median((d[i] + d[j]) / 2))
+
+
+def signed_rank_cdf(n: int) -> np.ndarray:
+    """P(T+ <= t), t = 0 .. n(n+1)/2: the exact null distribution of Wilcoxon's signed-rank statistic
+    (every subset of the ranks 1..n equally likely; counted by dynamic programming)."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for r in range(1, n + 1):
+        counts[r:] = counts[r:] + counts[:-r].copy()
+    return np.cumsum(counts) / 2.0 ** n
+
+
+def hodges_lehmann_interval(differences, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval of the Hodges-Lehmann estimate: Walsh averages of order C and M + 1 - C.
+
+    C = the largest integer with P(T+ <= C - 1) <= (1 - level) / 2 (exact below 50 differences, normal
+    approximation from 50 on); (NaN, NaN) when no such C >= 1 exists (n < 6 at 95%).
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    n = d.size
+    alpha = (1 - level) / 2
+    m = n * (n + 1) // 2
+    if n == 0:
+        return float("nan"), float("nan")
+    if n < EXACT_BELOW:
+        c = int(np.count_nonzero(signed_rank_cdf(n) <= alpha))  # P(T+ <= c - 1) <= alpha
+    else:
+        from scipy.stats import norm
+
+        c = int(np.floor(m / 2 - norm.ppf(1 - alpha) * np.sqrt(n * (n + 1) * (2 * n + 1) / 24)))
+    if c < 1:
+        return float("nan"), float("nan")
+    i, j = np.triu_indices(n)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    return float(walsh[c - 1]), float(walsh[m - c])
 
 
 def holm(p_values) -> np.ndarray:
@@ -88,6 +162,24 @@ def holm(p_values) -> np.ndarray:
     order = ok[np.argsort(p[ok], kind="stable")]
     adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     out[order] = adjusted
+    return out
+
+
+def holm_families(paired, across_metrics: bool = False) -> np.ndarray:
+    """p_holm of every row of ``paired`` (columns metric, class, p_value), family by family.
+
+    Families: the class rows of one metric (every method x foreground class), and the "mean" rows of
+    one metric (every method); with ``across_metrics`` the class rows of every metric form one family
+    and the "mean" rows of every metric another.
+    """
+    out = np.full(len(paired), np.nan)
+    is_mean = (paired["class"] == MEAN).to_numpy()
+    metric = paired["metric"].to_numpy()
+    p = paired["p_value"].to_numpy(dtype=np.float64)
+    for mean_rows in (False, True):
+        for m in ([None] if across_metrics else list(dict.fromkeys(metric))):
+            sel = np.flatnonzero((is_mean == mean_rows) & (True if m is None else metric == m))
+            out[sel] = holm(p[sel])
     return out
 
 
@@ -116,7 +208,7 @@ def _case_sums(values, case, ra, rb):
 
 
 def compare_pair(case_sums, case_counts, higher: bool, ci=(np.nan, np.nan)) -> dict:
-    """n, mean_diff, ci_low, ci_high, p_value, wins, ties, losses of one method against the baseline.
+    """Every column of paired.csv but the names and p_holm, for one method against the baseline.
 
     ``ci``: the bootstrap interval (:func:`bootstrap_ci`, computed by the caller, several at once).
     """
@@ -124,15 +216,19 @@ def compare_pair(case_sums, case_counts, higher: bool, ci=(np.nan, np.nan)) -> d
     c = np.asarray(case_counts, dtype=np.float64)
     n = int(s.size)
     if n == 0:
-        return {"n": 0, "mean_diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan,
-                "wins": 0, "ties": 0, "losses": 0}
+        return {"n": 0, "n_nonzero": 0, "mean_diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "hl": np.nan,
+                "hl_ci_low": np.nan, "hl_ci_high": np.nan, "p_value": np.nan, "wins": 0, "ties": 0, "losses": 0,
+                "note": ""}
     per_case = s / c
     per_case[np.abs(per_case) <= TIE] = 0.0
     better = per_case > 0 if higher else per_case < 0
     worse = per_case < 0 if higher else per_case > 0
-    return {"n": n, "mean_diff": float(s.sum() / c.sum()), "ci_low": float(ci[0]), "ci_high": float(ci[1]),
+    n_nonzero = int(np.count_nonzero(per_case))
+    hl_lo, hl_hi = hodges_lehmann_interval(per_case)
+    return {"n": n, "n_nonzero": n_nonzero, "mean_diff": float(s.sum() / c.sum()), "ci_low": float(ci[0]),
+            "ci_high": float(ci[1]), "hl": hodges_lehmann(per_case), "hl_ci_low": hl_lo, "hl_ci_high": hl_hi,
             "p_value": wilcoxon_p(per_case), "wins": int(better.sum()), "ties": int((per_case == 0).sum()),
-            "losses": int(worse.sum())}
+            "losses": int(worse.sum()), "note": FEW_NONZERO if 0 < n_nonzero < MIN_NONZERO else ""}
 
 
 def _bootstrap_many(sums, counts, draws: int, seed: int):
@@ -152,8 +248,9 @@ def _bootstrap_many(sums, counts, draws: int, seed: int):
 
 
 def paired_comparison(df, metrics, methods, baseline: int, class_order, draws: int = BOOTSTRAP_DRAWS,
-                      seed: int = 0):
-    """paired.csv as a DataFrame (PAIRED_COLUMNS): every method but ``baseline`` (an index into ``methods``)."""
+                      seed: int = 0, across_metrics: bool = False):
+    """paired.csv as a DataFrame (PAIRED_COLUMNS): every method but ``baseline`` (an index into ``methods``);
+    ``across_metrics``: one Holm family over every metric (:func:`holm_families`)."""
     import pandas as pd
 
     case = pd.factorize(df["case"], sort=True)[0]
@@ -179,10 +276,7 @@ def paired_comparison(df, metrics, methods, baseline: int, class_order, draws: i
              **compare_pair(s, c, METRICS[metric][1], ci)}
             for (metric, mi, cls), s, c, ci in zip(keys, sums, counts, cis)]
     out = pd.DataFrame(rows, columns=[c for c in PAIRED_COLUMNS if c != "p_holm"])
-    out["p_holm"] = np.nan
-    for metric in metrics:  # one family per metric: every method x class
-        sel = (out.metric == metric).to_numpy()
-        out.loc[sel, "p_holm"] = holm(out.loc[sel, "p_value"].to_numpy())
+    out["p_holm"] = holm_families(out, across_metrics)
     return out[PAIRED_COLUMNS]
 
 
@@ -209,7 +303,8 @@ def paired_section(paired, metric: str, methods, baseline: int, class_order, nam
     lines = [f"## Paired differences: {title} (method − {base}; {'higher' if higher else 'lower'} is better)", "",
              f"Mean difference over the paired cases [95% bootstrap CI], Holm-corrected Wilcoxon p, "
              f"wins/ties/losses against {base}. **▲** / **▼**: the difference holds (CI excludes 0 and "
-             f"p_holm < {ALPHA:g}) in favour of / against the method.", "",
+             f"p_holm < {ALPHA:g}) in favour of / against the method. †: fewer than {MIN_NONZERO} cases differ "
+             f"(n_nonzero), so no two-sided p can reach {ALPHA:g}. Hodges-Lehmann estimates: paired.csv.", "",
              "| " + " | ".join(["Class"] + others) + " |", "|" + "---|" * (len(others) + 1)]
     for cls in class_order:
         cells = []
@@ -221,6 +316,7 @@ def paired_section(paired, metric: str, methods, baseline: int, class_order, nam
             ci = f" [{r['ci_low']:+.{d}f}, {r['ci_high']:+.{d}f}]" if np.isfinite(r["ci_low"]) else ""
             pv = f", p {r['p_holm']:.2g}" if np.isfinite(r["p_holm"]) else ""
             cell = f"{r['mean_diff']:+.{d}f}{ci}{pv}, {r['wins']}/{r['ties']}/{r['losses']}"
+            cell += " †" if r["note"] else ""
             v = verdict({**r, "metric": metric})
             cells.append(f"**{cell} {'▲' if v > 0 else '▼'}**" if v else cell)
         label = "**mean**" if cls == MEAN else names.get(cls, cls)
@@ -235,9 +331,11 @@ def holds_lines(paired, methods, baseline: int, names) -> list[str]:
     for i, m in enumerate(methods):
         if i == baseline:
             continue
-        favour, against = [], []
+        favour, against, few = [], [], []
         for _, r in paired[paired.method == m.name].iterrows():
             v = verdict(r)
+            if r["note"]:
+                few.append(f"{r['metric']} {'mean' if r['class'] == MEAN else names.get(r['class'], r['class'])}")
             if v:
                 label = "mean" if r["class"] == MEAN else names.get(r["class"], r["class"])
                 diff = f"{r['mean_diff']:+.{digits(r['metric'])}f}"
@@ -248,4 +346,7 @@ def holds_lines(paired, methods, baseline: int, names) -> list[str]:
             out.append(f"{m.name} vs {base}: " + "; ".join(parts))
         else:
             out.append(f"{m.name} vs {base}: no difference holds (95% CI excluding 0 and Holm p < {ALPHA:g})")
+        if few:
+            out[-1] += (f"; fewer than {MIN_NONZERO} cases differ (no p can reach {ALPHA:g}, more cases needed) in: "
+                        + ", ".join(few))
     return out

@@ -197,6 +197,35 @@ def build_jobs(methods, ref_dir: str, ending: str):
     return [(case, refs[case], per_case[case]) for case in sorted(per_case)]
 
 
+def missing_cases(methods, ref_dir: str, ending: str, all_references: bool = True) -> list[str]:
+    """One message per missing prediction (empty list: nothing missing).
+
+    - with ``all_references`` (prediction folders against a test set's labels): a reference case
+      that no method predicted;
+    - a method whose folds share cases (each fold's model predicting the same test set) must have
+      every one of its cases in every fold; folds without a common case (a cross-validation: every
+      case in one fold) are not checked.
+    """
+    refs = set(case_files(ref_dir, ending))
+    fold_cases = [[(fold, folder, set(case_files(folder, ending))) for fold, folder in m.folds] for m in methods]
+    out = []
+    if all_references:
+        predicted = set().union(*(c for folds in fold_cases for _, _, c in folds))
+        for case in sorted(refs - predicted):
+            out.append(f"reference case {case} ({os.path.join(ref_dir, case + ending)}) has no prediction in any "
+                       f"method's folder")
+    for m, folds in zip(methods, fold_cases):
+        shared = any(a[2] & b[2] for i, a in enumerate(folds) for b in folds[i + 1:])
+        if not shared:
+            continue
+        union = set().union(*(c for _, _, c in folds))
+        for fold, folder, cases in folds:
+            for case in sorted(union - cases):
+                out.append(f"method {m.name}: fold {fold} ({folder}) has no prediction of case {case}, which its "
+                           f"other folds predicted")
+    return out
+
+
 def read_seg(reader, path: str):
     """(label image as int32 (nnU-Net's layout, channel dropped), properties) of one segmentation file."""
     seg, props = reader.read_seg(path)

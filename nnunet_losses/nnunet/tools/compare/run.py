@@ -7,10 +7,13 @@ from typing import Any, NamedTuple, Optional
 
 from nnunet_losses.evaluation import CONVENTIONS, LESION_METRICS, METRICS
 
+from .checks import check_inputs
+from .empty import EMPTY_CONVENTIONS
 from .output import check_output, staging_folder
 from .paired import BOOTSTRAP_DRAWS, holds_lines, paired_comparison, paired_section
-from .ranking import RANK_DRAWS, ranking_section, ranking_table
-from .reading import build_jobs, parse_labels
+from .pairwise import pairwise_section, pairwise_table
+from .ranking import RANK_DRAWS, consensus_section, consensus_table, ranking_section, ranking_table
+from .reading import build_jobs, missing_cases, parse_labels
 from .table import (DEFAULT_METRICS, MEAN, MetricOptions, aggregate, evaluate, metric_section, summary_header,
                     write_per_case_csv, write_summary_csv)
 
@@ -23,6 +26,9 @@ class CompareResult(NamedTuple):
     paired: Optional[Any]    # DataFrame: paired.csv (None without a baseline)
     ranking: Optional[Any]   # DataFrame: ranking.csv (None without ranking)
     holds: list              # console lines: which paired differences hold, one per method
+    warnings: list = []      # input problems let through by allow_missing / warn_bad_input (also in summary.md)
+    pairwise: Optional[Any] = None   # DataFrame: pairwise.csv (None without ranking)
+    consensus: Optional[Any] = None  # DataFrame: consensus.csv (None without ranking or with one metric)
 
 
 def check_metrics(metrics, lesions: bool) -> list:
@@ -37,8 +43,10 @@ def check_metrics(metrics, lesions: bool) -> list:
 
 
 def _check_options(methods, reference, dataset_json, std, tolerance, percentile, surface_convention, baseline,
-                   ranking, bootstrap, rank_bootstrap):
+                   ranking, bootstrap, rank_bootstrap, empty):
     """Every check that needs no file content; returns the baseline's index (or None)."""
+    if empty not in EMPTY_CONVENTIONS:
+        raise ValueError(f"--empty must be one of {list(EMPTY_CONVENTIONS)}, got {empty!r}")
     if std not in ("std", "std_folds"):
         raise ValueError(f"std must be 'std' (over cases) or 'std_folds', got {std!r}")
     if surface_convention not in CONVENTIONS:
@@ -74,7 +82,9 @@ def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images
             surface_convention: str = "monai", std: str = "std", baseline: str | None = None,
             ranking: bool = False, bootstrap: int = BOOTSTRAP_DRAWS, rank_bootstrap: int = RANK_DRAWS,
             seed: int = 0, n_overlays: int = 3, num_processes: int = 1, overwrite: bool = False,
-            progress: bool = True, command: str | None = None) -> CompareResult:
+            progress: bool = True, command: str | None = None, empty: str = "score",
+            holm_across_metrics: bool = False, allow_missing: bool = False, warn_bad_input: bool = False,
+            all_references: bool = True) -> CompareResult:
     """Evaluate ``methods`` against the reference folder and write tables, CSVs, statistics and plots to ``out_dir``.
 
     Args:
@@ -93,92 +103,183 @@ def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images
         ranking: rank the methods per case, with bootstrap rank frequencies (ranking.csv).
         bootstrap, rank_bootstrap, seed: bootstrap samples of the paired CIs and of the ranking, and the seed.
         n_overlays: overlay PNGs of the cases where the methods differ most (0: none).
-        num_processes: worker processes for the evaluation of the cases.
+        num_processes: worker processes for the checks and the evaluation of the cases.
         overwrite, progress, command: replace this tool's files in ``out_dir``; progress bars; the
             command line recorded in summary.md and settings.json.
+        empty: "score" (empty masks scored: both empty = perfect, one empty = worst) or "nan" (left out); empty.py.
+        holm_across_metrics: one Holm family over every metric instead of one per metric (paired.py).
+        allow_missing: a reference case without prediction, or a fold without a case its other folds
+            have, is a warning instead of an error (nnU-Net's ``--chill``).
+        warn_bad_input: undeclared labels and differing origins / directions are warnings, not errors.
+        all_references: every reference case must be predicted (False for cross-validation results,
+            whose reference folder holds every training case).
 
-    Every argument is checked before any case is read; errors are ValueErrors with a clear message.
+    Every argument is checked, and every file read and checked (checks.py), before any metric is
+    computed; errors are ValueErrors with a clear message.
     """
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-
     metrics = check_metrics(metrics, lesions)
     base = _check_options(methods, reference, dataset_json, std, tolerance, percentile, surface_convention,
-                          baseline, ranking, bootstrap, rank_bootstrap)
+                          baseline, ranking, bootstrap, rank_bootstrap, empty)
     out_dir = os.path.abspath(out_dir)
     check_output(out_dir, overwrite)
+    inputs = _inputs(methods, reference, dataset_json, base is not None or ranking, allow_missing, all_references,
+                     warn_bad_input, num_processes, progress)
+    options = MetricOptions.for_metrics(metrics, tolerance=tolerance, percentile=percentile, lesions=lesions,
+                                        surface_convention=surface_convention, empty=empty)
+
+    df, metric_cols = evaluate(inputs.jobs, inputs.reader_class, inputs.classes, inputs.ignore, options,
+                               num_processes, progress)
+    summary = aggregate(df, metric_cols)
+    stats = _statistics(df, metrics, methods, base, ranking, inputs.class_order, bootstrap, rank_bootstrap, seed,
+                        holm_across_metrics)
+    holds = [] if stats.paired is None else holds_lines(stats.paired, methods, base, inputs.names)
+    md_text = _markdown(df, summary, stats, metrics, methods, base, inputs, reference, options, std, command)
+    settings = {"command": command, "reference": reference, "images": images, "tolerance_mm": tolerance,
+                "percentile": percentile, "surface_convention": surface_convention, "lesions": lesions,
+                "metrics": metrics, "std": std, "baseline": baseline, "ranking": ranking,
+                "bootstrap": bootstrap, "rank_bootstrap": rank_bootstrap, "seed": seed, "empty": empty,
+                "holm_across_metrics": holm_across_metrics, "allow_missing": allow_missing,
+                "warn_bad_input": warn_bad_input, "warnings": inputs.warnings, "classes": dict(inputs.names),
+                "ignore_label": inputs.ignore, "methods": [{"name": m.name, "folds": dict(m.folds)} for m in methods]}
+    with staging_folder(out_dir) as staging:
+        _write_tables(staging, df, summary, stats, methods, inputs.names, md_text, settings)
+        _write_plots(staging, df, summary, stats, metrics, methods, inputs, images, n_overlays, progress)
+    return CompareResult(df, summary, md_text, stats.paired, stats.ranking, holds, inputs.warnings, stats.pairwise,
+                         stats.consensus)
+
+
+class Inputs(NamedTuple):
+    """What :func:`_inputs` found: labels, the checked cases and the reader of their files."""
+    classes: list            # foreground labels or regions (reading.parse_labels)
+    names: dict              # {str(class): name}
+    ignore: Optional[int]    # nnU-Net's ignore label
+    class_order: list        # str(class) for every class, then "mean": the rows of the tables
+    ending: str              # dataset.json's file ending
+    jobs: list               # reading.build_jobs
+    reader_class: Any        # nnU-Net's reader for the file ending
+    warnings: list           # problems let through by allow_missing / warn_bad_input
+
+
+def _inputs(methods, reference, dataset_json, statistics: bool, allow_missing: bool, all_references: bool,
+            warn_bad_input: bool, num_processes: int, progress: bool) -> Inputs:
+    """Labels, cases and every file checked (checks.py), before any metric is computed."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
     classes, names, ignore = parse_labels(dataset_json)
-    names = {str(c): n for c, n in names.items()}
     ending = dataset_json.get("file_ending")
     if not ending:
         raise ValueError("dataset.json has no 'file_ending'")
-    jobs = build_jobs(methods, reference, ending)
-    if (base is not None or ranking) and len(jobs) < 2:
+    jobs, warnings = _cases(methods, reference, ending, allow_missing, all_references)
+    if statistics and len(jobs) < 2:
         raise ValueError(f"paired statistics and rankings need at least two cases that every method predicts; "
                          f"found {len(jobs)}")
     reader_class = determine_reader_writer_from_dataset_json(dataset_json, jobs[0][1], verbose=False)
-    options = MetricOptions.for_metrics(metrics, tolerance=tolerance, percentile=percentile, lesions=lesions,
-                                        surface_convention=surface_convention)
+    warnings += _check_files(jobs, reader_class, dataset_json, methods, warn_bad_input, num_processes, progress)
+    return Inputs(classes, {str(c): n for c, n in names.items()}, ignore, [str(c) for c in classes] + [MEAN], ending,
+                  jobs, reader_class, warnings)
 
-    df, metric_cols = evaluate(jobs, reader_class, classes, ignore, options, num_processes, progress)
-    class_order = [str(c) for c in classes] + [MEAN]
-    summary = aggregate(df, metric_cols)
-    paired = None if base is None else paired_comparison(df, metrics, methods, base, class_order, bootstrap, seed)
-    ranks = ranking_table(df, metrics, methods, rank_bootstrap, seed) if ranking else None
-    holds = [] if paired is None else holds_lines(paired, methods, base, names)
 
+class Statistics(NamedTuple):
+    """The statistics tables of one run (None where not asked for)."""
+    paired: Optional[Any]
+    ranking: Optional[Any]
+    pairwise: Optional[Any]
+    consensus: Optional[Any]
+
+
+def _statistics(df, metrics, methods, base, ranking: bool, class_order, bootstrap, rank_bootstrap, seed,
+                holm_across_metrics) -> Statistics:
+    """paired.csv (with a baseline); ranking.csv, pairwise.csv and consensus.csv (with ranking)."""
+    paired = None if base is None else paired_comparison(df, metrics, methods, base, class_order, bootstrap, seed,
+                                                         holm_across_metrics)
+    if not ranking:
+        return Statistics(paired, None, None, None)
+    ranks = ranking_table(df, metrics, methods, rank_bootstrap, seed, class_order)
+    ranked = [m for m in metrics if (ranks.metric == m).any()]
+    consensus = consensus_table(ranks, ranked) if len(ranked) > 1 else None
+    return Statistics(paired, ranks, pairwise_table(df, ranked, methods), consensus)
+
+
+def _cases(methods, reference, ending, allow_missing: bool, all_references: bool):
+    """(jobs of :func:`reading.build_jobs`, warnings): missing predictions fail unless ``allow_missing``."""
+    missing = missing_cases(methods, reference, ending, all_references)
+    if missing and not allow_missing:
+        raise ValueError(f"{len(missing)} prediction(s) missing: " + "; ".join(missing[:10]) +
+                         ("; ..." if len(missing) > 10 else "") + ". Predict these cases, or pass --allow-missing "
+                         "to compare the cases that are there (nnU-Net's --chill)")
+    return build_jobs(methods, reference, ending), [f"missing: {m}" for m in missing]
+
+
+def _check_files(jobs, reader_class, dataset_json, methods, warn_bad_input: bool, num_processes: int,
+                 progress: bool) -> list:
+    """Warnings of :func:`checks.check_inputs`; a ValueError listing every problem that is an error."""
+    hard, soft = check_inputs(jobs, reader_class, dataset_json, [m.name for m in methods], num_processes, progress)
+    errors = hard + ([] if warn_bad_input else soft)
+    if errors:
+        raise ValueError(f"{len(errors)} problem(s) in the input files, found before any metric was computed:\n  "
+                         + "\n  ".join(errors))
+    return soft
+
+
+def _markdown(df, summary, stats: Statistics, metrics, methods, base, inputs: Inputs, reference, options, std,
+              command) -> str:
+    """summary.md: header, warnings, one table per metric, then the paired, ranking and consensus tables."""
+    class_order, names, warnings = inputs.class_order, inputs.names, inputs.warnings
     n_cases = df[df["class"] == MEAN].groupby("method").size().max()
     sections = [metric_section(summary, m, methods, class_order, names, std) for m in metrics]
-    if paired is not None:
-        sections += [paired_section(paired, m, methods, base, class_order, names) for m in metrics]
-    if ranks is not None:
-        sections += [ranking_section(ranks, m) for m in metrics if (ranks.metric == m).any()]
-    md_text = summary_header(methods, n_cases, reference, options, std, command) + "\n\n" + \
-        "\n\n".join(sections) + "\n"
-
-    with staging_folder(out_dir) as staging:
-        write_per_case_csv(df, methods, names, os.path.join(staging, "per_case.csv"))
-        write_summary_csv(summary, methods, names, os.path.join(staging, "summary.csv"))
-        if paired is not None:
-            paired.to_csv(os.path.join(staging, "paired.csv"), index=False, na_rep="nan")
-        if ranks is not None:
-            ranks.to_csv(os.path.join(staging, "ranking.csv"), index=False, na_rep="nan")
-        with open(os.path.join(staging, "summary.md"), "w") as f:
-            f.write(md_text)
-        settings = {"command": command, "reference": reference, "images": images, "tolerance_mm": tolerance,
-                    "percentile": percentile, "surface_convention": surface_convention, "lesions": lesions,
-                    "metrics": metrics, "std": std, "baseline": baseline, "ranking": ranking,
-                    "bootstrap": bootstrap, "rank_bootstrap": rank_bootstrap, "seed": seed,
-                    "classes": dict(names), "ignore_label": ignore,
-                    "methods": [{"name": m.name, "folds": dict(m.folds)} for m in methods]}
-        with open(os.path.join(staging, "settings.json"), "w") as f:
-            json.dump(settings, f, indent=2)
-        _write_plots(staging, df, summary, ranks, metrics, methods, class_order, names, jobs, reader_class, images,
-                     ending, classes, ignore, n_overlays, progress)
-    return CompareResult(df, summary, md_text, paired, ranks, holds)
+    if stats.paired is not None:
+        sections += [paired_section(stats.paired, m, methods, base, class_order, names) for m in metrics]
+    if stats.ranking is not None:
+        for m in metrics:
+            if (stats.ranking.metric == m).any():
+                sections += [ranking_section(stats.ranking, m), pairwise_section(stats.pairwise, m)]
+    if stats.consensus is not None:
+        sections.append(consensus_section(stats.consensus))
+    header = summary_header(methods, n_cases, reference, options, std, command)
+    if warnings:
+        header += "\n\n## Warnings\n\n" + "\n".join(f"- {w}" for w in warnings)
+    return header + "\n\n" + "\n\n".join(sections) + "\n"
 
 
-def _write_plots(staging, df, summary, ranks, metrics, methods, class_order, names, jobs, reader_class, images,
-                 ending, classes, ignore, n_overlays, progress):
-    """plots/<metric>_bars.png, plots/<metric>_box.png, plots/ranking_<metric>.png, overlays/<case>.png."""
+def _write_tables(staging, df, summary, stats: Statistics, methods, names, md_text, settings):
+    """per_case.csv, summary.csv, paired.csv, ranking.csv, pairwise.csv, consensus.csv, summary.md, settings.json."""
+    write_per_case_csv(df, methods, names, os.path.join(staging, "per_case.csv"))
+    write_summary_csv(summary, methods, names, os.path.join(staging, "summary.csv"))
+    for name, table in stats._asdict().items():
+        if table is not None:
+            table.to_csv(os.path.join(staging, f"{name}.csv"), index=False, na_rep="nan")
+    with open(os.path.join(staging, "summary.md"), "w") as f:
+        f.write(md_text)
+    with open(os.path.join(staging, "settings.json"), "w") as f:
+        json.dump(settings, f, indent=2)
+
+
+def _write_plots(staging, df, summary, stats: Statistics, metrics, methods, inputs: Inputs, images, n_overlays,
+                 progress):
+    """plots/<metric>_bars.png, <metric>_box.png, ranking_<metric>.png, significance_<metric>.png; overlays/<case>.png."""
     from tqdm import tqdm
 
     from .overlays import pick_overlay_cases, write_overlay
-    from .plots import plot_bars, plot_boxes, plot_ranking
+    from .plots import plot_bars, plot_boxes, plot_ranking, plot_significance
 
+    class_order, names = inputs.class_order, inputs.names
     plots = os.path.join(staging, "plots")
     steps = [lambda m=m: plot_bars(summary, m, methods, class_order, names, os.path.join(plots, f"{m}_bars.png"))
              for m in metrics]
     steps += [lambda m=m: plot_boxes(df, m, methods, class_order, names, os.path.join(plots, f"{m}_box.png"))
               for m in metrics]
-    if ranks is not None:
-        steps += [lambda m=m: plot_ranking(ranks, m, os.path.join(plots, f"ranking_{m}.png"))
-                  for m in metrics if (ranks.metric == m).any()]
-    reader = reader_class()
-    by_case = {job[0]: job for job in jobs}
+    if stats.ranking is not None:
+        ranks, pairs = stats.ranking, stats.pairwise
+        ranked = [m for m in metrics if (ranks.metric == m).any()]
+        steps += [lambda m=m: plot_ranking(ranks, m, os.path.join(plots, f"ranking_{m}.png")) for m in ranked]
+        steps += [lambda m=m: plot_significance(pairs, ranks, m, os.path.join(plots, f"significance_{m}.png"))
+                  for m in ranked]
+    reader = inputs.reader_class()
+    by_case = {job[0]: job for job in inputs.jobs}
     overlays = os.path.join(staging, "overlays")
     for case in pick_overlay_cases(df, len(methods), n_overlays):
         steps.append(lambda c=case: (os.makedirs(overlays, exist_ok=True),
-                                     write_overlay(c, by_case[c], df, methods, reader, images, ending, classes,
-                                                   ignore, os.path.join(overlays, f"{c}.png"))))
+                                     write_overlay(c, by_case[c], df, methods, reader, images, inputs.ending,
+                                                   inputs.classes, inputs.ignore, os.path.join(overlays, f"{c}.png"))))
     for step in tqdm(steps, desc="compare: plots", disable=not progress):
         step()

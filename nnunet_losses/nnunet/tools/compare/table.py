@@ -1,8 +1,8 @@
 """The metrics table: every case evaluated, aggregated per method and class, written as Markdown and CSV.
 
 - :func:`evaluate` runs :func:`evaluate_case` over all cases (in ``num_processes`` worker processes;
-  the skeletons of the topology metrics are the costliest part) and adds, per (method, fold, case),
-  a "mean" row: the NaN-mean over the classes defined for that case.
+  the skeletons of the topology metrics are the costliest part), scores empty masks (empty.py) and
+  adds, per (method, fold, case), a "mean" row: the NaN-mean over the classes defined for that case.
 - :func:`aggregate`: mean and sample std over all cases of all folds (NaN left out), n, and the std of
   the per-fold means (``std_folds``) with the number of folds.
 - :func:`markdown_table`: rows = classes + mean, columns = methods, ``mean ± std``, the best mean of a
@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnunet_losses.evaluation import METRICS, TOPOLOGY_METRICS, case_metrics
+from nnunet_losses.evaluation.surface import squeeze_spacing
 
+from .empty import empty_kind, score_empty
 from .reading import read_seg
 
 DEFAULT_METRICS = ["dice", "iou", "hd95", "nsd", "precision", "recall"]
@@ -34,6 +36,7 @@ class MetricOptions:
     lesions: bool = False             # lesion-wise TPR / FPR
     topology: tuple = ()              # topology metrics to compute (subset of TOPOLOGY_METRICS)
     surface_convention: str = "monai"  # "monai" or "deepmind" for hd95 and nsd
+    empty: str = "score"              # empty masks: "score" (perfect / worst values) or "nan" (empty.py)
 
     @classmethod
     def for_metrics(cls, metrics, **kwargs) -> "MetricOptions":
@@ -42,48 +45,57 @@ class MetricOptions:
 
 
 def evaluate_case(job, reader_class, classes, ignore, options: MetricOptions):
-    """Metric rows of every (method, fold) prediction of one case (runs in worker processes)."""
+    """Metric rows of every (method, fold) prediction of one case (runs in worker processes).
+
+    The files were checked first (checks.py: shapes, spacings, labels, origins); ``empty`` of each row
+    says which mask is empty (empty.py), and with ``options.empty == "score"`` those values are scored.
+    """
     case, ref_path, preds = job
     reader = reader_class()
     ref, props = read_seg(reader, ref_path)
     spacing = tuple(float(v) for v in props["spacing"])
+    ndim = len(squeeze_spacing(ref.shape, spacing)[0])
     rows = []
     for mi, fold, path in preds:
-        pred, pprops = read_seg(reader, path)
-        if pred.shape != ref.shape:
-            raise ValueError(f"{path} has shape {pred.shape}, its reference {ref_path} {ref.shape}")
-        if not np.allclose(pprops["spacing"], spacing, rtol=1e-3):
-            raise ValueError(f"{path} has spacing {tuple(float(v) for v in pprops['spacing'])}, its reference "
-                             f"{ref_path} {spacing}: predictions must be on the reference's grid")
+        pred, _ = read_seg(reader, path)
         per_class = case_metrics(pred, ref, classes, spacing, ignore, options.tolerance, options.percentile,
                                  options.lesions, topology=options.topology,
                                  surface_convention=options.surface_convention)
         for c, m in per_class.items():
-            rows.append({"method": mi, "fold": fold, "case": case, "class": str(c), **m})
+            kind = empty_kind(m["n_ref"], m["n_pred"])
+            if options.empty == "score":
+                m = score_empty(m, kind, ndim)
+            rows.append({"method": mi, "fold": fold, "case": case, "class": str(c), **m, "empty": kind})
     return rows
+
+
+def run_cases(work, jobs, num_processes: int = 1, progress: bool = True, desc: str = "compare: cases"):
+    """``work(job)`` for every job, in order, in ``num_processes`` spawned worker processes (1: in this one)."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
+        if num_processes > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
+                for r in pool.imap(work, jobs):
+                    yield r
+                    bar.update()
+        else:
+            for job in jobs:
+                yield work(job)
+                bar.update()
 
 
 def evaluate(jobs, reader_class, classes, ignore, options: MetricOptions, num_processes: int = 1,
              progress: bool = True):
     """(per-case DataFrame with the "mean" rows, metric columns): every job of :func:`reading.build_jobs`."""
+    from functools import partial
+
     import pandas as pd
-    from tqdm import tqdm
 
-    rows = []
-    with tqdm(total=len(jobs), desc="compare: cases", disable=not progress) as bar:
-        if num_processes > 1:
-            import multiprocessing
-            from functools import partial
-
-            work = partial(evaluate_case, reader_class=reader_class, classes=classes, ignore=ignore, options=options)
-            with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
-                for r in pool.imap(work, jobs):
-                    rows += r
-                    bar.update()
-        else:
-            for job in jobs:
-                rows += evaluate_case(job, reader_class, classes, ignore, options)
-                bar.update()
+    work = partial(evaluate_case, reader_class=reader_class, classes=classes, ignore=ignore, options=options)
+    rows = [row for rows in run_cases(work, jobs, num_processes, progress) for row in rows]
     df = pd.DataFrame(rows)
     metric_cols = [m for m in METRICS if m in df.columns]
     return pd.concat([df, mean_rows(df, metric_cols)], ignore_index=True), metric_cols
@@ -95,6 +107,7 @@ def mean_rows(df, metric_cols):
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = df.groupby(["method", "fold", "case"], sort=False)[metric_cols].mean().reset_index()
     mean["class"] = MEAN
+    mean["empty"] = ""
     return mean
 
 

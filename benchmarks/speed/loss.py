@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 import nnunet_losses as nl
-from nnunet_losses import morphology
+from nnunet_losses.morphology import torch_ops as morphology
 
 #: (batch, patch) per dimension; "cpu" is the default on CPU, "gpu" nnU-Net's typical GPU sizes
 SIZES = {
@@ -189,7 +189,7 @@ def stored_maps(prob: Problem) -> Dict[str, List[torch.Tensor]]:
         maps["contour"].append(morphology.class_contours(t, c).contiguous())
         maps["offset_band"].append(morphology.offset_band(t, c, band=3).contiguous())
     cpu_targets = [t.cpu() for t in prob.targets]
-    from nnunet_losses.skeletons import skeleton_map
+    from nnunet_losses.morphology.skeletons import skeleton_map
     maps["skeleton"] = [torch.from_numpy(np.stack([skeleton_map(x[0].numpy(), num_classes=c) for x in t]))
                         .to(prob.targets[0].device).contiguous() for t in cpu_targets]
     maps["weight_map"] = [w.to(prob.targets[0].device) for w in unet_weight_maps(cpu_targets, sigmoid=False)]
@@ -197,7 +197,7 @@ def stored_maps(prob: Problem) -> Dict[str, List[torch.Tensor]]:
 
 
 # ----------------------------------------------------------------------------- timing
-def _sync(device: torch.device) -> None:
+def device_sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -269,7 +269,7 @@ def _closure(loss: nn.Module, prob: Problem, maps: list, variant: Variant, devic
     return call
 
 
-def _clock(device: torch.device) -> Callable[[], float]:
+def device_clock(device: torch.device) -> Callable[[], float]:
     """CPU runs with one torch thread: the CPU time of the calling thread (the work runs there), so time the
     machine spends on other processes does not count (on a shared machine wall-clock ratios swing by 2x);
     CUDA: wall clock around synchronisations."""
@@ -282,7 +282,7 @@ def time_calls(calls: Dict[str, Callable[[], None]], device: torch.device, repea
                seed: int = 0, tick: Optional[Callable[[], None]] = None) -> Tuple[Dict[str, List[float]], Dict[str, str]]:
     """Interleaved timing: each round runs every call once, in a shuffled order."""
     rng = random.Random(seed)
-    clock = _clock(device)
+    clock = device_clock(device)
     times: Dict[str, List[float]] = {k: [] for k in calls}
     errors: Dict[str, str] = {}
     for r in range(warmup + repeats):
@@ -290,10 +290,10 @@ def time_calls(calls: Dict[str, Callable[[], None]], device: torch.device, repea
         rng.shuffle(order)
         for key in order:
             try:
-                _sync(device)
+                device_sync(device)
                 t0 = clock()
                 calls[key]()
-                _sync(device)
+                device_sync(device)
                 dt = clock() - t0
             except Exception as e:  # a failing row is reported, not fatal
                 errors[key] = f"{type(e).__name__}: {e}"[:300]
@@ -313,12 +313,12 @@ def peak_memory(calls: Dict[str, Callable[[], None]], device: torch.device) -> D
     for key, call in calls.items():
         try:
             call()
-            _sync(device)
+            device_sync(device)
             torch.cuda.empty_cache()
             before = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
             call()
-            _sync(device)
+            device_sync(device)
             out[key] = int(torch.cuda.max_memory_allocated(device) - before)
         except Exception:
             continue
@@ -342,13 +342,13 @@ def network_step(dim: int, num_classes: int, batch: int, patch: Sequence[int], d
     x = torch.randn((batch, 1, *patch), device=device)
     times = []
     for r in range(repeats + 1):
-        _sync(device)
+        device_sync(device)
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
             out = net(x)
             value = sum(o.float().mean() for o in out)
         value.backward()
-        _sync(device)
+        device_sync(device)
         if r:
             times.append(time.perf_counter() - t0)
         net.zero_grad(set_to_none=True)

@@ -9,10 +9,10 @@ computed in the step), and all of them step on the same batches: drawn once per 
 seed and checked to carry the same images and labels. Steps are interleaved: every round runs each
 trainer once, in a shuffled order, so a change in machine load hits all of them alike; the ratio is
 the median step time over the median step time of ``nnUNetTrainer``. On a CPU with one torch thread
-the clock is the thread's CPU time (as in :mod:`benchmarks.loss_bench`).
+the clock is the thread's CPU time (as in :mod:`benchmarks.speed.loss`).
 
 nnU-Net reads ``nnUNet_raw`` / ``_preprocessed`` / ``_results`` when it is imported, so this runs as a
-worker, ``python -m benchmarks.step_bench --work DIR ...``, with those variables pointing into
+worker, ``python -m benchmarks.speed.step --work DIR ...``, with those variables pointing into
 ``DIR`` (see :func:`benchmarks.worker.run_worker`); it prints one JSON object on its last stdout line.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def prepare(work: str, source: str, cases: int, configuration: str, batch_size: 
     """Raw dataset, nnU-Net's fingerprint, plans and preprocessing, then plans ``nnUNetStepPlans``:
     nnU-Net's plans with only the batch size changed (``tiny``: shrunk by
     :mod:`nnunet_losses.nnunet.testing.tiny_plans`, for smoke runs). Returns what was planned."""
-    from benchmarks import maps_worker as mw
+    from benchmarks.speed import maps as mw
     from nnunet_losses.nnunet.testing.synthetic import make_label_dataset_3d
     from nnunet_losses.nnunet.testing.tiny_plans import shrink_plans
     if source == "hippocampus":
@@ -52,7 +52,7 @@ def prepare(work: str, source: str, cases: int, configuration: str, batch_size: 
                               shape=tuple(shape), ignore=False)
     mw.plan(mw.DATASET_ID)
     mw.nnunet_preprocess(mw.DATASET_ID, configuration)
-    name, pm, cm, _ = mw._plans(mw.DATASET_ID, configuration)
+    name, pm, cm, _ = mw.read_plans(mw.DATASET_ID, configuration)
     plans = json.loads(json.dumps(pm.plans))
     plans["configurations"] = {configuration: plans["configurations"][configuration]}
     if tiny:
@@ -142,19 +142,19 @@ def _same_images_and_labels(a: list, b: list, n_target: int) -> bool:
 def time_steps(trainers: Dict[str, object], batches: Dict[str, list], device, repeats: int, warmup: int,
                seed: int = 0, tick=None) -> Dict[str, List[float]]:
     """Interleaved: each round steps every trainer once (shuffled order) on the round's batch."""
-    from benchmarks.loss_bench import _clock, _sync
+    from benchmarks.speed.loss import device_clock, device_sync
     rng = random.Random(seed)
-    clock = _clock(device)
+    clock = device_clock(device)
     times: Dict[str, List[float]] = {k: [] for k in trainers}
     for r in range(warmup + repeats):
         order = list(trainers)
         rng.shuffle(order)
         for name in order:
             batch = batches[name][r % len(batches[name])]
-            _sync(device)
+            device_sync(device)
             t0 = clock()
             out = trainers[name].train_step(batch)
-            _sync(device)
+            device_sync(device)
             dt = clock() - t0
             if not np.isfinite(out["loss"]).all():
                 raise FloatingPointError(f"{name}: loss {out['loss']} in round {r}")
@@ -189,7 +189,7 @@ def benchmark(dataset: str, configuration: str, device, names: Sequence[str], re
     ``profile_misses``, the top operators of nnU-Net's step and of every step that missed its target)."""
     os.environ["nnUNet_n_proc_DA"] = "0"  # loading and augmentation in this process (untimed)
     if device.type == "cuda":
-        from benchmarks.loss_bench import allow_many_graphs
+        from benchmarks.speed.loss import allow_many_graphs
         allow_many_graphs()  # one compiled network and loss per trainer, all in this process
     trainers = {n: make_trainer(dataset, configuration, n, device, seed, plans) for n in names}
     modes = {n: maps_mode(t) for n, t in trainers.items()}
@@ -234,7 +234,7 @@ def profile_step(trainer, batch, top: int = 8) -> dict:
 
 # ----------------------------------------------------------------------------- worker
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.step_bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.speed.step", description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True, help="folder holding nnUNet_raw/_preprocessed/_results")
     ap.add_argument("--source", choices=("hippocampus", "synthetic"), default="hippocampus")
     ap.add_argument("--cases", type=int, default=20)

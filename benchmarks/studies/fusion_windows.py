@@ -5,7 +5,7 @@ Bottom: the central profile (linear and log scale) and the share of one patch in
 prediction along a line covered by patches at nnU-Net's default step (half a patch):
 ``w(x - o_k) / sum_j w(x - o_j)``.
 
-    python benchmarks/plot_fusion_windows.py [--out docs/img/fusion_windows.png] [--patch 128]
+    python benchmarks/studies/fusion_windows.py [--out docs/img/fusion_windows.png] [--patch 128]
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def draw(out: str, n: int = 128) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "img",
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "docs", "img",
                                                       "fusion_windows.png"))
     parser.add_argument("--patch", type=int, default=128, help="patch side in voxels")
     args = parser.parse_args()

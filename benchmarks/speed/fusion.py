@@ -14,7 +14,7 @@ the ratios to nnU-Net's use the fastest wall time (least disturbed by other proc
 CPU time of the process (``time.process_time``, insensitive to other processes on a shared machine;
 on CUDA use the wall times). Prints one table per case; nothing is asserted.
 
-    python benchmarks/bench_fusion.py [--device cpu|cuda] [--repeats 9] [--tta] [--quick]
+    python benchmarks/speed/fusion.py [--device cpu|cuda] [--repeats 9] [--tta] [--quick]
 """
 from __future__ import annotations
 

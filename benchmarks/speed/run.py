@@ -1,24 +1,24 @@
-"""Benchmarks entry point: ``python -m benchmarks.run`` (writes docs/benchmarks.md).
+"""Benchmarks entry point: ``python -m benchmarks.speed.run`` (writes docs/benchmarks.md).
 
 Runs, in one process and one run (so every ratio compares numbers taken side by side):
 
 1. ``loss``: forward + backward with nnU-Net's deep supervision of every nnunet-losses loss against
-   nnU-Net's ``DC_and_CE_loss`` (see :mod:`benchmarks.loss_bench`), 2D and 3D, 2 / 4 / 16 classes, for each
+   nnU-Net's ``DC_and_CE_loss`` (see :mod:`benchmarks.speed.loss`), 2D and 3D, 2 / 4 / 16 classes, for each
    variant (eager; ``--amp``; ``--compile``), with peak memory on CUDA;
 2. ``maps``: map precompute against a naive SciPy loop and against nnU-Net's preprocessing, map size
-   against preprocessed size, and nnU-Net's data-loader throughput (see :mod:`benchmarks.maps_worker`);
+   against preprocessed size, and nnU-Net's data-loader throughput (see :mod:`benchmarks.speed.maps`);
 3. ``step``: a whole training step (``train_step``: network, loss, backward, optimizer) of every trainer
-   against ``nnUNetTrainer`` on the same plans and batches, interleaved (see :mod:`benchmarks.step_bench`);
+   against ``nnUNetTrainer`` on the same plans and batches, interleaved (see :mod:`benchmarks.speed.step`);
 
 then writes ``benchmarks/results/<device>.json`` (raw numbers) and renders ``docs/benchmarks.md`` from
 every results file present (a CPU run and a later GPU run end up side by side; the acceptance runs of
-``benchmarks/gpu_acceptance.sh`` found there are listed too).
+``benchmarks/acceptance/gpu.sh`` found there are listed too).
 
 Examples::
 
-    python -m benchmarks.run                                   # CPU, CPU sizes (about 5 minutes on 2 cores)
-    python -m benchmarks.run --device cuda --sizes gpu --amp --compile
-    python -m benchmarks.run --sizes tiny --repeats 2 --sections loss --out-json /tmp/x.json --doc /tmp/x.md
+    python -m benchmarks.speed.run                                   # CPU, CPU sizes (about 5 minutes on 2 cores)
+    python -m benchmarks.speed.run --device cuda --sizes gpu --amp --compile
+    python -m benchmarks.speed.run --sizes tiny --repeats 2 --sections loss --out-json /tmp/x.json --doc /tmp/x.md
 """
 from __future__ import annotations
 
@@ -33,13 +33,14 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.worker import REPO
+
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
 
 
 def _parse(argv):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.speed.run", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     ap.add_argument("--sizes", choices=("cpu", "gpu", "tiny"), default=None,
@@ -120,7 +121,7 @@ def machine_info(device) -> dict:
     import torch
     info = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python -m benchmarks.run" + ("" if len(sys.argv) <= 1 else " " + shlex.join(sys.argv[1:])),
+        "command": "python -m benchmarks.speed.run" + ("" if len(sys.argv) <= 1 else " " + shlex.join(sys.argv[1:])),
         "host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
         "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "device": str(device), "git": _git_commit(),
@@ -146,7 +147,7 @@ def _finite(obj):
     return obj
 
 
-def _write_json(obj, path: str) -> None:
+def write_json(obj, path: str) -> None:
     """Atomic write (temporary file in the same folder, then rename)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -159,7 +160,7 @@ def _write_json(obj, path: str) -> None:
 # ----------------------------------------------------------------------------- sections
 def run_loss_section(args, device, bar) -> list:
     import torch
-    from benchmarks import loss_bench as lb
+    from benchmarks.speed import loss as lb
     sizes = lb.SIZES[args.sizes]
     variants = ([] if args.no_eager else ["eager"]) + (["amp"] if args.amp else []) + \
         (["compile"] if args.compile else []) + (["compile-amp"] if args.amp and args.compile else [])
@@ -198,7 +199,7 @@ def profile_misses(res: dict, rows, batch, patch, device, seed, top: int = 8) ->
     """torch.profiler top operators (self time) of the rows that missed their target, and of nnU-Net's loss."""
     import torch
     from torch.profiler import ProfilerActivity, profile
-    from benchmarks import loss_bench as lb
+    from benchmarks.speed import loss as lb
     missed = [e["key"] for e in res["rows"] if e.get("status") == "missed"]
     if not missed:
         return {}
@@ -215,7 +216,7 @@ def profile_misses(res: dict, rows, batch, patch, device, seed, top: int = 8) ->
             with profile(activities=acts) as prof:
                 for _ in range(3):
                     call()
-                lb._sync(device)
+                lb.device_sync(device)
         except Exception as e:
             out[key] = {"error": f"{type(e).__name__}: {e}"[:300]}
             continue
@@ -238,7 +239,7 @@ def run_maps_section(args) -> dict:
                    nnUNet_preprocessed=os.path.join(work, "preprocessed"),
                    nnUNet_results=os.path.join(work, "results"), OMP_NUM_THREADS="1",
                    PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        cmd = [sys.executable, "-m", "benchmarks.maps_worker", "--work", work, "--source", source,
+        cmd = [sys.executable, "-m", "benchmarks.speed.maps", "--work", work, "--source", source,
                "--cases", str(args.maps_cases), "--repeats", str(args.maps_repeats),
                "--loader-batches", str(args.loader_batches), "--scaling-shape", *map(str, args.scaling_shape)]
         cmd += ["--only-loader"] if args.loader_only else []
@@ -254,12 +255,12 @@ def run_maps_section(args) -> dict:
         with open(path) as f:
             old = json.load(f).get("maps") or {}
         res = {**old, "loader": {**res["loader"], "measured_utc": datetime.datetime.now(
-            datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": "python -m benchmarks.run "
+            datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": "python -m benchmarks.speed.run "
             + shlex.join(sys.argv[1:]), "git": _git_commit()}}
     return res
 
 
-def _updated(path: str, new: dict, sections) -> dict:
+def updated_results(path: str, new: dict, sections) -> dict:
     """The results file at ``path`` with ``sections`` replaced by those of ``new``; each replaced section
     records the run it comes from under ``meta.section_runs``."""
     with open(path) as f:
@@ -274,7 +275,7 @@ def _updated(path: str, new: dict, sections) -> dict:
 
 
 def run_step_section(args) -> dict:
-    """:mod:`benchmarks.step_bench` in a worker process, in a temporary folder."""
+    """:mod:`benchmarks.speed.step` in a worker process, in a temporary folder."""
     from benchmarks.worker import run_worker
     tiny = args.sizes == "tiny"
     source = args.step_source or ("synthetic" if tiny or not os.path.isdir("/work/shared/data/Hippocampus/images")
@@ -283,7 +284,7 @@ def run_step_section(args) -> dict:
             "--warmup", str(args.step_warmup), "--device", args.device, "--seed", str(args.seed)]
     opts += ["--tiny", "--batches", "2"] if tiny else ["--batch-size", str(args.step_batch_size), "--profile-misses"]
     with tempfile.TemporaryDirectory(prefix="nnunet_losses_step_") as work:
-        return run_worker("benchmarks.step_bench", work, opts)
+        return run_worker("benchmarks.speed.step", work, opts)
 
 
 def main(argv=None) -> str:
@@ -302,7 +303,7 @@ def main(argv=None) -> str:
     os.environ.setdefault("nnUNet_raw", tempfile.gettempdir())  # silence nnunetv2.paths; nothing is written there
     os.environ.setdefault("nnUNet_preprocessed", tempfile.gettempdir())
     os.environ.setdefault("nnUNet_results", tempfile.gettempdir())
-    from benchmarks import loss_bench as lb
+    from benchmarks.speed import loss as lb
 
     result = {"meta": machine_info(device), "settings": {k: v for k, v in vars(args).items()}}
     t0 = time.perf_counter()
@@ -325,11 +326,11 @@ def main(argv=None) -> str:
     result["meta"]["load_avg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     out_json = args.out_json or os.path.join(RESULTS, f"{device.type}.json")
     if args.update and os.path.isfile(out_json):
-        result = _updated(out_json, result, args.sections)
-    _write_json(result, out_json)
+        result = updated_results(out_json, result, args.sections)
+    write_json(result, out_json)
     print(f"wrote {out_json}")
     if args.doc:
-        from benchmarks import report
+        from benchmarks.speed import report
         folder = os.path.dirname(os.path.abspath(out_json))
         files = sorted({os.path.abspath(out_json)} | {os.path.join(folder, f) for f in os.listdir(folder)
                                                         if f.endswith(".json")})

@@ -20,8 +20,8 @@ One entry point that reproduces the study, step by step, with real nnU-Net comma
 
 Everything goes under ``--root`` (default /tmp/quality_study); nothing is written into the repo.
 
-    python benchmarks/quality_study.py                       # 4 epochs x 50 iterations, folds 0 1
-    python benchmarks/quality_study.py --time-only          # 1 epoch x 5 iterations per trainer, fold 0
+    python benchmarks/studies/quality.py                       # 4 epochs x 50 iterations, folds 0 1
+    python benchmarks/studies/quality.py --time-only          # 1 epoch x 5 iterations per trainer, fold 0
 
 Wall times of every step are appended to ``<root>/timings.jsonl``; the final table is
 ``<root>/table.md``.
@@ -37,7 +37,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.path.dirname(sys.executable)
 DATASET_ID = 501
 DATASET = f"Dataset{DATASET_ID:03d}_DRIVE"
@@ -116,7 +116,7 @@ def prepare(args):
                         final_validation=False, note="the test set is evaluated instead")
     path = write_short_schedule_trainers(os.path.join(root, "ext_trainers"), "quality_study_trainers",
                                          short_names(dict.fromkeys(list(SHORT) + list(args.trainers)), SUFFIX),
-                                         schedule, writer="benchmarks/quality_study.py")
+                                         schedule, writer="benchmarks/studies/quality.py")
     print(f"plans: {dst} (patch {cfg['patch_size']}, batch {cfg['batch_size']}, features "
           f"{kw['features_per_stage']}, convs/stage {args.convs}); trainers: {path}", flush=True)
 

@@ -1,4 +1,4 @@
-"""One-command acceptance run on a GPU: ``bash benchmarks/gpu_acceptance.sh`` (``python -m benchmarks.gpu_acceptance``).
+"""One-command acceptance run on a GPU: ``bash benchmarks/acceptance/gpu.sh`` (``python -m benchmarks.acceptance.gpu``).
 
 Sections (``--sections``), in this order, each a pass/fail check:
 
@@ -6,14 +6,14 @@ Sections (``--sections``), in this order, each a pass/fail check:
   (with an ignore channel), planned and preprocessed by ``nnUNetv2_plan_and_preprocess``; every
   trainer (``nnUNetTrainer`` and the registry's) trains one epoch with nnU-Net's defaults on the device
   (CUDA: autocast, ``torch.compile``), resumes with ``--c`` to epoch 2 and predicts
-  (:mod:`benchmarks.acceptance_e2e`) on both datasets; CWCD also with stored maps. Losses finite,
+  (:mod:`benchmarks.acceptance.e2e`) on both datasets; CWCD also with stored maps. Losses finite,
   checkpoints at epoch 2, predictions of the right shape and values;
-* ``loss``: :mod:`benchmarks.loss_bench` on the device, 3D, batch 2, 128^3 on CUDA (a tiny patch with
+* ``loss``: :mod:`benchmarks.speed.loss` on the device, 3D, batch 2, 128^3 on CUDA (a tiny patch with
   ``--smoke``), 2 / 4 / 16 classes, every row but the one with CPU-computed skeletons (full size only),
   with autocast eager and compiled on CUDA (eager fp32 on a CPU):
   time and peak memory (CUDA) ratios to nnU-Net's ``DC_and_CE_loss``; every row must run and give
   finite ratios (the targets are reported, a miss is not a failure);
-* ``step``: :mod:`benchmarks.step_bench`: a whole training step of every trainer against
+* ``step``: :mod:`benchmarks.speed.step`: a whole training step of every trainer against
   ``nnUNetTrainer``, same plans and batches, interleaved (CWCD also with stored maps);
 * ``contours``: on-the-fly contours against stored maps, from the two sections above (CWCE, SDL and
   CWCD loss rows; CWCD's training step online against stored).
@@ -47,7 +47,7 @@ SMOKE_REGION_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerCWCD", "nnUNetTrainerDWC
 
 
 def _parse(argv):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_acceptance", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.acceptance.gpu", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions (CPU check of the script)")
@@ -65,9 +65,9 @@ def _parse(argv):
     return ap.parse_args(argv)
 
 
-def _cli(name: str) -> str:
-    from nnunet_losses.nnunet.tools.commands import command_path as find
-    return find(name)
+#: ``nnUNetv2_plan_and_preprocess`` run as a module of the running interpreter: no console script needed (a
+#: ``pip install --target`` or a carried wheelhouse may leave them off PATH)
+PLAN_AND_PREPROCESS = [sys.executable, "-m", "nnunetv2.experiment_planning.plan_and_preprocess_entrypoints"]
 
 
 # ----------------------------------------------------------------------------- e2e
@@ -80,7 +80,7 @@ def prepare_datasets(work: str, smoke: bool) -> Dict[str, dict]:
     shape3d, shape2d = ((32, 32, 32), (64, 64)) if smoke else ((96, 96, 96), (256, 256))
     l3 = make_label_dataset_3d(raw, *LABELS3D, num_cases=4, shape=shape3d)
     r2 = make_region_dataset_2d(raw, *REGIONS2D, num_cases=4, shape=shape2d)
-    proc = subprocess.run([_cli("nnUNetv2_plan_and_preprocess"), "-d", str(LABELS3D[0]), str(REGIONS2D[0]),
+    proc = subprocess.run([*PLAN_AND_PREPROCESS, "-d", str(LABELS3D[0]), str(REGIONS2D[0]),
                            "-c", "2d", "3d_fullres", "-np", "2", "-npfp", "2"], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError("nnUNetv2_plan_and_preprocess failed:\n" + (proc.stdout + proc.stderr)[-3000:])
@@ -111,7 +111,7 @@ def e2e_jobs(datasets: Dict[str, dict], trainers: List[str], smoke: bool) -> Lis
 def run_e2e(work: str, trainers: List[str], args) -> dict:
     import json
 
-    from benchmarks.acceptance_e2e import write_short_trainers
+    from benchmarks.acceptance.e2e import write_short_trainers
     t0 = time.perf_counter()
     datasets = prepare_datasets(work, args.smoke)
     cpu = args.device == "cpu"
@@ -127,7 +127,7 @@ def run_e2e(work: str, trainers: List[str], args) -> dict:
                              "nnUNet_extTrainer", "").split(os.pathsep) if p]),
                          nnUNet_n_proc_DA="0" if cpu else str(max(2, (os.cpu_count() or 8) // n - 1)),
                          **({"nnUNet_compile": "0"} if args.no_compile or cpu else {}))
-        return run_worker("benchmarks.acceptance_e2e", work, ["--jobs", json.dumps(chunks[i]), "--device",
+        return run_worker("benchmarks.acceptance.e2e", work, ["--jobs", json.dumps(chunks[i]), "--device",
                                                               args.device], timeout=args.timeout, env=env)
 
     with ThreadPoolExecutor(max_workers=n) as ex:
@@ -151,7 +151,7 @@ def e2e_checks(e2e: dict) -> List[dict]:
 
 # ----------------------------------------------------------------------------- loss
 def run_loss(args, device) -> dict:
-    from benchmarks import loss_bench as lb
+    from benchmarks.speed import loss as lb
     t0 = time.perf_counter()
     batch, patch = lb.SIZES["tiny" if args.smoke else ("gpu" if device.type == "cuda" else "cpu")][3]
     batch = max(batch, 2)
@@ -162,7 +162,7 @@ def run_loss(args, device) -> dict:
         variants = ["eager"]
     repeats, warmup = (2, 1) if args.smoke else (10, 2)
     # full size: no row whose maps come from the CPU (scikit-image skeletons of 128^3 x 16 classes per call would
-    # take minutes; benchmarks.run times it at CPU sizes)
+    # take minutes; benchmarks.speed.run times it at CPU sizes)
     rows = [r for r in lb.ROWS if args.smoke or "CPU" not in r.maps]
     problems = []
     for c in classes:
@@ -207,7 +207,7 @@ def run_step(work: str, trainers: List[str], args, datasets=None) -> dict:
         env = worker_env(work)
     if args.no_compile:
         env["nnUNet_compile"] = "0"
-    return run_worker("benchmarks.step_bench", work, opts + ["--device", args.device, "--trainers", *names],
+    return run_worker("benchmarks.speed.step", work, opts + ["--device", args.device, "--trainers", *names],
                       timeout=args.timeout, env=env)
 
 
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     args = _parse(argv)
     import torch
 
-    from benchmarks.run import _write_json, machine_info
+    from benchmarks.speed.run import write_json, machine_info
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("--device cuda but CUDA is not available here (use --device cpu --smoke for a CPU check)",
@@ -307,10 +307,10 @@ def main(argv=None) -> int:
     for k, v in worker_env(work).items():  # nnU-Net, imported by the loss section, reads its folders at import
         if k.startswith("nnUNet_"):
             os.environ.setdefault(k, v)
-    from benchmarks.step_bench import trainer_names
+    from benchmarks.speed.step import trainer_names
     trainers = args.trainers or trainer_names()
     meta = machine_info(device)
-    meta["command"] = "bash benchmarks/gpu_acceptance.sh" + ("" if len(sys.argv) <= 1 else " " + " ".join(sys.argv[1:]))
+    meta["command"] = "bash benchmarks/acceptance/gpu.sh" + ("" if len(sys.argv) <= 1 else " " + " ".join(sys.argv[1:]))
     result = {"kind": "acceptance", "meta": meta, "settings": {**vars(args), "out": out, "work": work},
               "checks": []}
     t0 = time.perf_counter()
@@ -341,7 +341,7 @@ def main(argv=None) -> int:
     meta["wall_s"] = time.perf_counter() - t0
     stem = f"{'gpu' if device.type == 'cuda' else 'cpu'}-{meta['date_utc'][:10]}"
     json_path, md_path = os.path.join(out, stem + ".json"), os.path.join(out, stem + ".md")
-    _write_json(result, json_path)
+    write_json(result, json_path)
     with open(md_path, "w") as f:
         f.write(summary_markdown(result))
     print(table(result["checks"]))

@@ -20,8 +20,8 @@ process, ``nnUNet_n_proc_DA=0``), so a seed is a reproducible draw of weights, p
 augmentation. Finished models and complete predictions are skipped, interrupted trainings resumed
 from ``checkpoint_latest.pth``: re-running the same command continues the study.
 
-    python -m benchmarks.width_ablation --dataset drive hippocampus            # prepare, train, predict
-    python -m benchmarks.width_ablation --dataset hippocampus --steps compare  # tables from what exists
+    python -m benchmarks.studies.width_ablation --dataset drive hippocampus            # prepare, train, predict
+    python -m benchmarks.studies.width_ablation --dataset hippocampus --steps compare  # tables from what exists
 
 Everything goes under ``--root`` (default /tmp/width_ablation); the tables are
 ``<root>/<dataset>/table.md`` and the compare tool's output ``<root>/<dataset>/compare``.
@@ -39,7 +39,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.path.dirname(sys.executable)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 PLANS = "nnUNetAblationPlans"
@@ -158,7 +158,7 @@ def prepare(key, args):
                         final_validation=False, note="the test set is evaluated instead")
     write_short_schedule_trainers(os.path.join(root, "ext_trainers"), "width_ablation_trainers",
                                   {trainer_name(a, s): ARMS[a][0] for a in args.arms for s in args.seeds}, schedule,
-                                  writer="benchmarks/width_ablation.py")
+                                  writer="benchmarks/studies/width_ablation.py")
     print(f"{key}: plans {PLANS} (patch {cfg['patch_size']}, batch {cfg['batch_size']}, features "
           f"{kw['features_per_stage']}); {len(args.arms)} arms x seeds {args.seeds} x folds {args.folds}", flush=True)
 
@@ -234,7 +234,7 @@ def train_and_predict(key, args):
             todo = [a for a in args.arms if not predicted(pred_folder(root, a, seed, fold), n, DATASETS[key]["ending"])]
             if not todo:
                 continue
-            run([sys.executable, "-m", "benchmarks.width_ablation", "--group-worker",
+            run([sys.executable, "-m", "benchmarks.studies.width_ablation", "--group-worker",
                  json.dumps({"key": key, "root": root, "seed": seed, "fold": fold, "arms": todo})],
                 {**env, "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)},
                 os.path.join(root, "logs", f"group_s{seed}_fold{fold}.log"))

@@ -1,6 +1,6 @@
 """Acceptance worker: train, resume (``--c``) and predict with trainers, in nnU-Net's own code paths.
 
-Run by :mod:`benchmarks.gpu_acceptance` as ``python -m benchmarks.acceptance_e2e --work DIR --jobs JSON``
+Run by :mod:`benchmarks.acceptance.gpu` as ``python -m benchmarks.acceptance.e2e --work DIR --jobs JSON``
 with nnU-Net's folders set for the process (nnU-Net reads them at import). Each job is
 ``{"trainer", "dataset", "configuration", "fold", "options", "image", "allowed"}``; for each:
 
@@ -37,7 +37,7 @@ def write_short_trainers(folder: str, trainers, iterations: int = 2, val_iterati
     schedule = Schedule(iterations=iterations, val_iterations=val_iterations, threads=threads, final_validation=False,
                         note="the acceptance run predicts one image instead")
     write_short_schedule_trainers(folder, "acceptance_trainers", short_names(trainers, SUFFIX), schedule,
-                                  writer="benchmarks/acceptance_e2e.py")
+                                  writer="benchmarks/acceptance/e2e.py")
     return folder
 
 
@@ -110,7 +110,7 @@ def run_job(job: dict, device, out_dir: str) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.acceptance_e2e", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.acceptance.e2e", description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True)
     ap.add_argument("--jobs", required=True, help="JSON list of jobs (see the module docstring)")
     ap.add_argument("--device", default="cpu")
@@ -118,7 +118,7 @@ def main(argv=None) -> None:
     import torch
     device = torch.device(args.device)
     if device.type == "cuda":
-        from benchmarks.loss_bench import allow_many_graphs
+        from benchmarks.speed.loss import allow_many_graphs
         allow_many_graphs()  # every job compiles its own network and loss in this process
     out_dir = os.path.join(args.work, "predictions")
     os.makedirs(out_dir, exist_ok=True)

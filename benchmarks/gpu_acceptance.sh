@@ -1,9 +1,0 @@
-#!/usr/bin/env bash
-# One-command acceptance run on a GPU (see benchmarks/gpu_acceptance.py and docs/benchmarks.md):
-#   bash benchmarks/gpu_acceptance.sh                      # CUDA, full sizes, writes benchmarks/results/gpu-<date>.json/.md
-#   bash benchmarks/gpu_acceptance.sh --device cpu --smoke --out /tmp/acc   # CPU check of the script
-# Exits non-zero if any check fails. Uses the repository's .venv when there is one.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PY="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}"
-exec "$PY" -m benchmarks.gpu_acceptance "$@"
