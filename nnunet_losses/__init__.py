@@ -5,7 +5,7 @@ scalar >= 0. The pure-PyTorch part (this package except ``nnunet_losses.nnunet``
 from nnU-Net.
 
 Importing the package is cheap: the losses (and torch) load on first access, so
-``import nnunet_losses.maps`` (the NumPy maps used by preprocessing) does not import torch.
+``import nnunet_losses.morphology.numpy_ops`` (the NumPy maps used by preprocessing) does not import torch.
 ``from nnunet_losses import CWCDLoss`` and ``nnunet_losses.CWCDLoss`` work as usual.
 """
 from ._lazy import lazy_exports
@@ -29,8 +29,8 @@ _LAZY = {
     "FocalDiceLoss": "focal",
     "DistanceWeightedCELoss": "distance_weighted",
     "OffsetCurvesLoss": "offset_curves",
-    "SkeletonRecallLoss": "skeleton",
-    "DiceCESkeletonRecallLoss": "skeleton",
+    "SkeletonRecallLoss": "skeleton_recall",
+    "DiceCESkeletonRecallLoss": "skeleton_recall",
     "SoftclDiceLoss": "cldice",
     "set_input_checks": "_checks",
 }

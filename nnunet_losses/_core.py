@@ -20,6 +20,11 @@ from torch import nn
 
 from ._checks import check_data, check_ignore_index, check_logits, check_mask, normalise_target
 
+#: softmax mode, above this many classes the sums with g of SDL / CWCD and the top-K losses use per-voxel
+#: values at the label and ``scatter_add`` (no one-hot copy, two C-wide products instead of four); below,
+#: the one-hot products are cheaper on CPU
+LABEL_SUMS_MIN_CLASSES = 4
+
 
 class Prepared:
     """Quantities shared by the terms of one loss evaluation (computed once).

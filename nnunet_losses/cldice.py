@@ -1,7 +1,7 @@
 """Soft clDice (Shit et al., "clDice - a Novel Topology-Preserving Loss Function for Tubular Structure
 Segmentation", CVPR 2021, arXiv 2003.07311; the authors' code jocpae/clDice).
 
-Soft skeletons S(.) by iterated min/max pooling (:func:`nnunet_losses.morphology.soft_skeleton`,
+Soft skeletons S(.) by iterated min/max pooling (:func:`nnunet_losses.morphology.torch_ops.soft_skeleton`,
 ``iterations`` = 3). Per class c (and per sample unless ``batch_dice``), over the counted voxels m:
 
     Tprec_c = (sum(S(p_c) g_c m) + smooth) / (sum(S(p_c) m) + smooth)
@@ -22,7 +22,7 @@ from ._checks import check_number
 from ._core import LossBase, Prepared, spatial_sum
 from ._distributed import sum_across_ranks
 from .dice import DENOMINATOR_CLIP, DiceOptions, soft_dice
-from .morphology import soft_skeleton
+from .morphology.torch_ops import soft_skeleton
 
 __all__ = ["SoftclDiceLoss"]
 
@@ -33,7 +33,7 @@ class SoftclDiceLoss(LossBase, DiceOptions):
     ``clDice_c`` is the harmonic mean of the topology precision ``Tprec_c`` (soft skeleton of the
     prediction inside the target) and the topology sensitivity ``Tsens_c`` (soft skeleton of the
     target inside the prediction); soft skeletons by ``iterations`` rounds of min/max pooling
-    (:func:`nnunet_losses.morphology.soft_skeleton`). Shit et al., "clDice", CVPR 2021
+    (:func:`nnunet_losses.morphology.torch_ops.soft_skeleton`). Shit et al., "clDice", CVPR 2021
     (arXiv 2003.07311); docs/losses.md, section 3.10.
 
     Args:
@@ -52,6 +52,21 @@ class SoftclDiceLoss(LossBase, DiceOptions):
         smooth: added to the numerators and denominators of Dice, Tprec and Tsens, >= 0. Default: ``1.0``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients) before the ratios.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import SoftclDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = SoftclDiceLoss(iterations=8)  # about the square's radius
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # (1 - 257/769) / 2 + (1 - 0.75) / 2: Tprec = 1, Tsens = 3/5
+        0.4579
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, alpha: float = 0.5, iterations: int = 3, sigmoid: bool = False,

@@ -46,6 +46,21 @@ class ComboLoss(SoftDiceLoss):
         smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import ComboLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = ComboLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # 0.5 * WCE (= 0.5 ln 2) + 0.5 * (1 - Dice_1)
+        0.5066
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, alpha: float = 0.5, beta: float = 0.5, sigmoid: bool = False,

@@ -1,7 +1,7 @@
 """Contour-weighted losses (Huang et al., "Contour-weighted loss for class-imbalanced image
 segmentation", ICIP 2024, arXiv 2407.06176): CWCE, separable Dice (SDL) and their sum CWCD.
 
-Maps (docs/losses.md, section 3.3; built by :mod:`nnunet_losses.morphology` or precomputed):
+Maps (docs/losses.md, section 3.3; built by :mod:`nnunet_losses.morphology.torch_ops` or precomputed):
 
 * class contours K (B, C_fg, *sp): inner contour ``g_c AND NOT erode(g_c, box k, iterations)`` of
   every foreground class (sigmoid mode: every region); the image/patch edge is never a contour.
@@ -25,15 +25,11 @@ from typing import Optional
 import torch
 
 from ._checks import check_kernel_size, check_map, check_number
-from ._core import LossBase, Prepared, as_dtype, cross_entropy_map, masked_mean, spatial_sum
+from ._core import (LABEL_SUMS_MIN_CLASSES, LossBase, Prepared, as_dtype, cross_entropy_map, masked_mean,
+                    spatial_sum)
 from ._distributed import sum_across_ranks
 from .dice import SMOOTH, DiceOptions, dice_from_sums
-from .morphology import boundary_band, class_contours, contours_and_band
-
-
-#: above this many classes, SDL's sums with g use per-voxel values at the label and ``scatter_add``
-#: (no one-hot copy, two C-wide products instead of four); below, the one-hot products are cheaper on CPU
-LABEL_SUMS_MIN_CLASSES = 4
+from .morphology.torch_ops import boundary_band, class_contours, contours_and_band
 
 
 class _ContourMaps:
@@ -87,7 +83,7 @@ class ContourWeightedCELoss(LossBase, _ContourMaps):
     Args:
         kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
-            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
         iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
             Default: ``6``.
@@ -98,6 +94,21 @@ class ContourWeightedCELoss(LossBase, _ContourMaps):
         ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term and
             act like the outside of the image for the erosion; an integer, or None when every voxel
             counts. Default: ``None``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import ContourWeightedCELoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = ContourWeightedCELoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # ln 2 * (1 + 768 band voxels / 1024)
+        1.213
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("band",)
@@ -129,7 +140,7 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
     Args:
         kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
-            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
         iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
             Default: ``6``.
@@ -145,6 +156,21 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
         smooth: added to the numerator and denominator of both Dice ratios, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import SeparableDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = SeparableDiceLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # (1 - 2/3) / 2 + (1 - 16/408) / 2: 240 contour voxels, 784 others
+        0.6471
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("contour",)
@@ -245,7 +271,7 @@ class CWCDLoss(SeparableDiceLoss):
         weight_dice: weight of SDL, >= 0. Default: ``1.0``.
         kernel_size: side of the box structuring element: an int >= 2 (a cube) or one int >= 1 per spatial
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
-            :func:`nnunet_losses.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
+            :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
         iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
             Default: ``6``.
@@ -262,6 +288,21 @@ class CWCDLoss(SeparableDiceLoss):
         smooth: added to the numerator and denominator of both Dice ratios, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import CWCDLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = CWCDLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # CWCE + SDL
+        1.8601
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("contour", "band")

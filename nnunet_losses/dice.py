@@ -90,6 +90,21 @@ class SoftDiceLoss(LossBase, DiceOptions):
         smooth: added to the numerator and the denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients) before the ratio, as
             nnU-Net does; no effect without ``batch_dice`` or outside DDP. Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import SoftDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = SoftDiceLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # Dice_1 = 2 * 128 / (512 + 256) = 1/3
+        0.6667
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, sigmoid: bool = False, ignore_index: Optional[int] = None, include_background: bool = False,
@@ -130,6 +145,21 @@ class DiceCELoss(SoftDiceLoss):
         smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import DiceCELoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = DiceCELoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # CE = ln 2, plus 1 - Dice_1 = 2/3
+        1.3598
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, weight_ce: float = 1.0, weight_dice: float = 1.0, sigmoid: bool = False,

@@ -44,6 +44,21 @@ class AsymmetricFbetaLoss(SoftDiceLoss):
         smooth: added to the numerator and the denominator of every ratio, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import AsymmetricFbetaLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = AsymmetricFbetaLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # F = 3.25 * 128 / (3.25 * 128 + 2.25 * 128 + 384)
+        0.6176
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, beta: float = 1.5, sigmoid: bool = False, ignore_index: Optional[int] = None,
@@ -88,6 +103,21 @@ class TverskyLoss(SoftDiceLoss):
         smooth: added to the numerator and the denominator of every ratio, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import TverskyLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = TverskyLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # TI = 128 / (128 + 0.3 * 384 + 0.7 * 128)
+        0.6154
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, alpha: float = 0.3, beta: float = 0.7, sigmoid: bool = False,

@@ -95,6 +95,21 @@ class FocalLoss(LossBase):
             Default: ``False``.
         ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
             integer, or None when every voxel counts. Default: ``None``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import FocalLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = FocalLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # (1 - 0.5)^2 * ln 2
+        0.1733
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,
@@ -131,6 +146,21 @@ class FocalDiceLoss(SoftDiceLoss):
         smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import FocalDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = FocalDiceLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # focal (0.25 ln 2) + 1 - Dice_1
+        0.84
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,

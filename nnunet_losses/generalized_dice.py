@@ -43,6 +43,21 @@ class GeneralizedDiceLoss(SoftDiceLoss):
         smooth: added to the numerator and the denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import GeneralizedDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = GeneralizedDiceLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # weights 1/768^2 and 1/256^2: GD = 0.375 (plus smooth)
+        0.6246
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, sigmoid: bool = False, ignore_index: Optional[int] = None, include_background: bool = True,

@@ -21,7 +21,7 @@ import torch
 from ._checks import check_map, check_number
 from ._core import LossBase, Prepared, as_dtype, cross_entropy
 from .dice import SMOOTH
-from . import morphology
+from .morphology import torch_ops
 
 
 def _interior(t: torch.Tensor, axis: Optional[int] = None) -> torch.Tensor:
@@ -171,6 +171,21 @@ class OffsetCurvesLoss(LossBase):
         ignore_index: label value (sigmoid mode: value in any channel) whose voxels count in no term; an
             integer, or None when every voxel counts. Default: ``None``.
         smooth: added to the band term's denominator, >= 0. Default: ``1e-5``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import OffsetCurvesLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = OffsetCurvesLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # CE (ln 2) + band term (0.5^2) + 0.01 * length term (about 0)
+        0.9431
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)  # the length term stays: the contour has a length
+        0.0007
     """
 
     map_names = ("offset_band",)
@@ -190,9 +205,9 @@ class OffsetCurvesLoss(LossBase):
         k = c if prep.sigmoid else c - 1
         if offset_band is None:
             if prep.sigmoid:
-                bmap = morphology.offset_band(prep.g, c, True, self.band, prep.ignored)
-            else:  # one window pass for all classes, same band as morphology.offset_band
-                bmap = morphology._offset_band_bits(prep.labels, c, self.band, prep.ignored)
+                bmap = torch_ops.offset_band(prep.g, c, True, self.band, prep.ignored)
+            else:  # one window pass for all classes, same band as torch_ops.offset_band
+                bmap = torch_ops.offset_band_bits(prep.labels, c, self.band, prep.ignored)
         else:
             bmap = check_map("offset_band", offset_band, (b, k, *prep.x.shape[2:]), binary=True)
         bmap = as_dtype(bmap, p.dtype, p.device)

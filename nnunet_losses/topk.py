@@ -18,9 +18,8 @@ from typing import Optional
 import torch
 
 from ._checks import check_number
-from ._core import Prepared, bce_map, cross_entropy_map, masked_mean, spatial_sum
+from ._core import LABEL_SUMS_MIN_CLASSES, Prepared, bce_map, cross_entropy_map, masked_mean, spatial_sum
 from ._distributed import sum_across_ranks
-from .contour import LABEL_SUMS_MIN_CLASSES
 from .dice import SMOOTH, SoftDiceLoss, dice_from_sums, soft_dice
 
 
@@ -72,6 +71,21 @@ class TopKDiceLoss(SoftDiceLoss):
         smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import TopKDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = TopKDiceLoss(k=100)
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # k = 100 %: every voxel; Dice_1 = 2 * 128 / (sum p^2 + 256) = 0.5
+        0.5
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, k: float = 10, sigmoid: bool = False, ignore_index: Optional[int] = None,
@@ -148,6 +162,21 @@ class CETopKDiceLoss(TopKDiceLoss):
         smooth: added to the Dice numerator and denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the Dice sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import CETopKDiceLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = CETopKDiceLoss(k=100, weight_dice=2.0)
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # ln 2 + 2 * (1 - 0.5)
+        1.6931
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     def __init__(self, k: float = 10, weight_ce: float = 1.0, weight_dice: float = 1.0, sigmoid: bool = False,

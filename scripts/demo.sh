@@ -5,13 +5,13 @@
 # current folder).
 # Extra arguments go to nnunet_losses_demo (e.g. --quick, -o DIR, --overwrite,
 # --trainers nnUNetTrainer nnUNetTrainerCWCD, --epochs 20).
-#   bash scripts/demo.sh losses [ARGS]   runs the one-minute loss demo instead (python -m nnunet_losses.demo)
+#   bash scripts/demo.sh losses [ARGS]   runs the one-minute loss demo instead (python -m nnunet_losses.loss_demo)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/bootstrap.sh"
 PY="${NNUNET_LOSSES_VENV:-$ROOT/.venv}/bin/python"
 if [ "${1:-}" = "losses" ]; then
   shift
-  exec "$PY" -m nnunet_losses.demo "$@"
+  exec "$PY" -m nnunet_losses.loss_demo "$@"
 fi
 exec "$PY" -m nnunet_losses.nnunet.tools.demo "$@"

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 import nnunet_losses as nl
-from nnunet_losses import morphology
+from nnunet_losses.morphology import torch_ops as morphology
 
 #: (batch, patch) per dimension; "cpu" is the default on CPU, "gpu" nnU-Net's typical GPU sizes
 SIZES = {
@@ -189,7 +189,7 @@ def stored_maps(prob: Problem) -> Dict[str, List[torch.Tensor]]:
         maps["contour"].append(morphology.class_contours(t, c).contiguous())
         maps["offset_band"].append(morphology.offset_band(t, c, band=3).contiguous())
     cpu_targets = [t.cpu() for t in prob.targets]
-    from nnunet_losses.skeletons import skeleton_map
+    from nnunet_losses.morphology.skeletons import skeleton_map
     maps["skeleton"] = [torch.from_numpy(np.stack([skeleton_map(x[0].numpy(), num_classes=c) for x in t]))
                         .to(prob.targets[0].device).contiguous() for t in cpu_targets]
     maps["weight_map"] = [w.to(prob.targets[0].device) for w in unet_weight_maps(cpu_targets, sigmoid=False)]

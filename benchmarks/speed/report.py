@@ -513,7 +513,7 @@ def render(results: List[dict], keep: Dict[str, str], acceptance: List[dict] = (
     if prof:
         out += ["### Profiles of the misses", ""] + prof
     out += ["## Map precompute", "",
-            "Ours = `nnunet_losses.nnunet.maps.build` (`compute_map`, which calls `nnunet_losses.maps`); naive = a "
+            "Ours = `nnunet_losses.nnunet.maps.build` (`compute_map`, which calls `nnunet_losses.morphology.numpy_ops`); naive = a "
             "per-class (contour, offset band) or per-object (U-Net weight map) SciPy loop written in "
             "`benchmarks/speed/maps.py`; both on the same preprocessed segmentations, results compared.", ""]
     for res in results:

@@ -14,9 +14,9 @@ from .lesions import components, lesion_detection
 from .overlap import confusion, overlap_metrics
 from .surface import CONVENTIONS, diagonal, edges, hd95, surface_dice, surface_distances, surface_metrics
 from .surfels import surfel_distances, surfel_metrics
-from .topology import TOPOLOGY_METRICS, betti0, betti1_2d, betti_errors, cldice, skeleton, topology_metrics
+from .topology import TOPOLOGY_METRICS, betti0, betti1_2d, betti_errors, cldice_score, metric_skeleton, topology_metrics
 
 __all__ = ["METRICS", "LESION_METRICS", "TOPOLOGY_METRICS", "CONVENTIONS", "case_metrics", "class_mask",
            "components", "lesion_detection", "confusion", "overlap_metrics", "diagonal", "edges", "hd95",
            "surface_dice", "surface_distances", "surface_metrics", "surfel_distances", "surfel_metrics",
-           "betti0", "betti1_2d", "betti_errors", "cldice", "skeleton", "topology_metrics"]
+           "betti0", "betti1_2d", "betti_errors", "cldice_score", "metric_skeleton", "topology_metrics"]

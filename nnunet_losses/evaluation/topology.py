@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..skeletons import skeleton_of
+from ..morphology.skeletons import skeleton_of
 from .lesions import components
 from .surface import prepare
 
@@ -49,7 +49,7 @@ def _box(mask: np.ndarray):
     return tuple(slice(lo, hi + 1) for lo, hi in zip(idx.min(0), idx.max(0)))
 
 
-def skeleton(mask: np.ndarray) -> np.ndarray:
+def metric_skeleton(mask: np.ndarray) -> np.ndarray:
     """Skeleton of boolean ``mask`` (2D: Zhang, 3D: Lee; other dimensions: the mask); empty skeleton -> the mask."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim not in (2, 3) or not mask.any():
@@ -58,7 +58,7 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
     return skel if skel.any() else mask.copy()
 
 
-def cldice(pred: np.ndarray, ref: np.ndarray) -> float:
+def cldice_score(pred: np.ndarray, ref: np.ndarray) -> float:
     """clDice of boolean ``pred`` against boolean ``ref`` (module docstring, empty-mask conventions included)."""
     pred, ref, _ = prepare(pred, ref)
     has_p, has_r = bool(pred.any()), bool(ref.any())
@@ -66,7 +66,7 @@ def cldice(pred: np.ndarray, ref: np.ndarray) -> float:
         return float("nan")
     if not (has_p and has_r):
         return 0.0
-    s_pred, s_ref = skeleton(pred), skeleton(ref)
+    s_pred, s_ref = metric_skeleton(pred), metric_skeleton(ref)
     tprec = np.count_nonzero(s_pred & ref) / np.count_nonzero(s_pred)
     tsens = np.count_nonzero(s_ref & pred) / np.count_nonzero(s_ref)
     return 0.0 if tprec + tsens == 0 else float(2 * tprec * tsens / (tprec + tsens))
@@ -108,7 +108,7 @@ def topology_metrics(pred: np.ndarray, ref: np.ndarray, names=TOPOLOGY_METRICS) 
         raise ValueError(f"unknown topology metric(s) {unknown}; choose from {list(TOPOLOGY_METRICS)}")
     out = {}
     if "cldice" in names:
-        out["cldice"] = cldice(pred, ref)
+        out["cldice"] = cldice_score(pred, ref)
     if "betti0_error" in names or "betti1_error" in names:
         e0, e1 = betti_errors(pred, ref)
         out.update({k: v for k, v in (("betti0_error", e0), ("betti1_error", e1)) if k in names})

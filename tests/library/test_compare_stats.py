@@ -205,7 +205,7 @@ def test_empty_references_count_in_tables_tests_and_rankings():
     assert one.loc[(1, "c0"), "dice"] == 0 and one.loc[(1, "c0"), "recall"] == 0 and one.loc[(0, "c7"), "empty"] == ""
     assert one.loc[(1, "c0"), "hd95"] == pytest.approx(np.hypot(11, 11))  # the image diagonal, as before
     methods = _methods(2)
-    ranks = ranking_table(df, ["dice"], methods, draws=200)
+    ranks = ranking_table(df, ["dice"], methods, draws=200, class_order=["1"])
     assert list(ranks["rank"]) == [1, 2]  # A: perfect on the 6 empty cases, B: 0 there
     assert np.allclose(ranks.mean_rank, [(6 * 1 + 4 * 2) / 10, (6 * 2 + 4 * 1) / 10])
     paired = paired_comparison(df, ["dice"], methods, 0, ["1", "mean"], draws=500).iloc[0]
@@ -215,7 +215,18 @@ def test_empty_references_count_in_tables_tests_and_rankings():
     old = run("nan")
     assert old[(old["class"] == "1") & (old.case == "c0")].dice.isna().sum() == 1
     assert paired_comparison(old, ["dice"], methods, 0, ["1"], draws=500).iloc[0]["n"] == 4
-    assert list(ranking_table(old, ["dice"], methods, draws=200)["rank"]) == [2, 1]
+    assert list(ranking_table(old, ["dice"], methods, draws=200, class_order=["1"])["rank"]) == [2, 1]
+
+
+def test_undeclared_labels_against_numpy_unique():
+    from nnunet_losses.nnunet.tools.compare.checks import undeclared_labels
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2, 4])
+    for seg in (rng.integers(0, 3, (5, 6)), rng.integers(0, 8, (5, 6)), rng.integers(-2, 3, (5, 6)),
+                np.full((2, 2), 9)):
+        found = np.unique(seg)
+        assert undeclared_labels(seg.astype(np.int32), labels).tolist() == found[~np.isin(found, labels)].tolist()
 
 
 def test_score_empty_by_metric():
@@ -309,8 +320,9 @@ def test_ranking_by_hand_and_against_an_independent_bootstrap():
               [0.7, 0.7, 0.8, 0.7]]   # B
     df = _table(values)
     draws, seed = 400, 5
-    got = ranking_table(df, ["dice"], _methods(3), draws=draws, seed=seed)
-    assert list(got.columns) == ["metric", "method", "mean_rank", "rank", "p_rank_1", "p_rank_2", "p_rank_3"]
+    got = ranking_table(df, ["dice"], _methods(3), draws=draws, seed=seed, class_order=["mean"])
+    assert list(got.columns) == ["metric", "class", "method", "n_cases", "mean_rank", "rank", "rank_q025", "rank_median",
+                                 "rank_q975", "kendall_tau_mean", "kendall_tau_q025", "p_rank_1", "p_rank_2", "p_rank_3"]
     # per-case ranks (base, A, B): c0 1 2 3; c1 2 1 3; c2 3 1 2; c3 3 1.5 1.5 -> mean 2.25, 1.375, 2.375
     assert np.allclose(got.mean_rank, [2.25, 1.375, 2.375])
     assert list(got["rank"]) == [2, 1, 3]
@@ -320,18 +332,76 @@ def test_ranking_by_hand_and_against_an_independent_bootstrap():
     ranks = np.array([[1, 2, 3], [2, 1, 3], [3, 1, 2], [3, 1.5, 1.5]])
     idx = np.random.default_rng(seed).integers(0, 4, size=(draws, 4))
     expected = np.zeros((3, 3))
+    boot = []
     for draw in idx:
         mean = ranks[draw].mean(axis=0)
+        boot.append([1 + int(np.sum(mean < mean[m])) for m in range(3)])  # 1 + number of strictly better methods
         for m in range(3):
-            expected[m, int(np.sum(mean < mean[m]))] += 1  # rank = 1 + number of strictly better methods
+            expected[m, boot[-1][m] - 1] += 1
     assert np.allclose(freq, expected / draws)
+    # rank quantiles of the same draws, and Kendall's tau (SciPy's tau-b) of each bootstrap ranking to [2, 1, 3]
+    boot = np.array(boot)
+    for q, col in ((2.5, "rank_q025"), (50, "rank_median"), (97.5, "rank_q975")):
+        assert np.allclose(got[col], [np.percentile(boot[:, m], q) for m in range(3)])
+    taus = np.array([stats.kendalltau([2, 1, 3], b).statistic for b in boot])
+    taus = taus[np.isfinite(taus)]
+    assert np.allclose(got.kendall_tau_mean, taus.mean()) and np.allclose(got.kendall_tau_q025,
+                                                                          np.percentile(taus, 2.5))
+    assert (got.n_cases == 4).all()
     md = ranking_section(got, "dice")
     assert "| 1 | A | 1.38 |" in md and md.index("| 1 | A") < md.index("| 2 | base")
+
+
+def test_per_class_rankings_pairwise_tests_and_consensus():
+    from nnunet_losses.nnunet.tools.compare.pairwise import pairwise_section, pairwise_table
+    from nnunet_losses.nnunet.tools.compare.ranking import consensus_section, consensus_table
+
+    rng = np.random.default_rng(4)
+    n = 12
+    # class 1: A > base > B clearly; class 2: B best; the mean row averages the two
+    v1 = {0: rng.uniform(0.6, 0.7, n)}
+    v1[1], v1[2] = v1[0] + 0.1 + rng.uniform(0, 0.02, n), v1[0] - 0.1 - rng.uniform(0, 0.02, n)
+    v2 = {0: rng.uniform(0.5, 0.6, n)}
+    v2[1], v2[2] = v2[0] - rng.uniform(0, 0.01, n), v2[0] + 0.3 + rng.uniform(0, 0.01, n)
+    rows = []
+    for mi in range(3):
+        for i in range(n):
+            for cls, x in (("1", v1[mi][i]), ("2", v2[mi][i]), ("mean", (v1[mi][i] + v2[mi][i]) / 2)):
+                rows.append({"method": mi, "fold": "0", "case": f"c{i:02d}", "class": cls, "dice": x,
+                             "hd95": [5.0, 1.0, 3.0][mi] + 0.01 * i})
+    df = pd.DataFrame(rows)
+    methods = _methods(3)
+    got = ranking_table(df, ["dice", "hd95"], methods, draws=300, class_order=["1", "2", "mean"])
+    r = got.set_index(["metric", "class", "method"])["rank"]
+    assert [r[("dice", "1", m)] for m in ("base", "A", "B")] == [2, 1, 3]
+    assert [r[("dice", "2", m)] for m in ("base", "A", "B")] == [2, 3, 1]
+    assert [r[("dice", "mean", m)] for m in ("base", "A", "B")] == [3, 2, 1]
+    assert [r[("hd95", "mean", m)] for m in ("base", "A", "B")] == [3, 1, 2]  # lower is better
+    # consensus: mean over metrics of the mean-row ranks: base (3+3)/2, A (2+1)/2, B (1+2)/2 -> A and B share 1
+    cons = consensus_table(got, ["dice", "hd95"]).set_index("method")
+    assert np.allclose(cons.mean_rank_over_metrics[["base", "A", "B"]], [3, 1.5, 1.5])
+    assert list(cons.consensus_rank[["base", "A", "B"]]) == [3, 1, 1]
+    assert "one choice among several" in consensus_section(consensus_table(got, ["dice", "hd95"]))
+    # pairwise: one-sided exact Wilcoxon per ordered pair on the mean row, Holm over the 6 pairs, by SciPy
+    pw = pairwise_table(df, ["dice"], methods)
+    mean_v = {mi: (v1[mi] + v2[mi]) / 2 for mi in range(3)}
+    raw = {(a, b): stats.wilcoxon(mean_v[a] - mean_v[b], alternative="greater", method="exact").pvalue
+           for a in range(3) for b in range(3) if a != b}
+    keys = list(raw)
+    adjusted = holm([raw[k] for k in keys])
+    names = ["base", "A", "B"]
+    p = pw.set_index(["method", "other"])
+    for k, adj in zip(keys, adjusted):
+        row = p.loc[(names[k[0]], names[k[1]])]
+        assert row["p_value"] == pytest.approx(raw[k], rel=1e-12) and row["p_holm"] == pytest.approx(adj, rel=1e-12)
+        assert row["better"] == (adj < 0.05) and row["n"] == n
+    assert p.loc[("B", "base"), "better"] and not p.loc[("base", "B"), "better"]
+    assert "- B: significantly better than base, A" in pairwise_section(pw, "dice")
 
 
 def test_ranking_respects_lower_is_better_and_skips_incomplete_cases():
     values = [[3.0, 2.0, np.nan], [1.0, 1.0, 5.0]]
     df = _table(values, metric="hd95")
-    got = ranking_table(df, ["hd95"], _methods(2), draws=50)
-    assert list(got["rank"]) == [2, 1] and np.allclose(got.mean_rank, [2.0, 1.0])
+    got = ranking_table(df, ["hd95"], _methods(2), draws=50, class_order=["mean"])
+    assert list(got["rank"]) == [2, 1] and np.allclose(got.mean_rank, [2.0, 1.0]) and (got.n_cases == 2).all()
     assert np.allclose(got.p_rank_1, [0, 1])

@@ -3,7 +3,7 @@ in 150 Adam steps on the CPU (MONAI's loss integration test is the model)."""
 import pytest
 
 import nnunet_losses as nl
-from nnunet_losses.demo import fit
+from nnunet_losses.loss_demo import fit
 
 #: SeparableDiceLoss on its own recovers the large structure but not the small discs (hard Dice 0.05-0.12
 #: in this setting, with 1 or 2 erosion iterations, 150 or 250 steps): discs thinner than the contour band

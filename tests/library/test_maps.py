@@ -1,4 +1,4 @@
-"""NumPy map functions (nnunet_losses.maps) against SciPy and against the torch morphology."""
+"""NumPy map functions (nnunet_losses.morphology.numpy_ops) against SciPy and against the torch morphology."""
 import itertools
 import math
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nnunet_losses import maps
+from nnunet_losses.morphology import numpy_ops as maps
 
 torch = pytest.importorskip("torch")
-from nnunet_losses import morphology  # noqa: E402
+from nnunet_losses.morphology import torch_ops as morphology  # noqa: E402
 
 
 def blobs(shape, num_classes, seed, ignore_label=None, sigma=1.5):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from nnunet_losses import morphology as mo
+from nnunet_losses.morphology import torch_ops as mo
 
 
 def _random_mask(shape, seed, p=0.6):
@@ -115,7 +115,7 @@ def test_offset_band_bits_equals_offset_band(dim, num_classes, band, with_ignore
     lab = lab[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape[2:])]
     ignored = (torch.rand(shape, generator=g) < 0.1) if with_ignore else None
     ref = mo.offset_band(lab, num_classes, False, band, ignored)
-    out = mo._offset_band_bits(lab, num_classes, band, ignored)
+    out = mo.offset_band_bits(lab, num_classes, band, ignored)
     assert out.dtype == torch.bool and out.shape == ref.shape
     assert torch.equal(out, ref)
     assert ref.any()

@@ -1,5 +1,5 @@
 """The package itself: lazy public names, torch-free NumPy maps, the shared structuring-element
-arithmetic (nnunet_losses.elements) and the constructor documentation of every public loss."""
+arithmetic (nnunet_losses.morphology.elements) and the constructor documentation of every public loss."""
 import ast
 import inspect
 import os
@@ -13,7 +13,9 @@ import torch
 from scipy import ndimage
 
 import nnunet_losses as nl
-from nnunet_losses import elements, maps, morphology
+from nnunet_losses.morphology import elements
+from nnunet_losses.morphology import numpy_ops as maps
+from nnunet_losses.morphology import torch_ops as morphology
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,11 +31,11 @@ def _run(code: str) -> None:
 # ----------------------------------------------------------------------------- lazy package
 def test_numpy_maps_do_not_import_torch():
     """Preprocessing workers import the NumPy maps only: neither they nor the package may pull in torch."""
-    _run("import nnunet_losses.maps, sys; assert 'torch' not in sys.modules")
+    _run("import nnunet_losses.morphology.numpy_ops, sys; assert 'torch' not in sys.modules")
 
 
 def test_package_and_elements_import_neither_torch_nor_numpy():
-    _run("import nnunet_losses, nnunet_losses.elements, sys; "
+    _run("import nnunet_losses, nnunet_losses.morphology.elements, sys; "
          "assert nnunet_losses.__version__; "
          "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)")
 
@@ -56,8 +58,8 @@ def test_public_names(monkeypatch):
     monkeypatch.delitem(vars(nl), "CWCDLoss")
     from nnunet_losses import CWCDLoss, TverskyLoss
     assert CWCDLoss is nl.contour.CWCDLoss and TverskyLoss.__module__ == "nnunet_losses.fbeta"
-    from nnunet_losses import morphology as m  # submodules still import by name
-    assert m is morphology
+    from nnunet_losses import morphology as m  # subpackages still import by name
+    assert m.torch_ops is morphology
 
 
 # ----------------------------------------------------------------------------- structuring elements

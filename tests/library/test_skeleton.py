@@ -9,8 +9,8 @@ from skimage.morphology import dilation, skeletonize
 
 import nnunet_losses as nl
 from loss_catalogue import make_inputs
-from nnunet_losses.skeleton import tubed_skeletons
-from nnunet_losses.skeletons import skeleton_map, tubed_skeleton
+from nnunet_losses.skeleton_recall import tubed_skeletons
+from nnunet_losses.morphology.skeletons import skeleton_map, tubed_skeleton
 
 SMOOTH = 1e-5
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from nnunet_losses import morphology as mo
+from nnunet_losses.morphology import torch_ops as mo
 
 CROSS = {2: ndimage.generate_binary_structure(2, 1), 3: ndimage.generate_binary_structure(3, 1)}
 

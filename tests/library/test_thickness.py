@@ -1,8 +1,8 @@
-"""Local thickness (nnunet_losses.thickness): widths of bars, tubes and discs worked out by hand."""
+"""Local thickness (nnunet_losses.morphology.thickness): widths of bars, tubes and discs worked out by hand."""
 import numpy as np
 import pytest
 
-from nnunet_losses.thickness import class_masks, local_thickness, thickness_summary
+from nnunet_losses.morphology.thickness import class_masks, local_thickness, thickness_summary
 
 
 @pytest.mark.parametrize("width,expected", [(1, 1), (3, 3), (5, 5), (7, 7), (2, 1), (4, 3)])

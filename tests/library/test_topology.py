@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from nnunet_losses.evaluation import (betti0, betti1_2d, betti_errors, case_metrics, cldice, skeleton,
+from nnunet_losses.evaluation import (betti0, betti1_2d, betti_errors, case_metrics, cldice_score, metric_skeleton,
                                       topology_metrics)
 
 
@@ -26,45 +26,45 @@ def _tube(radius, shape=(30, 31, 31), z=(2, 28)):
 # ------------------------------------------------------------------------------------ clDice, 2D
 def test_cldice_of_hand_drawn_lines():
     ref = _line()
-    assert (skeleton(ref) == ref).all()  # a one-pixel line is its own skeleton (end points kept)
+    assert (metric_skeleton(ref) == ref).all()  # a one-pixel line is its own skeleton (end points kept)
     gap = ref.copy()
     gap[10, 14:17] = False  # 3 of 21 pixels missing
     # Tprec = 1 (every predicted skeleton pixel is in the reference), Tsens = 18 / 21
-    assert cldice(gap, ref) == pytest.approx(2 * (18 / 21) / (1 + 18 / 21))
-    assert cldice(ref, gap) == pytest.approx(2 * (18 / 21) / (1 + 18 / 21))  # symmetric roles
+    assert cldice_score(gap, ref) == pytest.approx(2 * (18 / 21) / (1 + 18 / 21))
+    assert cldice_score(ref, gap) == pytest.approx(2 * (18 / 21) / (1 + 18 / 21))  # symmetric roles
     # a 3-pixel and a 5-pixel thick bar on the same axis: each skeleton (the centre line, give or take a
     # pixel at one end) lies inside the other bar, so clDice = 1 although Dice = 2 * 63 / (63 + 105) = 0.75
     bar3, bar5 = np.zeros_like(ref), np.zeros_like(ref)
     bar3[9:12, 5:26] = True
     bar5[8:13, 5:26] = True
-    assert not (skeleton(bar3) & ~bar5).any() and not (skeleton(bar5) & ~bar3).any()
-    assert cldice(bar5, bar3) == 1.0
+    assert not (metric_skeleton(bar3) & ~bar5).any() and not (metric_skeleton(bar5) & ~bar3).any()
+    assert cldice_score(bar5, bar3) == 1.0
     assert case_metrics(bar5.astype(np.uint8), bar3.astype(np.uint8), [1])[1]["dice"] == pytest.approx(0.75)
     # a parallel line 5 rows away: no centreline matched
-    assert cldice(_line(row=15), ref) == 0.0
+    assert cldice_score(_line(row=15), ref) == 0.0
 
 
 def test_cldice_of_a_3d_tube():
     ref = _tube(3)
-    s = skeleton(ref)
+    s = metric_skeleton(ref)
     zs, ys, xs = np.nonzero(s)
     assert set(ys) == {15} and set(xs) == {15} and s.sum() >= 20  # the centre line, most of the length
     thin = _tube(1)  # a thin tube on the same axis: the topology is right, the volume is not
-    assert cldice(thin, ref) == pytest.approx(1.0)
+    assert cldice_score(thin, ref) == pytest.approx(1.0)
     cut = ref.copy()
     cut[13:17] = False  # a 4-slice gap: 4 centre-line voxels of the reference are missed
     k = int(s.sum())
-    assert cldice(cut, ref) == pytest.approx(2 * ((k - 4) / k) / (1 + (k - 4) / k))
+    assert cldice_score(cut, ref) == pytest.approx(2 * ((k - 4) / k) / (1 + (k - 4) / k))
 
 
 def test_cldice_empty_and_tiny_masks():
     empty = np.zeros((10, 10, 10), bool)
     cube = empty.copy()
     cube[4:6, 4:6, 4:6] = True  # Lee's thinning removes it entirely: the mask is its own skeleton
-    assert (skeleton(cube) == cube).all()
-    assert cldice(cube, cube) == 1.0
-    assert math.isnan(cldice(empty, empty))
-    assert cldice(cube, empty) == 0.0 and cldice(empty, cube) == 0.0
+    assert (metric_skeleton(cube) == cube).all()
+    assert cldice_score(cube, cube) == 1.0
+    assert math.isnan(cldice_score(empty, empty))
+    assert cldice_score(cube, empty) == 0.0 and cldice_score(empty, cube) == 0.0
 
 
 # ------------------------------------------------------------------------------------ Betti numbers
@@ -89,7 +89,7 @@ def test_betti_of_two_blobs_and_a_ring():
     e = topology_metrics(disc, ring)
     # the disc's skeleton is a small blob at its centre, in the ring's hole: Tprec = 0, so clDice = 0
     assert e == {"cldice": 0.0, "betti0_error": 0.0, "betti1_error": 1.0}
-    assert cldice(ring, disc) == 0.0 and cldice(ring, ring) == 1.0
+    assert cldice_score(ring, disc) == 0.0 and cldice_score(ring, ring) == 1.0
 
 
 def test_betti1_connectivity_and_the_image_border():

@@ -293,14 +293,25 @@ def test_compare_2d_statistics_and_topology(tiny2d, tmp_path):
     assert float(per_case[("A", "case2", "2")]["cldice"]) == 1 and per_case[("A", "case2", "2")]["empty"] == "both"
     assert per_case[("B", "case2", "2")]["empty"] == "reference" and per_case[("B", "case0", "1")]["empty"] == ""
     with open(out / "ranking.csv") as f:
-        assert f.readline().strip() == "metric,method,mean_rank,rank,p_rank_1,p_rank_2"
+        assert f.readline().strip() == ("metric,class,method,n_cases,mean_rank,rank,rank_q025,rank_median,rank_q975,"
+                                        "kendall_tau_mean,kendall_tau_q025,p_rank_1,p_rank_2")
     ranking = _csv(out / "ranking.csv")
     assert {x["metric"] for x in ranking} == {"dice", "hd95", "cldice", "betti0_error", "betti1_error"}
+    assert {x["class"] for x in ranking} == {"1", "2", "mean"} and {x["n_cases"] for x in ranking} == {"3"}
+    with open(out / "pairwise.csv") as f:
+        assert f.readline().strip() == "metric,method,other,n,n_nonzero,p_value,p_holm,better"
+    assert len(_csv(out / "pairwise.csv")) == 5 * 2  # metrics x ordered pairs
+    consensus = _csv(out / "consensus.csv")
+    assert [x["method"] for x in consensus] == sorted([x["method"] for x in consensus],
+                                                      key=lambda m: [c["consensus_rank"] for c in consensus
+                                                                     if c["method"] == m][0])
     md = (out / "summary.md").read_text()
     assert "## Paired differences: Dice (method − A; higher is better)" in md
     assert "## Ranking: Betti-0 error" in md and "## clDice (higher is better)" in md
     assert "B vs A: no difference holds" in r.stdout  # 3 cases cannot make a difference hold
-    for f in ("plots/ranking_dice.png", "plots/cldice_box.png"):
+    assert "## Consensus ranking over the metrics shown (one choice among several)" in md
+    assert "## Pairwise: Dice" in md and "95% interval" in md
+    for f in ("plots/ranking_dice.png", "plots/significance_dice.png", "plots/cldice_box.png"):
         with PIL.open(out / f) as im:
             assert im.size[0] > 100
     settings = json.loads((out / "settings.json").read_text())

@@ -155,7 +155,7 @@ def test_split_region_ignore_matches_nnunet_convention():
 
 # ----------------------------------------------------------------------------- maps per scale
 def test_maps_and_masks_reach_their_scale():
-    from nnunet_losses.morphology import boundary_band, class_contours
+    from nnunet_losses.morphology.torch_ops import boundary_band, class_contours
 
     gen = torch.Generator().manual_seed(3)
     weights = nnunet_deep_supervision_weights(3)
@@ -192,7 +192,7 @@ def test_zero_weight_scale_is_not_evaluated():
 
 
 def test_dwce_map_fn_uses_unet_weight_map_per_sample():
-    from nnunet_losses.maps import unet_weight_map
+    from nnunet_losses.morphology.numpy_ops import unet_weight_map
     from nnunet_losses.nnunet.maps.online import UNetWeightMapFn
 
     gen = torch.Generator().manual_seed(4)

@@ -26,7 +26,7 @@ import torch
 pytest.importorskip("nnunetv2")
 import nnunet_losses_trainers as T  # noqa: E402
 from nnunet_losses._core import prepare  # noqa: E402
-from nnunet_losses.morphology import contours_and_band  # noqa: E402
+from nnunet_losses.morphology.torch_ops import contours_and_band  # noqa: E402
 from nnunet_losses.nnunet.maps.transforms import MapSpatialTransform, PackMapsTransform  # noqa: E402
 from nnunet_losses.nnunet.maps import MapFileError  # noqa: E402
 from nnunet_losses.nnunet.training.trainer_base import split_region_ignore  # noqa: E402

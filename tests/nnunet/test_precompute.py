@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("nnunetv2")
 
-from nnunet_losses import maps  # noqa: E402
+from nnunet_losses.morphology import numpy_ops as maps  # noqa: E402
 from nnunet_losses._io import TMP_MARK  # noqa: E402
 from nnunet_losses.nnunet import maps as pc  # noqa: E402
 from nnunet_losses.nnunet.maps import build, store  # noqa: E402

@@ -18,7 +18,7 @@ import nnunet_losses_trainers as T  # noqa: E402
 from nnunet_losses.nnunet.maps.packing import unpack_bits  # noqa: E402
 from nnunet_losses.nnunet.maps.loader import LoaderMapsTransform, with_loader_maps  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import MapKind, map_kind, register_map_kind, unregister_map_kind  # noqa: E402
-from nnunet_losses.skeletons import skeleton_map, tubed_skeleton  # noqa: E402
+from nnunet_losses.morphology.skeletons import skeleton_map, tubed_skeleton  # noqa: E402
 
 
 def _flatten(t):
@@ -39,7 +39,7 @@ def _transforms(dl):
 
 
 def _expected(target: torch.Tensor, lm, rp) -> np.ndarray:
-    """nnunet_losses.skeletons of each sample of the full-resolution augmented target."""
+    """nnunet_losses.morphology.skeletons of each sample of the full-resolution augmented target."""
     t = target.numpy()
     out = []
     for s in t:
@@ -59,7 +59,7 @@ def _expected(target: torch.Tensor, lm, rp) -> np.ndarray:
                                                 ("regions2d", "2d", None), ("labels3d", "3d_fullres", "DA5")])
 def test_loader_skeleton_is_the_skeleton_of_the_augmented_target(nnunet_tiny, monkeypatch, tmp_path, key, config,
                                                                  variant):
-    """The map channels at full resolution equal nnunet_losses.skeletons of the augmented target (the target
+    """The map channels at full resolution equal nnunet_losses.morphology.skeletons of the augmented target (the target
     channels of the same batch: ignore label and regions included); the lower scales are nnU-Net's
     nearest-exact downsampling of it; the transform sits after the augmentation, before the downsampling."""
     from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform

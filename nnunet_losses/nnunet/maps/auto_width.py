@@ -2,7 +2,7 @@
 
 In nnU-Net's spirit the width of the contour a loss weights is derived from the data instead of one
 constant: the **thickness of each foreground class** (median local thickness along its skeleton, in
-voxels of the configuration's spacing: :mod:`nnunet_losses.thickness`) is measured once per
+voxels of the configuration's spacing: :mod:`nnunet_losses.morphology.thickness`) is measured once per
 dataset and configuration on nnU-Net's preprocessed training segmentations, cached beside the plans
 in ``<nnUNet_preprocessed>/<Dataset>/nnunet_losses_thickness_<data identifier>.json`` (measured
 again when a segmentation file changes: size or modification time), and a rule turns the thinnest class's thickness into the option's value
@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from nnunet_losses._io import atomic_write_json
-from nnunet_losses.thickness import class_masks, local_thickness, thickness_summary
+from nnunet_losses.morphology.thickness import class_masks, local_thickness, thickness_summary
 
 __all__ = ["RULES", "measure_thickness", "dataset_thickness", "resolve_auto", "cache_path"]
 

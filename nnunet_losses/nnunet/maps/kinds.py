@@ -2,8 +2,8 @@
 ``skeleton`` (Skeleton Recall).
 
 Each is one :class:`~nnunet_losses.nnunet.maps.registry.MapKind` declaration; the NumPy
-computations are :mod:`nnunet_losses.maps` and :mod:`nnunet_losses.skeletons` (the torch ones, for contours and bands, live in the
-losses themselves: :mod:`nnunet_losses.morphology`). See docs/losses.md for the maps' definitions.
+computations are :mod:`nnunet_losses.morphology.numpy_ops` and :mod:`nnunet_losses.morphology.skeletons` (the torch ones, for contours and bands, live in the
+losses themselves: :mod:`nnunet_losses.morphology.torch_ops`). See docs/losses.md for the maps' definitions.
 
 nnU-Net ``2d`` configurations are computed slice by slice (axis 0), as the network sees them.
 """
@@ -13,10 +13,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from nnunet_losses import maps as np_maps
-from nnunet_losses import skeletons as np_skeletons
+from nnunet_losses.morphology import numpy_ops as np_maps
+from nnunet_losses.morphology import skeletons as np_skeletons
 from nnunet_losses.contour import CWCDLoss
-from nnunet_losses.skeleton import SkeletonRecallLoss
+from nnunet_losses.skeleton_recall import SkeletonRecallLoss
 
 from .registry import (AUTO, MapKind, Param, loss_default, non_negative_number, one_of, positive_number,
                        register_map_kind, whole_number)

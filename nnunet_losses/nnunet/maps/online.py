@@ -2,7 +2,7 @@
 themselves (the map kind's ``online`` computation in the registry).
 
 DWCE's weight map: computed per sample on the CPU from the full-resolution target with
-:func:`nnunet_losses.maps.unet_weight_map` (``w0`` = 10, ``sigma`` = 5 voxels by default) and resized
+:func:`nnunet_losses.morphology.numpy_ops.unet_weight_map` (``w0`` = 10, ``sigma`` = 5 voxels by default) and resized
 to every deep-supervision scale by linear interpolation (continuous maps interpolate linearly, as
 stored ones do). Contour losses need nothing here: they compute their maps on the fly.
 
@@ -57,7 +57,7 @@ def unet_weight_maps(targets: Sequence[torch.Tensor], sigmoid: bool, ignore_labe
                      masks: Optional[Sequence[Optional[torch.Tensor]]] = None, w0: float = 10.0,
                      sigma: float = 5.0) -> List[torch.Tensor]:
     """DWCE weight maps (B, 1, *sp_i) for every scale i of ``targets`` (full resolution first)."""
-    from nnunet_losses.maps import unet_weight_map
+    from nnunet_losses.morphology.numpy_ops import unet_weight_map
 
     full = targets[0]
     labels, ignore = labels_for_weight_map(full, sigmoid, ignore_label, None if masks is None else masks[0])

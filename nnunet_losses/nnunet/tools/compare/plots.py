@@ -69,31 +69,59 @@ def plot_boxes(df, metric, methods, class_order, names, path):
 
 
 
-def plot_ranking(ranking, metric, path):
-    """Heat map of how often each method takes each rank in the bootstrap (rows sorted by mean rank).
+def _ranked_methods(ranking, metric):
+    """The "mean" rows of ``metric`` in ranking.csv, best first."""
+    r = ranking[(ranking.metric == metric) & (ranking["class"] == "mean")]
+    return r.sort_values(["rank", "mean_rank", "method"], kind="stable")
 
-    Every cell is written out as a percentage, so there is no colour bar; fixed margins instead of
-    ``tight_layout`` (half the drawing time).
-    """
+
+def plot_ranking(ranking, metric, path):
+    """challengeR's blob plot: x = methods by rank, y = rank; a disc per (method, rank) whose area is the share
+    of bootstrap samples in which the method takes that rank; the median rank (x) and the 2.5-97.5 %
+    quantiles (bar) over the samples. Fixed margins instead of ``tight_layout`` (half the drawing time)."""
     plt = pyplot()
-    r = ranking[ranking.metric == metric].sort_values(["mean_rank", "method"], kind="stable")
-    cols = [c for c in r.columns if c.startswith("p_rank_")]
-    freq = r[cols].to_numpy(dtype=float)
-    n_methods, n_ranks = freq.shape
-    labels = [f"{m} ({v:.2f})" for m, v in zip(r.method, r.mean_rank)]
-    label_in = 0.3 + 0.052 * max(len(s) for s in labels)  # inches for the method names at font size 7
-    width, height = label_in + 0.55 * n_ranks + 0.4, 0.3 * n_methods + 1.1
+    r = _ranked_methods(ranking, metric)
+    n = len(r)
+    freq = r[[f"p_rank_{k}" for k in range(1, n + 1)]].to_numpy(dtype=float)
+    width, height = 0.55 * n + 2.4, 0.35 * n + 1.9
     fig, ax = plt.subplots(figsize=(width, height))
-    fig.subplots_adjust(left=label_in / width, right=1 - 0.3 / width, bottom=0.6 / height, top=1 - 0.45 / height)
-    ax.imshow(freq, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-    for i in range(n_methods):
-        for k in range(n_ranks):
-            if freq[i, k] >= 0.005:
-                ax.text(k, i, f"{100 * freq[i, k]:.0f}%", ha="center", va="center", fontsize=7,
-                        color="white" if freq[i, k] > 0.6 else "black")
-    ax.set_xticks(range(n_ranks), [str(k + 1) for k in range(n_ranks)], fontsize=7)
-    ax.set_yticks(range(n_methods), labels, fontsize=7)
-    ax.set_xlabel("rank (1 = best); cells: share of bootstrap samples", fontsize=7)
-    ax.set_title(f"{METRICS[metric][0]}: rank stability (mean rank in brackets)", fontsize=8)
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.2 / width, bottom=1.0 / height, top=1 - 0.4 / height)
+    x, k = np.nonzero(freq > 0)
+    ax.scatter(x, k + 1, s=300 * freq[x, k], color="tab:blue", alpha=0.6, linewidths=0)
+    pos = np.arange(n)
+    ax.vlines(pos, r.rank_q025, r.rank_q975, color="black", linewidth=1)
+    ax.scatter(pos, r.rank_median, marker="x", color="black", s=25, zorder=3)
+    ax.plot([-0.5, n - 0.5], [0.5, n + 0.5], color="grey", linewidth=0.5, linestyle=":")
+    ax.set_xticks(pos, list(r.method), rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(range(1, n + 1), [str(v) for v in range(1, n + 1)], fontsize=7)
+    ax.set_ylim(n + 0.5, 0.5)
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylabel("rank (1 = best)", fontsize=7)
+    ax.set_title(f"{METRICS[metric][0]}: ranks over bootstrap samples", fontsize=8)
+    ax.set_xlabel("disc area: share of samples; x: median rank; bar: 95% interval", fontsize=6)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_significance(pairwise, ranking, metric, path):
+    """challengeR's significance map: methods by rank on both axes; a dark cell (row, column) where the row
+    method is significantly better than the column method (one-sided Wilcoxon, Holm; pairwise.csv)."""
+    plt = pyplot()
+    names = list(_ranked_methods(ranking, metric).method)
+    n = len(names)
+    p = pairwise[pairwise.metric == metric].set_index(["method", "other"])
+    grid = np.zeros((n, n))
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            grid[i, j] = np.nan if i == j else float(p.loc[(a, b), "better"])
+    side = 0.35 * n + 1.8
+    fig, ax = plt.subplots(figsize=(side, side))
+    fig.subplots_adjust(left=1.2 / side, right=1 - 0.2 / side, bottom=1.2 / side, top=1 - 0.5 / side)
+    ax.imshow(np.ma.masked_invalid(grid), cmap="YlGnBu", vmin=-0.3, vmax=1.3, interpolation="nearest")
+    ax.set_xticks(range(n), names, rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    ax.set_xlabel("... is better than (column)", fontsize=7)
+    ax.set_ylabel("row method", fontsize=7)
+    ax.set_title(f"{METRICS[metric][0]}: significantly better (dark)", fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -11,7 +11,8 @@ from .checks import check_inputs
 from .empty import EMPTY_CONVENTIONS
 from .output import check_output, staging_folder
 from .paired import BOOTSTRAP_DRAWS, holds_lines, paired_comparison, paired_section
-from .ranking import RANK_DRAWS, ranking_section, ranking_table
+from .pairwise import pairwise_section, pairwise_table
+from .ranking import RANK_DRAWS, consensus_section, consensus_table, ranking_section, ranking_table
 from .reading import build_jobs, missing_cases, parse_labels
 from .table import (DEFAULT_METRICS, MEAN, MetricOptions, aggregate, evaluate, metric_section, summary_header,
                     write_per_case_csv, write_summary_csv)
@@ -26,6 +27,8 @@ class CompareResult(NamedTuple):
     ranking: Optional[Any]   # DataFrame: ranking.csv (None without ranking)
     holds: list              # console lines: which paired differences hold, one per method
     warnings: list = []      # input problems let through by allow_missing / warn_bad_input (also in summary.md)
+    pairwise: Optional[Any] = None   # DataFrame: pairwise.csv (None without ranking)
+    consensus: Optional[Any] = None  # DataFrame: consensus.csv (None without ranking or with one metric)
 
 
 def check_metrics(metrics, lesions: bool) -> list:
@@ -138,11 +141,10 @@ def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images
     df, metric_cols = evaluate(jobs, reader_class, classes, ignore, options, num_processes, progress)
     class_order = [str(c) for c in classes] + [MEAN]
     summary = aggregate(df, metric_cols)
-    paired = None if base is None else paired_comparison(df, metrics, methods, base, class_order, bootstrap, seed,
-                                                         holm_across_metrics)
-    ranks = ranking_table(df, metrics, methods, rank_bootstrap, seed) if ranking else None
-    holds = [] if paired is None else holds_lines(paired, methods, base, names)
-    md_text = _markdown(df, summary, paired, ranks, metrics, methods, base, class_order, names, reference, options,
+    stats = _statistics(df, metrics, methods, base, ranking, class_order, bootstrap, rank_bootstrap, seed,
+                        holm_across_metrics)
+    holds = [] if stats.paired is None else holds_lines(stats.paired, methods, base, names)
+    md_text = _markdown(df, summary, stats, metrics, methods, base, class_order, names, reference, options,
                         std, command, warnings)
     settings = {"command": command, "reference": reference, "images": images, "tolerance_mm": tolerance,
                 "percentile": percentile, "surface_convention": surface_convention, "lesions": lesions,
@@ -152,10 +154,32 @@ def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images
                 "warn_bad_input": warn_bad_input, "warnings": warnings, "classes": dict(names), "ignore_label": ignore,
                 "methods": [{"name": m.name, "folds": dict(m.folds)} for m in methods]}
     with staging_folder(out_dir) as staging:
-        _write_tables(staging, df, summary, paired, ranks, methods, names, md_text, settings)
-        _write_plots(staging, df, summary, ranks, metrics, methods, class_order, names, jobs, reader_class, images,
+        _write_tables(staging, df, summary, stats, methods, names, md_text, settings)
+        _write_plots(staging, df, summary, stats, metrics, methods, class_order, names, jobs, reader_class, images,
                      ending, classes, ignore, n_overlays, progress)
-    return CompareResult(df, summary, md_text, paired, ranks, holds, warnings)
+    return CompareResult(df, summary, md_text, stats.paired, stats.ranking, holds, warnings, stats.pairwise,
+                         stats.consensus)
+
+
+class Statistics(NamedTuple):
+    """The statistics tables of one run (None where not asked for)."""
+    paired: Optional[Any]
+    ranking: Optional[Any]
+    pairwise: Optional[Any]
+    consensus: Optional[Any]
+
+
+def _statistics(df, metrics, methods, base, ranking: bool, class_order, bootstrap, rank_bootstrap, seed,
+                holm_across_metrics) -> Statistics:
+    """paired.csv (with a baseline); ranking.csv, pairwise.csv and consensus.csv (with ranking)."""
+    paired = None if base is None else paired_comparison(df, metrics, methods, base, class_order, bootstrap, seed,
+                                                         holm_across_metrics)
+    if not ranking:
+        return Statistics(paired, None, None, None)
+    ranks = ranking_table(df, metrics, methods, rank_bootstrap, seed, class_order)
+    ranked = [m for m in metrics if (ranks.metric == m).any()]
+    consensus = consensus_table(ranks, ranked) if len(ranked) > 1 else None
+    return Statistics(paired, ranks, pairwise_table(df, ranked, methods), consensus)
 
 
 def _cases(methods, reference, ending, allow_missing: bool, all_references: bool):
@@ -179,51 +203,57 @@ def _check_files(jobs, reader_class, dataset_json, methods, warn_bad_input: bool
     return soft
 
 
-def _markdown(df, summary, paired, ranks, metrics, methods, base, class_order, names, reference, options, std,
+def _markdown(df, summary, stats: Statistics, metrics, methods, base, class_order, names, reference, options, std,
               command, warnings) -> str:
-    """summary.md: header, warnings, one table per metric, then the paired and ranking tables."""
+    """summary.md: header, warnings, one table per metric, then the paired, ranking and consensus tables."""
     n_cases = df[df["class"] == MEAN].groupby("method").size().max()
     sections = [metric_section(summary, m, methods, class_order, names, std) for m in metrics]
-    if paired is not None:
-        sections += [paired_section(paired, m, methods, base, class_order, names) for m in metrics]
-    if ranks is not None:
-        sections += [ranking_section(ranks, m) for m in metrics if (ranks.metric == m).any()]
+    if stats.paired is not None:
+        sections += [paired_section(stats.paired, m, methods, base, class_order, names) for m in metrics]
+    if stats.ranking is not None:
+        for m in metrics:
+            if (stats.ranking.metric == m).any():
+                sections += [ranking_section(stats.ranking, m), pairwise_section(stats.pairwise, m)]
+    if stats.consensus is not None:
+        sections.append(consensus_section(stats.consensus))
     header = summary_header(methods, n_cases, reference, options, std, command)
     if warnings:
         header += "\n\n## Warnings\n\n" + "\n".join(f"- {w}" for w in warnings)
     return header + "\n\n" + "\n\n".join(sections) + "\n"
 
 
-def _write_tables(staging, df, summary, paired, ranks, methods, names, md_text, settings):
-    """per_case.csv, summary.csv, paired.csv, ranking.csv, summary.md, settings.json."""
+def _write_tables(staging, df, summary, stats: Statistics, methods, names, md_text, settings):
+    """per_case.csv, summary.csv, paired.csv, ranking.csv, pairwise.csv, consensus.csv, summary.md, settings.json."""
     write_per_case_csv(df, methods, names, os.path.join(staging, "per_case.csv"))
     write_summary_csv(summary, methods, names, os.path.join(staging, "summary.csv"))
-    if paired is not None:
-        paired.to_csv(os.path.join(staging, "paired.csv"), index=False, na_rep="nan")
-    if ranks is not None:
-        ranks.to_csv(os.path.join(staging, "ranking.csv"), index=False, na_rep="nan")
+    for name, table in stats._asdict().items():
+        if table is not None:
+            table.to_csv(os.path.join(staging, f"{name}.csv"), index=False, na_rep="nan")
     with open(os.path.join(staging, "summary.md"), "w") as f:
         f.write(md_text)
     with open(os.path.join(staging, "settings.json"), "w") as f:
         json.dump(settings, f, indent=2)
 
 
-def _write_plots(staging, df, summary, ranks, metrics, methods, class_order, names, jobs, reader_class, images,
-                 ending, classes, ignore, n_overlays, progress):
-    """plots/<metric>_bars.png, plots/<metric>_box.png, plots/ranking_<metric>.png, overlays/<case>.png."""
+def _write_plots(staging, df, summary, stats: Statistics, metrics, methods, class_order, names, jobs, reader_class,
+                 images, ending, classes, ignore, n_overlays, progress):
+    """plots/<metric>_bars.png, <metric>_box.png, ranking_<metric>.png, significance_<metric>.png; overlays/<case>.png."""
     from tqdm import tqdm
 
     from .overlays import pick_overlay_cases, write_overlay
-    from .plots import plot_bars, plot_boxes, plot_ranking
+    from .plots import plot_bars, plot_boxes, plot_ranking, plot_significance
 
     plots = os.path.join(staging, "plots")
     steps = [lambda m=m: plot_bars(summary, m, methods, class_order, names, os.path.join(plots, f"{m}_bars.png"))
              for m in metrics]
     steps += [lambda m=m: plot_boxes(df, m, methods, class_order, names, os.path.join(plots, f"{m}_box.png"))
               for m in metrics]
-    if ranks is not None:
-        steps += [lambda m=m: plot_ranking(ranks, m, os.path.join(plots, f"ranking_{m}.png"))
-                  for m in metrics if (ranks.metric == m).any()]
+    if stats.ranking is not None:
+        ranks, pairs = stats.ranking, stats.pairwise
+        ranked = [m for m in metrics if (ranks.metric == m).any()]
+        steps += [lambda m=m: plot_ranking(ranks, m, os.path.join(plots, f"ranking_{m}.png")) for m in ranked]
+        steps += [lambda m=m: plot_significance(pairs, ranks, m, os.path.join(plots, f"significance_{m}.png"))
+                  for m in ranked]
     reader = reader_class()
     by_case = {job[0]: job for job in jobs}
     overlays = os.path.join(staging, "overlays")

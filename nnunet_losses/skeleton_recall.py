@@ -3,7 +3,7 @@ Efficient Segmentation of Thin Tubular Structures", ECCV 2024, arXiv 2404.03010;
 MIC-DKFZ/Skeleton-Recall).
 
 With T_c the tubed skeleton of foreground class c (sigmoid mode: of region c;
-:func:`nnunet_losses.skeletons.tubed_skeleton`) and the counted-voxel mask m, per class (and per
+:func:`nnunet_losses.morphology.skeletons.tubed_skeleton`) and the counted-voxel mask m, per class (and per
 sample unless ``batch_dice``):
 
     recall_c = (sum(p_c T_c m) + smooth) / max(sum(T_c m) + smooth, 1e-8)
@@ -38,9 +38,9 @@ def tubed_skeletons(target: torch.Tensor, num_classes: Optional[int] = None, sig
 
     softmax: ``target`` (B, 1, *sp) labels 0..num_classes-1; sigmoid: (B, C, *sp) binary regions.
     ``ignored`` (B, 1, *sp) voxels belong to no class (background for the skeleton). Computed per
-    sample and channel on the CPU with :func:`nnunet_losses.skeletons.tubed_skeleton`.
+    sample and channel on the CPU with :func:`nnunet_losses.morphology.skeletons.tubed_skeleton`.
     """
-    from .skeletons import tubed_skeleton
+    from .morphology.skeletons import tubed_skeleton
 
     t = target.detach()
     if not sigmoid:
@@ -114,6 +114,21 @@ class SkeletonRecallLoss(LossBase, _SkeletonRecall):
         smooth: added to the numerator and the denominator, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients) before the ratio.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import SkeletonRecallLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = SkeletonRecallLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # 1 - soft recall of the tubed skeleton (0.5)
+        0.5
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("skeleton",)
@@ -157,6 +172,21 @@ class DiceCESkeletonRecallLoss(DiceCELoss, _SkeletonRecall):
         smooth: added to the numerators and denominators of Dice and recall, >= 0. Default: ``1e-5``.
         ddp: with ``batch_dice``, add the sums over all DDP ranks (with gradients), as nnU-Net does.
             Default: ``False``.
+
+    Examples:
+        >>> import torch
+        >>> from nnunet_losses import DiceCESkeletonRecallLoss
+        >>> target = torch.zeros(1, 1, 32, 32, dtype=torch.long)    # (B, 1, X, Y) labels
+        >>> target[..., 8:24, 8:24] = 1                             # a 16 x 16 square of class 1
+        >>> logits = torch.zeros(1, 2, 32, 32, requires_grad=True)  # (B, C, X, Y): p = 0.5 everywhere
+        >>> loss_fn = DiceCESkeletonRecallLoss()
+        >>> loss = loss_fn(logits, target)
+        >>> round(loss.item(), 4)  # ln 2 + (1 - 1/3) + (1 - 0.5)
+        1.8598
+        >>> loss.backward()  # plain autograd: logits.grad holds the gradient
+        >>> right = 20 * torch.cat([1 - target, target], 1) - 10.0  # confident and right
+        >>> round(loss_fn(right, target).item(), 4)
+        0.0
     """
 
     map_names = ("skeleton",)

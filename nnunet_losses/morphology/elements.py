@@ -1,7 +1,7 @@
 """Box structuring elements: the arithmetic shared by the NumPy maps and the torch morphology.
 
-Plain Python (no torch, no NumPy), used by :mod:`nnunet_losses.maps` (per case, NumPy) and
-:mod:`nnunet_losses.morphology` (on the fly, torch), so both build exactly the same element.
+Plain Python (no torch, no NumPy), used by :mod:`nnunet_losses.morphology.numpy_ops` (per case, NumPy) and
+:mod:`nnunet_losses.morphology.torch_ops` (on the fly, torch), so both build exactly the same element.
 
 * ``kernel_size`` is an int (a cube of that side) or one int per spatial axis (a box; side 1 = no
   change along that axis). Every side is a whole number >= 1.

@@ -7,8 +7,8 @@ Border rules (docs/losses.md, sections 3.3 and 3.8):
   does not create a contour in its neighbours);
 * dilation treats the outside (and ignored voxels) as background.
 
-The element arithmetic lives in :mod:`nnunet_losses.elements` (shared with the NumPy
-:mod:`nnunet_losses.maps`): iterating a box ``iterations`` times equals one box of side
+The element arithmetic lives in :mod:`nnunet_losses.morphology.elements` (shared with the NumPy
+:mod:`nnunet_losses.morphology.numpy_ops`): iterating a box ``iterations`` times equals one box of side
 ``(k - 1) * iterations + 1``, and a box is separable, so each operation is one 1D sliding max per
 axis: cost independent of the number of iterations, no Python loop over voxels, classes or iterations.
 
@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from .elements import ANISOTROPY_THRESHOLD, KernelSize, anisotropic_kernel, composed
 
 __all__ = ["ANISOTROPY_THRESHOLD", "KernelSize", "anisotropic_kernel", "erode", "dilate", "inner_contour",
-           "class_contours", "boundary_band", "contours_and_band", "offset_band", "soft_erode", "soft_dilate",
+           "class_contours", "boundary_band", "contours_and_band", "offset_band",
+           "offset_band_bits", "soft_erode", "soft_dilate",
            "soft_open", "soft_skeleton"]
 
 
@@ -248,13 +249,13 @@ def _sliding_or(x: torch.Tensor, dim: int, side: int) -> torch.Tensor:
     return _sliding_reduce(x, dim, side, torch.bitwise_or)
 
 
-#: most classes :func:`_offset_band_bits` handles (one bit per class in an int64, sign bit unused)
+#: most classes :func:`offset_band_bits` handles (one bit per class in an int64, sign bit unused)
 _MAX_BIT_CLASSES = 63
 
 
 @torch.no_grad()
-def _offset_band_bits(labels: torch.Tensor, num_classes: int, band: int = 3,
-                      ignored: Optional[torch.Tensor] = None) -> torch.Tensor:
+def offset_band_bits(labels: torch.Tensor, num_classes: int, band: int = 3,
+                     ignored: Optional[torch.Tensor] = None) -> torch.Tensor:
     """:func:`offset_band` in softmax mode (same values), with one window pass for all classes.
 
     Every counted voxel holds the bit ``1 << label``; the bitwise OR over the voxel's window (the

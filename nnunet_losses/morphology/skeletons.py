@@ -14,7 +14,7 @@ belong to no class, so they are background for the skeleton. ``per_slice``: axis
 independent 2D images (nnU-Net's ``2d`` configuration of a 3D case).
 
 Used by the ``skeleton`` map kind (``nnunet_losses_precompute``) and, per sample on the CPU, by the
-losses of :mod:`nnunet_losses.skeleton` when no skeleton is passed (online).
+losses of :mod:`nnunet_losses.skeleton_recall` when no skeleton is passed (online).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from .maps import _channels
+from .channels import label_channels
 
 __all__ = ["skeleton_of", "tubed_skeleton", "skeleton_map"]
 
@@ -102,7 +102,7 @@ def skeleton_map(label: np.ndarray, num_classes: Optional[int] = None, regions=N
     voxels equal to ``ignore_label`` are in no class and no region.
     """
     label = np.asarray(label)
-    chans = _channels(label, num_classes, regions, ignore_label, with_background=False)
+    chans = label_channels(label, num_classes, regions, ignore_label, with_background=False)
     if ignore_label is not None and regions is not None:
         chans = chans & (label != ignore_label)[None]
     return np.stack([tubed_skeleton(c, dilations, per_slice) for c in chans]) if len(chans) \

@@ -1,6 +1,6 @@
 """Quick demo: a tiny conv net fits a synthetic image with every loss (CPU, about a minute).
 
-    python -m nnunet_losses.demo [--iterations 200] [--losses CWCDLoss ComboLoss ...]
+    python -m nnunet_losses.loss_demo [--iterations 200] [--losses CWCDLoss ComboLoss ...]
 
 The image holds blobs of three very different sizes (a large organ, a medium one and small
 lesions), so class imbalance matters. For each loss the script prints the loss at the start and
@@ -50,7 +50,7 @@ def tiny_net(seed: int = 0) -> nn.Module:
 
 
 def weight_map_for(labels: torch.Tensor) -> torch.Tensor:
-    from nnunet_losses.maps import unet_weight_map
+    from nnunet_losses.morphology.numpy_ops import unet_weight_map
 
     w = unet_weight_map(labels[0, 0].numpy())
     return torch.from_numpy(np.asarray(w, dtype=np.float32))[None, None]

@@ -1,14 +1,14 @@
 """Weight maps for one case, in NumPy (no torch): contours, bands and the U-Net weight map.
 
 These are the reference (CPU, per case) versions used by ``nnunet_losses_precompute``; the torch
-versions for the GPU (on-the-fly mode) live in :mod:`nnunet_losses.morphology` and give the same
+versions for the GPU (on-the-fly mode) live in :mod:`nnunet_losses.morphology.torch_ops` and give the same
 result bit for bit (tests/library/test_maps.py). Every function takes one label array of any dimension
 (spatial axes only, no channel axis) holding integer labels.
 
 Morphology (docs/losses.md, sections 3.3 and 3.8)
     ``erode`` treats everything outside the array as foreground (the edge of an image or patch is
     never a contour), ``dilate`` treats it as background. The element arithmetic is shared with the
-    torch version in :mod:`nnunet_losses.elements`: a box of side ``k`` applied ``iterations`` times
+    torch version in :mod:`nnunet_losses.morphology.elements`: a box of side ``k`` applied ``iterations`` times
     equals one box of side ``(k - 1) * iterations + 1``, and a box is separable, so each operation is
     one 1D running max per axis (log2(side) + 1 vectorised maxima), whatever the number of
     iterations; even sides (the CWCD authors' 2x2x2 element) are anchored as in
@@ -39,9 +39,10 @@ import numpy as np
 from scipy import ndimage
 
 from . import elements
+from .channels import count_classes, ignored_mask, int_labels, label_channels
 from .elements import KernelSize
 
-#: the spacing-aware element and nnU-Net's anisotropy threshold, defined once in :mod:`nnunet_losses.elements`
+#: the spacing-aware element and nnU-Net's anisotropy threshold, defined once in :mod:`nnunet_losses.morphology.elements`
 anisotropic_kernel = elements.anisotropic_kernel
 ANISOTROPY_THRESHOLD = elements.ANISOTROPY_THRESHOLD
 
@@ -55,7 +56,7 @@ def _sliding_max(x: np.ndarray, axis: int, side: int, op=np.maximum) -> np.ndarr
 
     Doubling: after j steps entry i holds the max of ``2^j`` entries from i; two overlapping windows
     of the largest power of two p <= side then cover any window of ``side`` (max is idempotent):
-    log2(side) + 1 vectorised maxima, exact (same scheme as :mod:`nnunet_losses.morphology`). ``op``
+    log2(side) + 1 vectorised maxima, exact (same scheme as :mod:`nnunet_losses.morphology.torch_ops`). ``op``
     may be any idempotent ufunc (``np.bitwise_or``: the union of label bits).
     """
     def part(start: int, n: int):
@@ -78,7 +79,7 @@ def _box_max(x: np.ndarray, ks: Sequence[int], iterations: int, reflected: bool,
              op=np.maximum) -> np.ndarray:
     """Max (or ``op``) of unsigned ``x`` over the box ``ks`` applied ``iterations`` times, outside = 0.
 
-    Sides and anchoring as :func:`nnunet_losses.elements.composed_pads` (SciPy's origin 0); dilation
+    Sides and anchoring as :func:`nnunet_losses.morphology.elements.composed_pads` (SciPy's origin 0); dilation
     uses the reflected element. Spatial axes start at ``axes_offset`` (leading channel axes).
     """
     for a, k in enumerate(ks):
@@ -142,50 +143,6 @@ def inner_contour(mask: np.ndarray, kernel_size: KernelSize = 3, iterations: int
     if ignored is not None:
         m = m & ~np.asarray(ignored, dtype=bool)
     return m & ~erode(m, kernel_size, iterations, spacing, ignored, channel_axis)
-
-
-# ----------------------------------------------------------------------------- class channels
-def _ignored(label: np.ndarray, ignore_label: Optional[int]) -> Optional[np.ndarray]:
-    if ignore_label is None:
-        return None
-    ign = label == ignore_label
-    return ign if ign.any() else None
-
-
-def _int_labels(label) -> np.ndarray:
-    label = np.asarray(label)
-    if np.issubdtype(label.dtype, np.bool_):
-        return label.view(np.uint8)
-    if not np.issubdtype(label.dtype, np.integer):
-        if not np.all(np.mod(label, 1) == 0):
-            raise ValueError("label must hold integer labels (it has fractional values)")
-        label = label.astype(np.int64)
-    return label
-
-
-def _num_classes(label: np.ndarray, num_classes: Optional[int], ignore_label: Optional[int]) -> int:
-    if num_classes is None:
-        valid = label[label != ignore_label] if ignore_label is not None else label
-        num_classes = int(valid.max()) + 1 if valid.size else 1
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    return int(num_classes)
-
-
-def _channels(label: np.ndarray, num_classes: Optional[int], regions, ignore_label: Optional[int],
-              with_background: bool) -> np.ndarray:
-    """Binary channels (C, *sp): one-hot classes (1..C-1, or 0..C-1) or regions (+ their complements)."""
-    label = _int_labels(label)
-    if regions is not None:
-        chans = [np.isin(label, np.atleast_1d(np.asarray(r))) for r in regions]
-        if with_background:
-            counted = np.ones(label.shape, bool) if ignore_label is None else label != ignore_label
-            chans = chans + [counted & ~c for c in chans]
-        return np.stack(chans) if chans else np.zeros((0, *label.shape), bool)
-    num_classes = _num_classes(label, num_classes, ignore_label)
-    first = 0 if with_background else 1
-    classes = np.arange(first, num_classes).reshape((-1,) + (1,) * label.ndim)
-    return label[None] == classes
 
 
 class _Window:
@@ -254,12 +211,12 @@ def contours_and_band(label: np.ndarray, num_classes: Optional[int] = None, regi
     boundary band of every class at once, and class c's contour is the band restricted to class c.
     Regions may overlap, so they take the per-channel erosion.
     """
-    label = _int_labels(label)
+    label = int_labels(label)
     if regions is not None:
         return (class_contours(label, num_classes, regions, kernel_size, iterations, spacing, ignore_label),
                 boundary_band(label, num_classes, regions, kernel_size, iterations, spacing, ignore_label))
-    num_classes = _num_classes(label, num_classes, ignore_label)
-    ign = _ignored(label, ignore_label)
+    num_classes = count_classes(label, num_classes, ignore_label)
+    ign = ignored_mask(label, ignore_label)
     win = _Window(label, elements.element(label.ndim, kernel_size, spacing), _check_iterations(iterations), ign)
     band = win.mixed()
     if ign is not None:
@@ -281,9 +238,9 @@ def class_contours(label: np.ndarray, num_classes: Optional[int] = None, regions
     """
     if regions is None:
         return contours_and_band(label, num_classes, None, kernel_size, iterations, spacing, ignore_label)[0]
-    label = _int_labels(label)
-    ign = _ignored(label, ignore_label)
-    g = _channels(label, num_classes, regions, ignore_label, with_background=False)
+    label = int_labels(label)
+    ign = ignored_mask(label, ignore_label)
+    g = label_channels(label, num_classes, regions, ignore_label, with_background=False)
     return inner_contour(g, kernel_size, iterations, spacing, None if ign is None else ign[None], True)
 
 
@@ -294,9 +251,9 @@ def boundary_band(label: np.ndarray, num_classes: Optional[int] = None, regions=
     i.e. the voxels on both sides of every boundary, as the weight band of Huang et al.'s code."""
     if regions is None:
         return contours_and_band(label, num_classes, None, kernel_size, iterations, spacing, ignore_label)[1]
-    label = _int_labels(label)
-    ign = _ignored(label, ignore_label)
-    g = _channels(label, num_classes, regions, ignore_label, with_background=True)
+    label = int_labels(label)
+    ign = ignored_mask(label, ignore_label)
+    g = label_channels(label, num_classes, regions, ignore_label, with_background=True)
     return inner_contour(g, kernel_size, iterations, spacing, None if ign is None else ign[None], True).any(0)
 
 
@@ -314,12 +271,12 @@ def offset_band(label: np.ndarray, num_classes: Optional[int] = None, regions=No
     erode`` holds iff the window also holds another counted label, i.e. iff it is ``mixed``; both
     come from one :class:`_Window` of the label map, for every class at once.
     """
-    label = _int_labels(label)
-    ign = _ignored(label, ignore_label)
+    label = int_labels(label)
+    ign = ignored_mask(label, ignore_label)
     band = _check_iterations(band)
     ks = elements.per_axis(kernel_size, label.ndim)
     if regions is None and all(k % 2 for k in ks):
-        num_classes = _num_classes(label, num_classes, ignore_label)
+        num_classes = count_classes(label, num_classes, ignore_label)
         win = _Window(label, ks, band, ign)
         mixed = win.mixed()
         out = np.zeros((num_classes - 1, *label.shape), bool)
@@ -333,7 +290,7 @@ def offset_band(label: np.ndarray, num_classes: Optional[int] = None, regions=No
             g = label[None] == np.asarray(middle).reshape((-1,) + (1,) * label.ndim)
             out[np.asarray(middle) - 1] = dilate(g, ks, band, None, None if ign is None else ign[None], True) & mixed
         return out
-    g = _channels(label, num_classes, regions, ignore_label, with_background=False)
+    g = label_channels(label, num_classes, regions, ignore_label, with_background=False)
     ign = None if ign is None else ign[None]
     return dilate(g, kernel_size, band, None, ign, True) & ~erode(g, kernel_size, band, None, ign, True)
 
