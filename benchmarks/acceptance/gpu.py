@@ -74,8 +74,8 @@ def _parse(argv):
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions (CPU check of the script)")
     ap.add_argument("--out", default=None, help="results folder (default: benchmarks/results on CUDA, a temporary "
                                                 "folder on a CPU)")
-    ap.add_argument("--sections", nargs="+", choices=("e2e", "loss", "step", "contours"),
-                    default=["e2e", "loss", "step", "contours"])
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                    help="default: all, in this order (their value)")
     ap.add_argument("--trainers", nargs="+", default=None, help="default: nnUNetTrainer and every trainer")
     ap.add_argument("--jobs", type=int, default=None, help="parallel e2e workers (default 4 on CUDA, 2 on a CPU)")
     ap.add_argument("--classes", type=int, nargs="+", default=None, help="loss section (default 2 4 16; smoke 2 4)")
