@@ -124,7 +124,7 @@ def make_dataset(work: str, source: str, cases: int) -> str:
                 if not os.path.exists(dst):
                     os.symlink(os.path.join(HIPPOCAMPUS, sub, n), dst)
         return convert_msd(flat, DATASET_ID, raw, progress=False)
-    from nnunet_losses.nnunet.tools.synthetic import make_label_dataset_3d
+    from nnunet_losses.nnunet.testing.synthetic import make_label_dataset_3d
     return make_label_dataset_3d(raw, DATASET_ID, "SynthBench3D", num_cases=cases, shape=(40, 48, 40), ignore=False)
 
 
@@ -226,7 +226,7 @@ def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> d
     result["voxels"] = int(sum(s.size for s in segs))
     for name in maps:
         summary = pc.precompute(ctx, [name], num_processes=1, force=True, progress=False, log=lambda *a: None)
-        rp = pc.resolve_params(ctx, name)
+        rp = pc.resolve_map(ctx, name)
         ours_t, naive_t, agree = [], [], True
         for r in range(repeats):
             t_ours = t_naive = 0.0
@@ -236,7 +236,7 @@ def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> d
                 t_ours += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 naive = NAIVE[name](np.maximum(seg[0], 0).astype(np.int64), ctx.num_classes,  # -1 -> 0 as compute_map
-                                    rp["params"])
+                                    dict(rp.params))
                 t_naive += time.perf_counter() - t0
                 if r == 0:
                     agree = agree and _agree(name, ours, naive, ctx.num_classes)
@@ -246,9 +246,9 @@ def maps_benchmark(dataset_id: int, configuration: str, maps, repeats: int) -> d
             "precompute_s": float(summary["seconds"]), "bytes": int(summary["bytes"][name]),
             "compute_s": float(np.median(ours_t)), "naive_s": float(np.median(naive_t)),
             "compute_s_all": ours_t, "naive_s_all": naive_t, "agree_with_naive": agree,
-            "params": rp["params"], "kernel": rp.get("kernel")}
+            "params": dict(rp.params), "kernel": rp.derived.get("kernel")}
     # where the compute time goes (the map functions alone, every case once)
-    rps = [pc.resolve_params(ctx, n) for n in maps]
+    rps = [pc.resolve_map(ctx, n) for n in maps]
     result["compute_profile"] = _profile(lambda: [pc.compute_map(s, rp) for rp in rps for s in segs])
     return result
 
@@ -269,11 +269,11 @@ def scaling_benchmark(shape, num_classes: int, maps, seed: int = 0) -> dict:
     for name in maps:
         # no preprocessed dataset here to set the "auto" widths from: the paper's widths (the cost of our
         # maps does not depend on them; the naive reference's grows with them)
-        rp = pc.resolve_params(ctx, name, SCALING_PARAMS.get(name))
+        rp = pc.resolve_map(ctx, name, SCALING_PARAMS.get(name))
         t0 = time.perf_counter()
         ours = pc.compute_map(seg, rp)
         t1 = time.perf_counter()
-        naive = NAIVE[name](np.maximum(seg[0], 0).astype(np.int64), num_classes, rp["params"])
+        naive = NAIVE[name](np.maximum(seg[0], 0).astype(np.int64), num_classes, dict(rp.params))
         t2 = time.perf_counter()
         out["maps"][name] = {"compute_s": t1 - t0, "naive_s": t2 - t1,
                              "agree_with_naive": _agree(name, ours, naive, num_classes)}
@@ -316,7 +316,7 @@ def skeleton_agreement(trainer, batch) -> list:
     from nnunet_losses.nnunet.maps.registry import map_kind
     targets, maps = trainer.loss.stored(list(batch["target"]))
     stored = maps["skeleton"][0].numpy() > 0.5
-    rp = trainer._map_specs[0].rp
+    rp = trainer._map_specs[0].resolved
     out = []
     for t, sk in zip(targets[0].numpy(), stored):
         again = map_kind("skeleton").loader(t, rp)

@@ -190,8 +190,10 @@ def test_tubed_skeleton_3d_per_slice_and_maps():
     lab = torch.from_numpy(vol[None, None] % 3)
     np.testing.assert_array_equal(tubed_skeletons(lab, 3).numpy()[0], sk)
     # the registered map kind computes the same, slice by slice for nnU-Net 2d configurations
+    from nnunet_losses.nnunet.maps.declaration import ResolvedMap, Values
     from nnunet_losses.nnunet.maps.kinds import SKELETON
-    rp = {"params": {"dilations": 2}, "slicewise": True, "num_classes": 3, "regions": None, "ignore_label": 3}
+    rp = ResolvedMap(kind="skeleton", params=Values({"dilations": 2}), algorithm=1, slicewise=True, num_classes=3,
+                     regions=None, ignore_label=3, derived=Values({}), channels=("skeleton:1", "skeleton:2"))
     np.testing.assert_array_equal(SKELETON.compute(vol, rp)[1], per)
 
 

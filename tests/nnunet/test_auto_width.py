@@ -16,7 +16,7 @@ from nnunet_losses.nnunet import maps as M  # noqa: E402
 from nnunet_losses.nnunet.maps import auto_width as A  # noqa: E402
 from nnunet_losses.nnunet.maps.cli import build_parser  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import map_kind  # noqa: E402
-from nnunet_losses.nnunet.maps.store import fingerprint  # noqa: E402
+from nnunet_losses.nnunet.maps.request import resolve_map  # noqa: E402
 
 
 def _write_case(folder, case, seg):
@@ -88,9 +88,11 @@ def test_command_auto_and_trainer_value_give_one_fingerprint(tmp_path, kind_name
     assert getattr(default, f"{kind_name}__{param}") == "auto"
     given = build_parser().parse_args(["-d", "1", "-c", "3d_fullres", "--maps", kind_name, flag, str(value)])
     assert getattr(given, f"{kind_name}__{param}") == value
-    auto_fp = fingerprint(kind.resolve(ctx, {param: "auto"}))
-    assert auto_fp == fingerprint(kind.resolve(ctx, {param: value}))
-    assert auto_fp != fingerprint(kind.resolve(ctx, {param: value + 1}))
+    auto_fp = resolve_map(ctx, kind_name, {param: "auto"}).fingerprint
+    assert auto_fp == kind.resolve(ctx, {param: value}).fingerprint
+    assert auto_fp != kind.resolve(ctx, {param: value + 1}).fingerprint
+    with pytest.raises(ValueError, match="must be resolved"):   # "auto" is resolved in one place: resolve_map
+        kind.resolve(ctx, {param: "auto"})
     with pytest.raises(SystemExit):
         build_parser().parse_args(["-d", "1", "-c", "3d_fullres", "--maps", kind_name, flag, "wide"])
     with pytest.raises(ValueError, match="whole number"):

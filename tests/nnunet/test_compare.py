@@ -421,7 +421,14 @@ def test_bad_input_fails_before_any_metric_or_warns(tiny2d, tmp_path, monkeypatc
     md = (tmp_path / "w7" / "summary.md").read_text()
     assert "## Warnings" in md and "holds label(s) [7]" in md
     main(["-i", f"A={root / 'A'},{tmp_path / 'A_two'}", f"B={root / 'B'}", "-o", str(tmp_path / "w2"),
-          "--allow-missing", "--baseline", "B", *base])
+          "--allow-missing", "--baseline", "B", "--holm-across-metrics", *base[:-4], "--metrics", "dice", "hd95",
+          "--overlays", "0"])
+    from nnunet_losses.nnunet.tools.compare.paired import holm
+    paired = _csv(tmp_path / "w2" / "paired.csv")
+    rows = [x for x in paired if x["class"] != "mean"]  # one family: 2 classes x 2 metrics
+    assert len(rows) == 4 and np.allclose([float(x["p_holm"]) for x in rows],
+                                          holm([float(x["p_value"]) for x in rows]), equal_nan=True)
+    assert json.loads((tmp_path / "w2" / "settings.json").read_text())["holm_across_metrics"] is True
     rows = [x for x in _csv(tmp_path / "w2" / "per_case.csv") if x["method_name"] == "A" and x["class"] == "1"]
     assert len(rows) == 5  # 3 cases of fold 0, 2 of fold 1: compared as they are
     assert "fold 1" in (tmp_path / "w2" / "summary.md").read_text().split("## Warnings")[1]

@@ -342,7 +342,7 @@ def test_changed_segmentation_rebuilt_at_start(nnunet_tiny, monkeypatch, tmp_pat
     after = {f: (maps_dir / f).stat().st_mtime_ns for f in before}
     assert [f for f in before if after[f] != before[f]] == [f"{case}_contour.b2nd"]
     rebuilt = blosc2.open(str(maps_dir / f"{case}_contour.b2nd"), mode="r")[:]
-    rp = tr2.loss.stored.specs[0].rp
+    rp = tr2.loss.stored.specs[0].resolved
     np.testing.assert_array_equal(rebuilt, compute_map(seg, rp))
     assert not np.array_equal(rebuilt, compute_map(old[:] * 0, rp))
 

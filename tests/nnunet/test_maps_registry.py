@@ -19,7 +19,7 @@ from nnunet_losses.nnunet.maps.cli import build_parser  # noqa: E402
 from nnunet_losses.nnunet.maps.dataset import MapSpec  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import (MapKind, Param, map_kind, map_kind_for_loss, map_kinds,  # noqa: E402
                                                 positive_number, register_map_kind, unregister_map_kind)
-from nnunet_losses.nnunet.maps.store import fingerprint  # noqa: E402
+from nnunet_losses.nnunet.maps.request import resolve_map  # noqa: E402
 from nnunet_losses.nnunet.maps.transforms import StoredMapSplit  # noqa: E402
 
 STORED_MAP_TRAINERS = {"nnUNetTrainerCWCD": "contour", "nnUNetTrainerCWCE": "contour", "nnUNetTrainerSDL": "contour",
@@ -56,8 +56,8 @@ def test_command_defaults_equal_what_every_stored_map_trainer_asks_for(tmp_path,
     asked = kind.check_params(kind.request(loss, trainer_values))
     a = build_parser().parse_args(["-d", "1", "-c", "3d_fullres", "--maps", kind.name])
     command = {p.name: getattr(a, f"{kind.name}__{p.name}") for p in kind.params}
-    assert fingerprint(kind.resolve(ctx, command)) == fingerprint(kind.resolve(ctx, asked))
-    assert fingerprint(kind.resolve(ctx, {})) == fingerprint(kind.resolve(ctx, asked))
+    assert resolve_map(ctx, kind.name, command).fingerprint == resolve_map(ctx, kind.name, asked).fingerprint
+    assert resolve_map(ctx, kind.name, {}).fingerprint == resolve_map(ctx, kind.name, asked).fingerprint
 
 
 def test_contour_losses_share_one_default():
@@ -91,7 +91,7 @@ def _toy_compute(label, rp):
     """distance to the nearest foreground voxel, capped (a continuous toy map)."""
     from scipy import ndimage
     d = ndimage.distance_transform_edt(label == 0)
-    return np.minimum(d, rp["params"]["cap"])[None].astype(np.float32)
+    return np.minimum(d, rp.params.cap)[None].astype(np.float32)
 
 
 TOY = MapKind(name="toydist", description="capped distance to the foreground (test kind)",
@@ -124,11 +124,11 @@ def test_a_toy_kind_is_one_declaration(tmp_path, toy_kind):
     for case, seg in segs.items():
         stored = M.load_map(str(tmp_path), case, "toydist")[:]
         assert stored.dtype == np.float16
-        np.testing.assert_allclose(stored, _toy_compute(seg[0], {"params": {"cap": 2.5}}), atol=2e-3)
+        np.testing.assert_allclose(stored, _toy_compute(seg[0], toy_kind.resolve(ctx, {"cap": 2.5})), atol=2e-3)
     assert M.find_missing_or_stale(ctx, {"toydist": {"cap": 2.5}}) == {"toydist": {}}
     assert set(M.find_missing_or_stale(ctx, {"toydist": {"cap": 3.0}})["toydist"]) == set(segs)
     # the loader's spec and the loss-side split read the declaration
-    spec = MapSpec.from_rp(toy_kind.resolve(ctx, {"cap": 2.5}))
+    spec = MapSpec.from_resolved(toy_kind.resolve(ctx, {"cap": 2.5}))
     assert (spec.binary, spec.channels) == (False, 1)
     split = StoredMapSplit([spec], n_target=1, region=False, wanted=("toy_map",))
     target = torch.cat([torch.zeros(2, 1, 4, 4, 4), torch.full((2, 1, 4, 4, 4), 7.0)], 1)

@@ -1,6 +1,6 @@
 """nnunet_losses_precompute on tiny datasets preprocessed by nnU-Net itself.
 
-The module fixture builds two synthetic raw datasets (fixtures.synthetic: a 3D label
+The module fixture builds two synthetic raw datasets (nnunet_losses.nnunet.testing.synthetic: a 3D label
 dataset with an ignore label, a 2D region dataset with an ignore label) and runs nnU-Net's own
 ``nnUNetv2_plan_and_preprocess`` entry point on them, in one subprocess. Two tiny-data overheads
 of nnU-Net are switched off there to keep the suite fast: its worker pools run as thread pools
@@ -24,7 +24,7 @@ pytest.importorskip("nnunetv2")
 from nnunet_losses.morphology import numpy_ops as maps  # noqa: E402
 from nnunet_losses._io import TMP_MARK  # noqa: E402
 from nnunet_losses.nnunet import maps as pc  # noqa: E402
-from nnunet_losses.nnunet.maps import build, store  # noqa: E402
+from nnunet_losses.nnunet.maps import build, manifest, registry  # noqa: E402
 from nnunet_losses.nnunet.maps.auto_width import resolve_auto  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import map_kind  # noqa: E402
 
@@ -39,7 +39,7 @@ _PREPROCESS = textwrap.dedent("""
             return multiprocessing.pool.ThreadPool(processes)
     multiprocessing.get_context = lambda method=None: _InProcess()
     multiprocessing.Pool = lambda processes=None, *a, **k: multiprocessing.pool.ThreadPool(processes)
-    from fixtures import synthetic as s
+    from nnunet_losses.nnunet.testing import synthetic as s
     s.make_label_dataset_3d(sys.argv[1], 990, num_cases=4, shape=(20, 24, 24), ignore=True)
     s.make_region_dataset_2d(sys.argv[1], 991, num_cases=3, shape=(48, 48), ignore=True)
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor as F
@@ -107,7 +107,7 @@ def test_cli_writes_maps_and_manifest_nnunet_still_reads_the_folder(root):
         cases = ctx.identifiers()
         assert len(cases) == 4
         man = json.load(open(pc.manifest_path(ctx.folder)))
-        assert man["version"] == store.package_version() and man["dataset"] == LABELS_3D
+        assert man["version"] == manifest.package_version() and man["dataset"] == LABELS_3D
         assert man["configuration"] == config and man["plans"] == "nnUNetPlans"
         for case in cases:
             entry = man["cases"][case]
@@ -115,7 +115,7 @@ def test_cli_writes_maps_and_manifest_nnunet_still_reads_the_folder(root):
             for name in ("contour", "dwce", "osc"):
                 e = entry["maps"][name]
                 assert os.path.getsize(os.path.join(ctx.maps_dir, f"{case}_{name}.b2nd")) == e["size"]
-                assert man["params"][e["params_sha"]]["params"] == map_kind(name).resolve(ctx, {})["params"]
+                assert man["params"][e["params_sha"]]["params"] == dict(pc.resolve_map(ctx, name).params)
         # nnU-Net's own dataset class still sees exactly the cases and can infer its format
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class, nnUNetDatasetBlosc2
         assert sorted(nnUNetDatasetBlosc2.get_identifiers(ctx.folder)) == cases
@@ -273,7 +273,7 @@ def test_truncated_or_corrupt_file_is_reported_by_name(root):
     # even if the manifest's size matched, blosc2 cannot open a truncated file
     man = pc.read_manifest(ctx.folder)
     man["cases"][cases[0]]["maps"]["contour"]["size"] = os.path.getsize(path)
-    store.write_manifest(ctx, man)
+    manifest.write_manifest(ctx, man)
     with pytest.raises(pc.MapFileError, match="checksum"):   # refused before blosc2 decodes anything
         pc.load_map(ctx.folder, cases[0], "contour")
 
@@ -357,7 +357,7 @@ def test_killed_worker_leaves_no_file_that_passes_as_valid(root, monkeypatch, af
 
 def test_api_validation():
     with pytest.raises(ValueError, match="unknown map"):
-        store.requested(["contours"])
+        registry.requested(["contours"])
     with pytest.raises(ValueError, match="iterations"):
         map_kind("contour").check_params({"iterations": 0})
     with pytest.raises(ValueError, match="unknown parameter"):

@@ -48,10 +48,10 @@ def _expected(target: torch.Tensor, lm, rp) -> np.ndarray:
             masks = s[:n] > 0.5
             if lm.has_ignore_label:
                 masks &= ~(s[n] > 0.5)[None]
-            out.append(np.stack([tubed_skeleton(m, rp["params"]["dilations"]) for m in masks]))
+            out.append(np.stack([tubed_skeleton(m, rp.params.dilations) for m in masks]))
         else:
             out.append(skeleton_map(s[0].round().astype(np.int64), num_classes=lm.num_segmentation_heads,
-                                    ignore_label=lm.ignore_label, dilations=rp["params"]["dilations"]))
+                                    ignore_label=lm.ignore_label, dilations=rp.params.dilations))
     return np.stack(out)
 
 
@@ -108,9 +108,13 @@ def test_loader_skeleton_is_the_skeleton_of_the_augmented_target(nnunet_tiny, mo
 
 def test_loader_transform_without_deep_supervision_and_its_checks():
     """Without nnU-Net's downsampling the transform is appended; a wrong shape from a kind is an error."""
+    import dataclasses
+
     from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
-    rp = {"params": {"dilations": 2}, "regions": None, "num_classes": 3, "ignore_label": 3,
-          "channels": ["skeleton:1", "skeleton:2"]}
+
+    from nnunet_losses.nnunet.maps.declaration import ResolvedMap, Values
+    rp = ResolvedMap(kind="skeleton", params=Values({"dilations": 2}), algorithm=1, slicewise=False, num_classes=3,
+                     regions=None, ignore_label=3, derived=Values({}), channels=("skeleton:1", "skeleton:2"))
     composed = with_loader_maps(ComposeTransforms([]), "skeleton", rp)
     seg = torch.zeros((1, 20, 24), dtype=torch.int16)
     seg[0, 4:16, 5:8] = 1
@@ -124,7 +128,7 @@ def test_loader_transform_without_deep_supervision_and_its_checks():
     np.testing.assert_array_equal(unpack_bits(out[1:].numpy().astype(np.uint8), 2), expected)
     with pytest.raises(ValueError, match="has no loader computation"):
         LoaderMapsTransform("contour", rp)
-    bad = dict(rp, channels=["skeleton:1"])
+    bad = dataclasses.replace(rp, channels=("skeleton:1",))
     with pytest.raises(ValueError, match="returned shape"):
         LoaderMapsTransform("skeleton", bad)(segmentation=seg)
 

@@ -16,14 +16,17 @@ import hashlib
 import json
 import math
 import os
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from nnunet_losses._io import atomic_write_json
 from nnunet_losses.morphology.thickness import class_masks, local_thickness, thickness_summary
 
-__all__ = ["RULES", "measure_thickness", "dataset_thickness", "resolve_auto", "cache_path"]
+from .declaration import AUTO
+from .segmentations import file_stat, read_seg, seg_path
+
+__all__ = ["RULES", "measure_thickness", "dataset_thickness", "resolve_auto", "fill_auto", "cache_path"]
 
 CACHE_FORMAT = 1
 #: at most this many cases are measured (evenly spread over the sorted case list)
@@ -83,8 +86,6 @@ def cache_path(ctx) -> str:
 
 def dataset_thickness(ctx, log: Optional[Callable[[str], None]] = None) -> dict:
     """The thickness record of one preprocessed configuration (a :class:`MapContext`), cached."""
-    from .store import file_stat, read_seg, seg_path
-
     ids = ctx.identifiers()
     if not ids:
         raise ValueError(f"no preprocessed cases in {ctx.folder}: run nnUNetv2_preprocess for this configuration")
@@ -129,3 +130,19 @@ def resolve_auto(rule: str, ctx, log: Optional[Callable[[str], None]] = None) ->
         raise ValueError(f"unknown auto rule {rule!r}; known: {sorted(RULES)}")
     name, t = thinnest(dataset_thickness(ctx, log))
     return RULES[rule](t), f"auto: median thickness {t:.1f} voxels (class {name}), rule {rule}"
+
+
+def fill_auto(values: Dict[str, Any], rules: Mapping[str, str], ctx, log: Optional[Callable[[str], None]] = None,
+              what: str = "") -> Dict[str, str]:
+    """The ONE place where ``"auto"`` becomes a number: every ``values[name] == "auto"`` with a rule in
+    ``rules`` (``{name: rule}``) is replaced in place by :func:`resolve_auto`'s value for the dataset
+    configuration ``ctx``; returns ``{name: source text}`` of the replaced ones (one log line each).
+    Used by the trainers (their ``auto_options``) and by :func:`.request.resolve_map` (map parameters
+    with an ``auto`` rule, e.g. ``nnunet_losses_precompute --iterations auto``)."""
+    sources = {}
+    for name, rule in rules.items():
+        if values.get(name) == AUTO:
+            values[name], sources[name] = resolve_auto(rule, ctx, log)
+            if log:
+                log(f"{what}{name} = {values[name]} ({sources[name]})")
+    return sources

@@ -1,7 +1,7 @@
 """Building stored maps: ``precompute`` computes the missing or stale maps of every case.
 
-What each map is comes from the registry (:mod:`.registry`, :mod:`.kinds`); files and manifest from
-:mod:`.store`; what is missing or stale from :mod:`.check`. The command line is :mod:`.cli`
+What each map is comes from the registry (:mod:`.registry`, :mod:`.kinds`) and :func:`.request.resolve_map`;
+files from :mod:`.map_files`, the manifest from :mod:`.manifest`; what is missing or stale from :mod:`.check`. The command line is :mod:`.cli`
 (``nnunet_losses_precompute``).
 
 Safety: an interrupted run never leaves a file that passes as valid (entries about to be rebuilt
@@ -24,20 +24,26 @@ import numpy as np
 
 from .check import check_cases
 from .context import MapContext
-from .registry import map_kind
-from .store import (MANIFEST_FORMAT, MapFileError, array_fingerprint, encode, fingerprint, fix_command, is_temporary, map_path,
-                    maps_lock, read_manifest, read_seg, requested, write_manifest, write_map_file)
+from .declaration import ResolvedMap
+from .errors import MapFileError, fix_command
+from .fingerprints import array_fingerprint
+from .lock import maps_lock
+from .manifest import empty_manifest, read_manifest, write_manifest
+from .map_files import encode, is_temporary, map_path, write_map_file
+from .registry import map_kind, requested
+from .request import resolve_map
+from .segmentations import read_seg
 
 __all__ = ["precompute", "compute_map", "preprocessed_bytes"]
 
 
-def compute_map(seg: np.ndarray, rp: dict) -> np.ndarray:
-    """The array stored for one case: ``seg`` (1, *sp) nnU-Net segmentation, ``rp`` from
-    :meth:`MapKind.resolve`. nnU-Net marks voxels outside the nonzero crop mask with -1 and its
+def compute_map(seg: np.ndarray, rp: ResolvedMap) -> np.ndarray:
+    """The array stored for one case: ``seg`` (1, *sp) nnU-Net segmentation, ``rp`` the resolved map
+    (:func:`.request.resolve_map`). nnU-Net marks voxels outside the nonzero crop mask with -1 and its
     training transforms turn them into background (``RemoveLabelTansform(-1, 0)``): so do the maps."""
     lab = np.asarray(seg)[0]
     lab = np.where(lab < 0, 0, lab)
-    return encode(rp["map"], map_kind(rp["map"]).compute(lab, rp))
+    return encode(rp.kind, map_kind(rp.kind).compute(lab, rp))
 
 
 def fsync_files(paths: Sequence[str]) -> None:
@@ -49,18 +55,18 @@ def fsync_files(paths: Sequence[str]) -> None:
             os.close(fd)
 
 
-def build_case(folder: str, maps_dir: str, case: str, rps: List[dict], patch_size: Sequence[int]) -> Tuple[str, dict]:
+def build_case(folder: str, maps_dir: str, case: str, rps: List[ResolvedMap], patch_size: Sequence[int]) -> Tuple[str, dict]:
     """Worker: compute and write the requested maps of one case; returns the manifest entries."""
     blosc2.set_nthreads(1)
     seg, seg_info = read_seg(folder, case)
     entries = {}
     for rp in rps:
         arr = compute_map(seg, rp)
-        meta = {"map": rp["map"], "params_sha": fingerprint(rp), "seg_sha": seg_info["sha"],
+        meta = {"map": rp.kind, "params_sha": rp.fingerprint, "seg_sha": seg_info["sha"],
                 "sha": array_fingerprint(arr)}
-        path = map_path(maps_dir, case, rp["map"])
+        path = map_path(maps_dir, case, rp.kind)
         file_sha = write_map_file(arr, path, patch_size, meta)
-        entries[rp["map"]] = {"file": os.path.basename(path), "shape": list(arr.shape), "dtype": arr.dtype.str,
+        entries[rp.kind] = {"file": os.path.basename(path), "shape": list(arr.shape), "dtype": arr.dtype.str,
                               "size": os.path.getsize(path), "file_sha": file_sha, **meta}
     return case, {"seg": seg_info, "maps": entries}
 
@@ -88,7 +94,7 @@ def precompute(ctx: MapContext, maps: Union[str, Iterable[str], Mapping[str, Opt
     from tqdm import tqdm
     t0 = time.perf_counter()
     req = requested(maps)
-    rps = {n: map_kind(n).resolve(ctx, p) for n, p in req.items()}
+    rps = {n: resolve_map(ctx, n, p) for n, p in req.items()}
     ids = ctx.identifiers() if identifiers is None else list(identifiers)
     os.makedirs(ctx.maps_dir, exist_ok=True)
     with maps_lock(ctx.maps_dir):
@@ -99,7 +105,7 @@ def precompute(ctx: MapContext, maps: Union[str, Iterable[str], Mapping[str, Opt
             man = read_manifest(ctx.folder)
         except MapFileError as e:               # our own index: rebuild it (every map is recomputed)
             log(f"nnunet_losses_precompute: {e}; starting a new manifest")
-            man = {"format": MANIFEST_FORMAT, "params": {}, "cases": {}}
+            man = empty_manifest()
         if man.get("_previous_format") is not None:
             log(f"nnunet_losses_precompute: the maps in {ctx.maps_dir} were made by an older nnunet-losses "
                 f"(manifest format {man['_previous_format']}); rebuilding them")
@@ -114,12 +120,12 @@ def precompute(ctx: MapContext, maps: Union[str, Iterable[str], Mapping[str, Opt
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(os.path.join(ctx.maps_dir, e["file"]))
         for n, rp in rps.items():
-            man["params"][fingerprint(rp)] = rp
+            man["params"][rp.fingerprint] = rp.record()
         # forget what is about to be rebuilt before touching any file
         for n, cases in todo.items():
             for c in cases:
                 man["cases"].get(c, {}).get("maps", {}).pop(n, None)
-        keep = [fingerprint(rp) for rp in rps.values()]
+        keep = [rp.fingerprint for rp in rps.values()]
         write_manifest(ctx, man, keep)
         jobs: Dict[str, List[dict]] = {}
         for n, cases in todo.items():

@@ -6,9 +6,13 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 import blosc2
 
-from .registry import map_kind
-from .store import (array_fingerprint, file_stat, fingerprint, map_path, read_manifest, read_seg, requested, seg_path,
-                    verify_file_checksum)
+from .declaration import ResolvedMap
+from .fingerprints import array_fingerprint
+from .manifest import read_manifest
+from .map_files import map_path, verify_file_checksum
+from .registry import requested
+from .request import resolve_map
+from .segmentations import file_stat, read_seg, seg_path
 
 __all__ = ["find_missing_or_stale", "check_cases", "deep_check"]
 
@@ -41,12 +45,12 @@ def find_missing_or_stale(ctx, maps: Union[str, Iterable[str], Mapping[str, Opti
     ``deep`` also decompresses every file and checks its content hash (``--verify``).
     """
     req = requested(maps)
-    rps = {n: map_kind(n).resolve(ctx, p) for n, p in req.items()}
+    rps = {n: resolve_map(ctx, n, p) for n, p in req.items()}
     ids = ctx.identifiers() if identifiers is None else list(identifiers)
     return check_cases(ctx, rps, read_manifest(ctx.folder), ids, deep)[0]
 
 
-def check_cases(ctx, rps: Dict[str, dict], man: dict, ids: Sequence[str], deep: bool):
+def check_cases(ctx, rps: Dict[str, ResolvedMap], man: dict, ids: Sequence[str], deep: bool):
     """(todo ``{kind: {case: reason}}``, ``{case: refreshed seg info}`` for segs touched but unchanged)."""
     out: Dict[str, Dict[str, str]] = {n: {} for n in rps}
     touched: Dict[str, dict] = {}
@@ -76,7 +80,7 @@ def check_cases(ctx, rps: Dict[str, dict], man: dict, ids: Sequence[str], deep: 
                 out[n][case] = "missing (file deleted)"
             elif seg_changed or e["seg_sha"] != centry["seg"]["sha"]:
                 out[n][case] = "stale (segmentation changed)"
-            elif e["params_sha"] != fingerprint(rp):
+            elif e["params_sha"] != rp.fingerprint:
                 out[n][case] = "stale (parameters changed)"
             else:
                 problem = deep_check(path, e) if deep else verify_file_checksum(path, e)

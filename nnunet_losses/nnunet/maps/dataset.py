@@ -31,8 +31,9 @@ import numpy as np
 
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
+from .declaration import ResolvedMap
+from .map_files import load_map, map_error, map_path
 from .registry import map_kind
-from .store import load_map, map_error, map_path
 
 __all__ = ["MapSpec", "SegWithMaps", "nnUNetDatasetBlosc2WithMaps"]
 
@@ -41,12 +42,12 @@ _F16_MAX = float(np.finfo(np.float16).max)
 
 @dataclass(frozen=True)
 class MapSpec:
-    """One stored map in the loader: ``name`` (the map kind), ``rp`` (its :meth:`MapKind.resolve` dict,
+    """One stored map in the loader: ``name`` (the map kind), ``resolved`` (its :class:`ResolvedMap`,
     checked against the manifest), ``channels`` (number of channels after unpacking) and ``binary``
     (bit-packed 0/1 channels, else continuous float channels), both from the registry."""
 
     name: str
-    rp: dict
+    resolved: ResolvedMap
     channels: int
     binary: bool
 
@@ -56,8 +57,8 @@ class MapSpec:
         return (self.channels + 7) // 8 if self.binary else self.channels
 
     @classmethod
-    def from_rp(cls, rp: dict) -> "MapSpec":
-        return cls(rp["map"], rp, len(rp["channels"]), map_kind(rp["map"]).binary)
+    def from_resolved(cls, resolved: ResolvedMap) -> "MapSpec":
+        return cls(resolved.kind, resolved, len(resolved.channels), map_kind(resolved.kind).binary)
 
 
 def order_specs(specs: Sequence[MapSpec]) -> List[MapSpec]:
@@ -105,8 +106,8 @@ class SegWithMaps:
 
 class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
     """nnU-Net's blosc2 dataset whose ``load_case`` also opens the stored maps of the case
-    (:func:`.store.load_map`: validated against the manifest, the checksum of the file's bytes
-    verified once per process before blosc2 decodes it; a bad file raises :class:`.store.MapFileError`
+    (:func:`.map_files.load_map`: validated against the manifest, the checksum of the file's bytes
+    verified once per process before blosc2 decodes it; a bad file raises :class:`.errors.MapFileError`
     naming the file and the command that rebuilds it). The opened map files are kept per process (the
     last :attr:`HANDLES` ones) and reused.
 
@@ -143,7 +144,7 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
 
     def _open(self, identifier: str, seg) -> list:
         """Open (manifest and checksum checks) and check the shape."""
-        maps = [load_map(self.source_folder, identifier, s.name, s.rp) for s in self.map_specs]
+        maps = [load_map(self.source_folder, identifier, s.name, s.resolved) for s in self.map_specs]
         for s, m in zip(self.map_specs, maps):
             if tuple(m.shape[1:]) != tuple(seg.shape[1:]):
                 raise map_error(self.source_folder, identifier, s.name,
@@ -162,7 +163,7 @@ def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=
     files are found by the checksum of their bytes, without decoding them."""
     from .build import precompute
     from .check import find_missing_or_stale
-    from .store import fix_command
+    from .errors import fix_command
     if is_rank0:
         todo = find_missing_or_stale(ctx, requested)
         for name, cases in todo.items():

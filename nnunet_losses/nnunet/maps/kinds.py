@@ -1,9 +1,10 @@
 """The built-in map kinds: ``contour`` (CWCE, SDL, CWCD), ``osc`` (Offset Curves), ``dwce`` (DWCE),
 ``skeleton`` (Skeleton Recall).
 
-Each is one :class:`~nnunet_losses.nnunet.maps.registry.MapKind` declaration; the NumPy
-computations are :mod:`nnunet_losses.morphology.numpy_ops` and :mod:`nnunet_losses.morphology.skeletons` (the torch ones, for contours and bands, live in the
-losses themselves: :mod:`nnunet_losses.morphology.torch_ops`). See docs/losses.md for the maps' definitions.
+Each is one :class:`~nnunet_losses.nnunet.maps.declaration.MapKind` declaration (registered by
+:mod:`.registry`); the NumPy computations are :mod:`nnunet_losses.morphology.numpy_ops` and
+:mod:`nnunet_losses.morphology.skeletons` (the torch ones, for contours and bands, live in the losses
+themselves: :mod:`nnunet_losses.morphology.torch_ops`). See docs/losses.md for the maps' definitions.
 
 nnU-Net ``2d`` configurations are computed slice by slice (axis 0), as the network sees them.
 """
@@ -18,10 +19,10 @@ from nnunet_losses.morphology import skeletons as np_skeletons
 from nnunet_losses.contour import CWCDLoss
 from nnunet_losses.skeleton_recall import SkeletonRecallLoss
 
-from .registry import (AUTO, MapKind, Param, loss_default, non_negative_number, one_of, positive_number,
-                       register_map_kind, whole_number)
+from .declaration import (AUTO, MapKind, Param, ResolvedMap, loss_default, non_negative_number, one_of, positive_number,
+                          whole_number)
 
-__all__ = ["CONTOUR", "OSC", "DWCE", "SKELETON"]
+__all__ = ["CONTOUR", "OSC", "DWCE", "SKELETON", "BUILTIN"]
 
 
 def _foreground_names(ctx):
@@ -32,10 +33,6 @@ def _lead(ctx):
     return (1,) if ctx.slicewise else ()
 
 
-def _label_kwargs(rp: dict) -> dict:
-    return dict(num_classes=rp["num_classes"], regions=rp["regions"], ignore_label=rp["ignore_label"])
-
-
 # ----------------------------------------------------------------------------- contour
 def _contour_extra(ctx, p: dict) -> dict:
     k = p["kernel_size"]
@@ -44,9 +41,9 @@ def _contour_extra(ctx, p: dict) -> dict:
     return {"kernel": list(_lead(ctx) + (tuple(k) if isinstance(k, tuple) else (k,) * len(ctx.spacing)))}
 
 
-def _contour_compute(label: np.ndarray, rp: dict) -> np.ndarray:
-    cc, band = np_maps.contours_and_band(label, kernel_size=rp["kernel"], iterations=rp["params"]["iterations"],
-                                         **_label_kwargs(rp))
+def _contour_compute(label: np.ndarray, r: ResolvedMap) -> np.ndarray:
+    cc, band = np_maps.contours_and_band(label, kernel_size=r.derived.kernel, iterations=r.params.iterations,
+                                         **r.label_kwargs())
     return np.stack([band, *cc]).astype(bool, copy=False)
 
 
@@ -82,8 +79,8 @@ CONTOUR = MapKind(
 
 
 # ----------------------------------------------------------------------------- osc
-def _osc_compute(label: np.ndarray, rp: dict) -> np.ndarray:
-    out = np_maps.offset_band(label, band=rp["params"]["band"], kernel_size=rp["kernel"], **_label_kwargs(rp))
+def _osc_compute(label: np.ndarray, r: ResolvedMap) -> np.ndarray:
+    out = np_maps.offset_band(label, band=r.params.band, kernel_size=r.derived.kernel, **r.label_kwargs())
     return np.asarray(out, dtype=bool)
 
 
@@ -103,10 +100,9 @@ OSC = MapKind(
 
 
 # ----------------------------------------------------------------------------- dwce
-def _dwce_compute(label: np.ndarray, rp: dict) -> np.ndarray:
-    p = rp["params"]
-    w = np_maps.unet_weight_map(label, p["w0"], p["sigma"], spacing=rp["spacing"], ignore_label=rp["ignore_label"],
-                                per_slice=rp["slicewise"])
+def _dwce_compute(label: np.ndarray, r: ResolvedMap) -> np.ndarray:
+    w = np_maps.unet_weight_map(label, r.params.w0, r.params.sigma, spacing=r.derived.spacing,
+                                ignore_label=r.ignore_label, per_slice=r.slicewise)
     return np.asarray(w)[None]
 
 
@@ -137,22 +133,21 @@ DWCE = MapKind(
 
 
 # ----------------------------------------------------------------------------- skeleton
-def _skeleton_compute(label: np.ndarray, rp: dict) -> np.ndarray:
-    return np_skeletons.skeleton_map(label, dilations=rp["params"]["dilations"], per_slice=rp["slicewise"],
-                                     **_label_kwargs(rp))
+def _skeleton_compute(label: np.ndarray, r: ResolvedMap) -> np.ndarray:
+    return np_skeletons.skeleton_map(label, dilations=r.params.dilations, per_slice=r.slicewise, **r.label_kwargs())
 
 
-def _skeleton_loader(seg: np.ndarray, rp: dict) -> np.ndarray:
+def _skeleton_loader(seg: np.ndarray, r: ResolvedMap) -> np.ndarray:
     """The tubed skeletons of one augmented training patch: ``seg`` is nnU-Net's target before its
     deep-supervision downsampling, (1, *sp) labels or the region channels (ignore channel last). The
     patch is what the network sees (2D for ``2d``), so no slice-wise computation."""
-    dilations = rp["params"]["dilations"]
-    if not rp["regions"]:
-        return np_skeletons.skeleton_map(seg[0], num_classes=rp["num_classes"], ignore_label=rp["ignore_label"],
+    dilations = r.params.dilations
+    if not r.regions:
+        return np_skeletons.skeleton_map(seg[0], num_classes=r.num_classes, ignore_label=r.ignore_label,
                                          dilations=dilations)
-    n = len(rp["regions"])
+    n = len(r.regions)
     masks = seg[:n].astype(bool)
-    if rp["ignore_label"] is not None:
+    if r.ignore_label is not None:
         masks &= ~seg[n].astype(bool)[None]
     return np.stack([np_skeletons.tubed_skeleton(m, dilations) for m in masks])
 
@@ -170,5 +165,5 @@ SKELETON = MapKind(
     loader=_skeleton_loader,
 )
 
-for _kind in (CONTOUR, OSC, DWCE, SKELETON):
-    register_map_kind(_kind)
+#: the kinds the registry starts with
+BUILTIN = (CONTOUR, OSC, DWCE, SKELETON)

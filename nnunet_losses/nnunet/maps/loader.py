@@ -21,6 +21,7 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
+from .declaration import ResolvedMap
 from .packing import pack_bits
 from .registry import map_kind
 from .transforms import rewrite_tree
@@ -32,15 +33,15 @@ class LoaderMapsTransform(BasicTransform):
     """segmentation (C, *sp) -> float32 ``[segmentation, pack_bits(kind.loader(segmentation, rp))]``
     (C + ceil(n / 8), *sp).
 
-    ``rp``: the kind's :meth:`~nnunet_losses.nnunet.maps.registry.MapKind.resolve` dict for the dataset;
+    ``rp``: the kind's :class:`~nnunet_losses.nnunet.maps.declaration.ResolvedMap` for the dataset;
     the kind is looked up by name when applied (the transform pickles into spawned workers)."""
 
-    def __init__(self, name: str, rp: dict):
+    def __init__(self, name: str, rp: ResolvedMap):
         super().__init__()
         kind = map_kind(name)
         if kind.loader is None:
             raise ValueError(f"map kind {name!r} has no loader computation")
-        self.name, self.rp, self.n = name, rp, len(rp["channels"])
+        self.name, self.rp, self.n = name, rp, len(rp.channels)
 
     def apply(self, data_dict, **params):
         seg = data_dict["segmentation"]
@@ -56,7 +57,7 @@ class LoaderMapsTransform(BasicTransform):
         return data_dict
 
     def __repr__(self):
-        return f"LoaderMapsTransform({self.name!r}, {self.rp['params']})"
+        return f"LoaderMapsTransform({self.name!r}, {self.rp.params})"
 
 
 def _insert_before_downsampling(t, make, state: dict):
@@ -67,7 +68,7 @@ def _insert_before_downsampling(t, make, state: dict):
     return t
 
 
-def with_loader_maps(transforms, name: str, rp: dict) -> ComposeTransforms:
+def with_loader_maps(transforms, name: str, rp: ResolvedMap) -> ComposeTransforms:
     """nnU-Net's training (or validation) transforms, of any trainer variant, that also compute the
     map ``name`` (resolved parameters ``rp``) from the augmented target (see the module docstring)."""
     state = {"inserted": False}

@@ -45,6 +45,8 @@ from torch import nn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ... import __version__
+from ..maps.auto_width import fill_auto
+from ..maps.context import MapContext
 from ..maps.registry import AUTO, map_kind_for_loss, map_kinds
 from . import options as opt
 from .deep_supervision import nnunet_deep_supervision_weights
@@ -161,10 +163,10 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         return loss, extra
 
     def _resolve_auto_options(self, values: Dict[str, Any], user: Dict[str, Any], saved) -> Dict[str, str]:
-        """Replace ``"auto"`` values of :attr:`auto_options` in ``values`` by the dataset's (see
-        :mod:`.auto_width`); return ``{name + "_source": where the value came from}``. When restoring
-        (``--c``, ``--val``), the value saved in ``loss_options.json`` is reused."""
-        sources = {}
+        """Replace ``"auto"`` values of :attr:`auto_options` in ``values`` by the dataset's
+        (:func:`..maps.auto_width.fill_auto`); return ``{name + "_source": where the value came from}``.
+        When restoring (``--c``, ``--val``), the value saved in ``loss_options.json`` is reused."""
+        sources, todo = {}, {}
         previous = (saved or {}).get("resolved", {}) if self._nnunet_losses_restoring else {}
         for name, rule in self.auto_options.items():
             if values.get(name) != AUTO:
@@ -174,12 +176,12 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
             if prev_source.startswith(AUTO) and isinstance(previous.get(name), int):
                 values[name], sources[f"{name}_source"] = previous[name], prev_source
                 continue
-            from ..maps.auto_width import resolve_auto
-            from ..maps.context import MapContext
+            todo[name] = rule
+        if todo:
             ctx = MapContext.from_nnunet(self.plans_manager, self.configuration_name, self.dataset_json,
                                          folder=self.preprocessed_dataset_folder)
-            values[name], sources[f"{name}_source"] = resolve_auto(rule, ctx, log=self.print_to_log_file)
-            self.print_to_log_file(f"{name} = {values[name]} ({sources[name + '_source']})")
+            found = fill_auto(values, todo, ctx, log=self.print_to_log_file)
+            sources.update({f"{name}_source": text for name, text in found.items()})
         return sources
 
     # ------------------------------------------------------------------ maps
@@ -219,17 +221,17 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         self._map_specs, self._loader_map = (), ()
         if mode == "online":
             return None
-        from ..maps.context import MapContext
         from ..maps.dataset import MapSpec
+        from ..maps.request import resolve_map
         from ..maps.transforms import StoredMapSplit
         self._map_ctx = MapContext.from_nnunet(self.plans_manager, self.configuration_name, self.dataset_json,
                                                folder=self.preprocessed_dataset_folder)
         self._map_request = self.stored_map_request(getattr(loss, "_orig_mod", loss), extra)
-        spec = MapSpec.from_rp(kind.resolve(self._map_ctx, self._map_request[kind.name]))
+        spec = MapSpec.from_resolved(resolve_map(self._map_ctx, kind.name, self._map_request[kind.name]))
         lm = self.label_manager
         n_target = len(lm.foreground_regions) + int(lm.has_ignore_label) if lm.has_regions else 1
         if mode == "loader":
-            self._loader_map = (kind.name, spec.rp)
+            self._loader_map = (kind.name, spec.resolved)
             self.print_to_log_file(f"maps: {kind.name} {self._map_request[kind.name]} computed in the data loader")
         else:
             self._map_specs = (spec,)

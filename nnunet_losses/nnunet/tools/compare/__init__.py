@@ -1,9 +1,12 @@
 """``nnunet_losses_compare``: compare nnU-Net trainers' predictions (tables, statistics, plots); docs/compare.md.
 
-- reading.py: methods and their prediction folders, cases, reference files, dataset.json labels;
+- reading.py: methods and their prediction folders, cases, missing predictions, dataset.json labels;
+- checks.py: every file checked before any metric (undeclared labels, shape, spacing, origin, direction);
 - table.py: every case evaluated (nnunet_losses.evaluation), aggregated, Markdown tables, CSV files;
-- paired.py: paired comparison against a baseline (bootstrap CI, Wilcoxon + Holm, wins/ties/losses);
-- ranking.py: per-case ranking of the methods with bootstrap rank frequencies;
+- empty.py: cases with an empty mask scored (both empty = perfect, one empty = worst) or left as NaN;
+- paired.py: paired comparison against a baseline (bootstrap CI, Hodges-Lehmann, Wilcoxon + Holm, wins/ties/losses);
+- ranking.py: per-case rankings (every class and the mean row) with bootstrap rank distribution and consensus;
+- pairwise.py: every ordered pair of methods, one-sided Wilcoxon + Holm (significance maps);
 - plots.py, overlays.py: the PNGs; output.py: the output folder (staging, overwrite rules);
 - run.py: :func:`compare`, one whole run; cli.py: the command line (``entry_point``).
 

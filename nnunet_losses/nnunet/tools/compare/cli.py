@@ -19,17 +19,22 @@ folds (``--std folds``: std of the per-fold means instead; both are in summary.c
 averages, per case, the classes that are defined for it, then over cases.
 
 Statistics: ``--baseline NAME`` compares every other method with NAME case by case (bootstrap CI,
-Wilcoxon test with Holm's correction, wins/ties/losses: paired.csv); ``--ranking`` ranks the methods
-per case with bootstrap rank frequencies (ranking.csv).
+Hodges-Lehmann estimate, Wilcoxon test with Holm's correction per metric, wins/ties/losses: paired.csv);
+``--ranking`` ranks the methods per case with their bootstrap rank distribution (ranking.csv), tests
+every pair (pairwise.csv) and combines the metrics (consensus.csv). Empty masks are scored
+(``--empty nan``: left out); every file is checked before any metric (``--allow-missing``,
+``--warn-bad-input`` turn some errors into warnings).
 
 Output folder (``-o``; an existing non-empty folder is an error unless ``--overwrite``, which
 replaces only the files listed here): summary.md (tables, best value per row in bold), summary.csv,
-per_case.csv, paired.csv, ranking.csv, settings.json, plots/<metric>_bars.png, plots/<metric>_box.png,
-plots/ranking_<metric>.png and overlays/<case>.png for the cases where the methods differ most.
+per_case.csv, paired.csv, ranking.csv, pairwise.csv, consensus.csv, settings.json,
+plots/<metric>_bars.png, plots/<metric>_box.png, plots/ranking_<metric>.png,
+plots/significance_<metric>.png and overlays/<case>.png for the cases where the methods differ most.
 
-Modules: reading.py (methods, cases, labels), table.py (evaluation, aggregation, tables, CSV),
-paired.py and ranking.py (statistics), plots.py and overlays.py (PNGs), output.py (output folder),
-run.py (:func:`compare`, the whole run), this file (the command line).
+Modules: reading.py (methods, cases, labels), checks.py (input files), table.py (evaluation,
+aggregation, tables, CSV), empty.py (empty masks), paired.py, ranking.py and pairwise.py
+(statistics), plots.py and overlays.py (PNGs), output.py (output folder), run.py (:func:`compare`,
+the whole run), this file (the command line).
 """
 from __future__ import annotations
 
@@ -81,8 +86,9 @@ def parser() -> argparse.ArgumentParser:
                         "(surfels weighted by area)")
     p.add_argument("--std", choices=["cases", "folds"], default="cases", help="spread shown in the tables")
     p.add_argument("--baseline", help="compare every other method with this one, case by case (paired.csv)")
-    p.add_argument("--ranking", action="store_true", help="rank the methods per case, with bootstrap rank "
-                                                          "frequencies (ranking.csv)")
+    p.add_argument("--ranking", action="store_true", help="rank the methods per case with their bootstrap rank "
+                                                          "distribution (ranking.csv), test every pair (pairwise.csv), "
+                                                          "combine the metrics (consensus.csv)")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_DRAWS,
                    help=f"bootstrap samples of the paired CIs (default {BOOTSTRAP_DRAWS})")
     p.add_argument("--rank-bootstrap", type=int, default=RANK_DRAWS,

@@ -117,48 +117,66 @@ def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images
     Every argument is checked, and every file read and checked (checks.py), before any metric is
     computed; errors are ValueErrors with a clear message.
     """
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-
     metrics = check_metrics(metrics, lesions)
     base = _check_options(methods, reference, dataset_json, std, tolerance, percentile, surface_convention,
                           baseline, ranking, bootstrap, rank_bootstrap, empty)
     out_dir = os.path.abspath(out_dir)
     check_output(out_dir, overwrite)
-    classes, names, ignore = parse_labels(dataset_json)
-    names = {str(c): n for c, n in names.items()}
-    ending = dataset_json.get("file_ending")
-    if not ending:
-        raise ValueError("dataset.json has no 'file_ending'")
-    jobs, warnings = _cases(methods, reference, ending, allow_missing, all_references)
-    if (base is not None or ranking) and len(jobs) < 2:
-        raise ValueError(f"paired statistics and rankings need at least two cases that every method predicts; "
-                         f"found {len(jobs)}")
-    reader_class = determine_reader_writer_from_dataset_json(dataset_json, jobs[0][1], verbose=False)
-    warnings += _check_files(jobs, reader_class, dataset_json, methods, warn_bad_input, num_processes, progress)
+    inputs = _inputs(methods, reference, dataset_json, base is not None or ranking, allow_missing, all_references,
+                     warn_bad_input, num_processes, progress)
     options = MetricOptions.for_metrics(metrics, tolerance=tolerance, percentile=percentile, lesions=lesions,
                                         surface_convention=surface_convention, empty=empty)
 
-    df, metric_cols = evaluate(jobs, reader_class, classes, ignore, options, num_processes, progress)
-    class_order = [str(c) for c in classes] + [MEAN]
+    df, metric_cols = evaluate(inputs.jobs, inputs.reader_class, inputs.classes, inputs.ignore, options,
+                               num_processes, progress)
     summary = aggregate(df, metric_cols)
-    stats = _statistics(df, metrics, methods, base, ranking, class_order, bootstrap, rank_bootstrap, seed,
+    stats = _statistics(df, metrics, methods, base, ranking, inputs.class_order, bootstrap, rank_bootstrap, seed,
                         holm_across_metrics)
-    holds = [] if stats.paired is None else holds_lines(stats.paired, methods, base, names)
-    md_text = _markdown(df, summary, stats, metrics, methods, base, class_order, names, reference, options,
-                        std, command, warnings)
+    holds = [] if stats.paired is None else holds_lines(stats.paired, methods, base, inputs.names)
+    md_text = _markdown(df, summary, stats, metrics, methods, base, inputs, reference, options, std, command)
     settings = {"command": command, "reference": reference, "images": images, "tolerance_mm": tolerance,
                 "percentile": percentile, "surface_convention": surface_convention, "lesions": lesions,
                 "metrics": metrics, "std": std, "baseline": baseline, "ranking": ranking,
                 "bootstrap": bootstrap, "rank_bootstrap": rank_bootstrap, "seed": seed, "empty": empty,
                 "holm_across_metrics": holm_across_metrics, "allow_missing": allow_missing,
-                "warn_bad_input": warn_bad_input, "warnings": warnings, "classes": dict(names), "ignore_label": ignore,
-                "methods": [{"name": m.name, "folds": dict(m.folds)} for m in methods]}
+                "warn_bad_input": warn_bad_input, "warnings": inputs.warnings, "classes": dict(inputs.names),
+                "ignore_label": inputs.ignore, "methods": [{"name": m.name, "folds": dict(m.folds)} for m in methods]}
     with staging_folder(out_dir) as staging:
-        _write_tables(staging, df, summary, stats, methods, names, md_text, settings)
-        _write_plots(staging, df, summary, stats, metrics, methods, class_order, names, jobs, reader_class, images,
-                     ending, classes, ignore, n_overlays, progress)
-    return CompareResult(df, summary, md_text, stats.paired, stats.ranking, holds, warnings, stats.pairwise,
+        _write_tables(staging, df, summary, stats, methods, inputs.names, md_text, settings)
+        _write_plots(staging, df, summary, stats, metrics, methods, inputs, images, n_overlays, progress)
+    return CompareResult(df, summary, md_text, stats.paired, stats.ranking, holds, inputs.warnings, stats.pairwise,
                          stats.consensus)
+
+
+class Inputs(NamedTuple):
+    """What :func:`_inputs` found: labels, the checked cases and the reader of their files."""
+    classes: list            # foreground labels or regions (reading.parse_labels)
+    names: dict              # {str(class): name}
+    ignore: Optional[int]    # nnU-Net's ignore label
+    class_order: list        # str(class) for every class, then "mean": the rows of the tables
+    ending: str              # dataset.json's file ending
+    jobs: list               # reading.build_jobs
+    reader_class: Any        # nnU-Net's reader for the file ending
+    warnings: list           # problems let through by allow_missing / warn_bad_input
+
+
+def _inputs(methods, reference, dataset_json, statistics: bool, allow_missing: bool, all_references: bool,
+            warn_bad_input: bool, num_processes: int, progress: bool) -> Inputs:
+    """Labels, cases and every file checked (checks.py), before any metric is computed."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    classes, names, ignore = parse_labels(dataset_json)
+    ending = dataset_json.get("file_ending")
+    if not ending:
+        raise ValueError("dataset.json has no 'file_ending'")
+    jobs, warnings = _cases(methods, reference, ending, allow_missing, all_references)
+    if statistics and len(jobs) < 2:
+        raise ValueError(f"paired statistics and rankings need at least two cases that every method predicts; "
+                         f"found {len(jobs)}")
+    reader_class = determine_reader_writer_from_dataset_json(dataset_json, jobs[0][1], verbose=False)
+    warnings += _check_files(jobs, reader_class, dataset_json, methods, warn_bad_input, num_processes, progress)
+    return Inputs(classes, {str(c): n for c, n in names.items()}, ignore, [str(c) for c in classes] + [MEAN], ending,
+                  jobs, reader_class, warnings)
 
 
 class Statistics(NamedTuple):
@@ -203,9 +221,10 @@ def _check_files(jobs, reader_class, dataset_json, methods, warn_bad_input: bool
     return soft
 
 
-def _markdown(df, summary, stats: Statistics, metrics, methods, base, class_order, names, reference, options, std,
-              command, warnings) -> str:
+def _markdown(df, summary, stats: Statistics, metrics, methods, base, inputs: Inputs, reference, options, std,
+              command) -> str:
     """summary.md: header, warnings, one table per metric, then the paired, ranking and consensus tables."""
+    class_order, names, warnings = inputs.class_order, inputs.names, inputs.warnings
     n_cases = df[df["class"] == MEAN].groupby("method").size().max()
     sections = [metric_section(summary, m, methods, class_order, names, std) for m in metrics]
     if stats.paired is not None:
@@ -235,14 +254,15 @@ def _write_tables(staging, df, summary, stats: Statistics, methods, names, md_te
         json.dump(settings, f, indent=2)
 
 
-def _write_plots(staging, df, summary, stats: Statistics, metrics, methods, class_order, names, jobs, reader_class,
-                 images, ending, classes, ignore, n_overlays, progress):
+def _write_plots(staging, df, summary, stats: Statistics, metrics, methods, inputs: Inputs, images, n_overlays,
+                 progress):
     """plots/<metric>_bars.png, <metric>_box.png, ranking_<metric>.png, significance_<metric>.png; overlays/<case>.png."""
     from tqdm import tqdm
 
     from .overlays import pick_overlay_cases, write_overlay
     from .plots import plot_bars, plot_boxes, plot_ranking, plot_significance
 
+    class_order, names = inputs.class_order, inputs.names
     plots = os.path.join(staging, "plots")
     steps = [lambda m=m: plot_bars(summary, m, methods, class_order, names, os.path.join(plots, f"{m}_bars.png"))
              for m in metrics]
@@ -254,12 +274,12 @@ def _write_plots(staging, df, summary, stats: Statistics, metrics, methods, clas
         steps += [lambda m=m: plot_ranking(ranks, m, os.path.join(plots, f"ranking_{m}.png")) for m in ranked]
         steps += [lambda m=m: plot_significance(pairs, ranks, m, os.path.join(plots, f"significance_{m}.png"))
                   for m in ranked]
-    reader = reader_class()
-    by_case = {job[0]: job for job in jobs}
+    reader = inputs.reader_class()
+    by_case = {job[0]: job for job in inputs.jobs}
     overlays = os.path.join(staging, "overlays")
     for case in pick_overlay_cases(df, len(methods), n_overlays):
         steps.append(lambda c=case: (os.makedirs(overlays, exist_ok=True),
-                                     write_overlay(c, by_case[c], df, methods, reader, images, ending, classes,
-                                                   ignore, os.path.join(overlays, f"{c}.png"))))
+                                     write_overlay(c, by_case[c], df, methods, reader, images, inputs.ending,
+                                                   inputs.classes, inputs.ignore, os.path.join(overlays, f"{c}.png"))))
     for step in tqdm(steps, desc="compare: plots", disable=not progress):
         step()
