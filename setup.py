@@ -89,12 +89,13 @@ setup(
     python_requires=">=3.10",
     # scipy 1.15: wilcoxon's method="exact" is honoured with ties and zeros, "asymptotic" is its name (compare tool)
     install_requires=["torch>=2.1", "numpy", "scipy>=1.15", "edt", "connected-components-3d", "tqdm", "matplotlib",
-                      "pillow", "scikit-image>=0.19"],
+                      "pillow", "scikit-image>=0.19", "submitit>=1.5"],
     extras_require={"nnunet": ["nnunetv2>=2.8.1"]},
     entry_points={"console_scripts": ["nnunet_losses_predict=nnunet_losses.nnunet.inference.cli:main",
                                     "nnunet_losses_precompute=nnunet_losses.nnunet.maps.cli:main",
                                     "nnunet_losses_compare=nnunet_losses.nnunet.tools.compare.cli:entry_point",
                                     "nnunet_losses_convert_drive=nnunet_losses.nnunet.tools.convert_drive:entry_point",
                                     "nnunet_losses_convert_msd=nnunet_losses.nnunet.tools.convert_msd:entry_point",
-                                    "nnunet_losses_demo=nnunet_losses.nnunet.tools.demo:entry_point"]},
+                                    "nnunet_losses_demo=nnunet_losses.nnunet.tools.workflow_demo:entry_point",
+                                    "nnunet_losses_study=nnunet_losses.nnunet.tools.study.cli:entry_point"]},
 )

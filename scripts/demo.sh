@@ -14,4 +14,4 @@ if [ "${1:-}" = "losses" ]; then
   shift
   exec "$PY" -m nnunet_losses.loss_demo "$@"
 fi
-exec "$PY" -m nnunet_losses.nnunet.tools.demo "$@"
+exec "$PY" -m nnunet_losses.nnunet.tools.workflow_demo "$@"

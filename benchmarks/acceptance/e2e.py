@@ -4,11 +4,12 @@ Run by :mod:`benchmarks.acceptance.gpu` as ``python -m benchmarks.acceptance.e2e
 with nnU-Net's folders set for the process (nnU-Net reads them at import). Each job is
 ``{"trainer", "dataset", "configuration", "fold", "options", "image", "allowed"}``; for each:
 
-1. ``run_training`` (what ``nnUNetv2_train`` calls) of the short-epoch variant ``<trainer>_demo``
-   (:data:`nnunet_losses.nnunet.tools.demo.TRAINERS_MODULE`: the real trainer, fewer epochs and
-   iterations), one epoch, on the device with nnU-Net's defaults (on CUDA: autocast, grad scaler,
+1. nnU-Net's training code path (what ``nnUNetv2_train`` runs) of the short-schedule variant ``<trainer>_demo``
+   (:mod:`nnunet_losses.nnunet.testing.short_schedule`: the real trainer, fewer iterations; the number of
+   epochs set on the trainer before it runs), one epoch, on the device with nnU-Net's defaults (on CUDA: autocast,
+   grad scaler,
    ``torch.compile`` unless ``nnUNet_compile`` says otherwise);
-2. ``run_training(..., continue_training=True)``: ``--c`` from ``checkpoint_final.pth`` to epoch 2;
+2. the same with ``continue_training=True``: ``--c`` from ``checkpoint_final.pth`` to epoch 2;
 3. ``nnUNetPredictor`` (what ``nnUNetv2_predict`` uses; sequential, no worker processes) on one
    raw image with the final checkpoint.
 
@@ -27,16 +28,16 @@ import os
 import time
 import traceback
 
-SUFFIX = "_demo"  # the short-epoch variants of nnunet_losses.nnunet.tools.demo
-EPOCHS_VAR, ITERS_VAR = "NNUNET_LOSSES_DEMO_EPOCHS", "NNUNET_LOSSES_DEMO_ITERS"
+SUFFIX = "_demo"  # the short-schedule variants (nnunet_losses.nnunet.testing.short_schedule)
 
 
-def write_short_trainers(folder: str) -> str:
-    """Write the demo's short-epoch trainer variants into ``folder`` (for ``nnUNet_extTrainer``)."""
-    from nnunet_losses.nnunet.tools.demo import TRAINERS_MODULE
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "acceptance_trainers.py"), "w") as f:
-        f.write(TRAINERS_MODULE)
+def write_short_trainers(folder: str, trainers, iterations: int = 2, val_iterations: int = 2, threads: int = 1) -> str:
+    """Write short-schedule variants ``<trainer>_demo`` of ``trainers`` into ``folder`` (for ``nnUNet_extTrainer``)."""
+    from nnunet_losses.nnunet.testing.short_schedule import Schedule, short_names, write_short_schedule_trainers
+    schedule = Schedule(iterations=iterations, val_iterations=val_iterations, threads=threads, final_validation=False,
+                        note="the acceptance run predicts one image instead")
+    write_short_schedule_trainers(folder, "acceptance_trainers", short_names(trainers, SUFFIX), schedule,
+                                  writer="benchmarks/acceptance/e2e.py")
     return folder
 
 
@@ -50,13 +51,20 @@ def read_image(path: str):
 
 
 def _train(job: dict, device, epochs: int, resume: bool) -> None:
-    from nnunetv2.run.run_training import run_training
-    os.environ[EPOCHS_VAR] = str(epochs)
+    """What nnU-Net's ``run_training`` does (``nnUNetv2_train``), with ``epochs`` set on the trainer."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
     os.environ.pop("NNUNET_LOSSES_OPTIONS", None)
     if job.get("options"):
         os.environ["NNUNET_LOSSES_OPTIONS"] = job["options"]
-    run_training(job["dataset"], job["configuration"], job["fold"], job["trainer"] + SUFFIX, job["plans"],
-                 continue_training=resume, device=device)
+    trainer = get_trainer_from_args(str(job["dataset"]), job["configuration"], int(job["fold"]),
+                                    job["trainer"] + SUFFIX, job["plans"], device=device)
+    trainer.num_epochs = epochs
+    maybe_load_checkpoint(trainer, resume, False, None)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
+    trainer.run_training()
 
 
 def run_job(job: dict, device, out_dir: str) -> dict:
@@ -112,7 +120,6 @@ def main(argv=None) -> None:
     if device.type == "cuda":
         from benchmarks.speed.loss import allow_many_graphs
         allow_many_graphs()  # every job compiles its own network and loss in this process
-    os.environ.setdefault(ITERS_VAR, "2")
     out_dir = os.path.join(args.work, "predictions")
     os.makedirs(out_dir, exist_ok=True)
     results = [run_job(job, device, out_dir) for job in json.loads(args.jobs)]

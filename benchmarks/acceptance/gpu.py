@@ -73,8 +73,8 @@ PLAN_AND_PREPROCESS = [sys.executable, "-m", "nnunetv2.experiment_planning.plan_
 # ----------------------------------------------------------------------------- e2e
 def prepare_datasets(work: str, smoke: bool) -> Dict[str, dict]:
     """Generate, plan and preprocess the two datasets; plans: shrunk (smoke) or nnU-Net's own."""
-    from nnunet_losses.nnunet.tools.synthetic import make_label_dataset_3d, make_region_dataset_2d
-    from nnunet_losses.nnunet.tools.tiny_plans import TINY_PLANS, write_tiny_plans, write_tiny_splits
+    from nnunet_losses.nnunet.testing.synthetic import make_label_dataset_3d, make_region_dataset_2d
+    from nnunet_losses.nnunet.testing.tiny_plans import TINY_PLANS, write_tiny_plans, write_tiny_splits
     env = worker_env(work)
     raw, pre = env["nnUNet_raw"], env["nnUNet_preprocessed"]
     shape3d, shape2d = ((32, 32, 32), (64, 64)) if smoke else ((96, 96, 96), (256, 256))
@@ -114,10 +114,11 @@ def run_e2e(work: str, trainers: List[str], args) -> dict:
     from benchmarks.acceptance.e2e import write_short_trainers
     t0 = time.perf_counter()
     datasets = prepare_datasets(work, args.smoke)
-    ext = write_short_trainers(os.path.join(work, "trainers"))
+    cpu = args.device == "cpu"
+    ext = write_short_trainers(os.path.join(work, "trainers"), trainers, iterations=2 if args.smoke else 5,
+                               val_iterations=1 if args.smoke else 2, threads=1 if cpu else 2)
     jobs = e2e_jobs(datasets, trainers, args.smoke)
     n = max(1, min(args.jobs, len(jobs)))
-    cpu = args.device == "cpu"
     chunks = [jobs[i::n] for i in range(n)]
 
     def worker(i):
@@ -125,9 +126,6 @@ def run_e2e(work: str, trainers: List[str], args) -> dict:
                          nnUNet_extTrainer=os.pathsep.join([ext] + [p for p in os.environ.get(
                              "nnUNet_extTrainer", "").split(os.pathsep) if p]),
                          nnUNet_n_proc_DA="0" if cpu else str(max(2, (os.cpu_count() or 8) // n - 1)),
-                         NNUNET_LOSSES_DEMO_ITERS="2" if args.smoke else "5",
-                         NNUNET_LOSSES_DEMO_VAL_ITERS="1" if args.smoke else "2",
-                         NNUNET_LOSSES_DEMO_THREADS="1" if cpu else "2",
                          **({"nnUNet_compile": "0"} if args.no_compile or cpu else {}))
         return run_worker("benchmarks.acceptance.e2e", work, ["--jobs", json.dumps(chunks[i]), "--device",
                                                               args.device], timeout=args.timeout, env=env)

@@ -124,7 +124,7 @@ def make_dataset(work: str, source: str, cases: int) -> str:
                 if not os.path.exists(dst):
                     os.symlink(os.path.join(HIPPOCAMPUS, sub, n), dst)
         return convert_msd(flat, DATASET_ID, raw, progress=False)
-    from nnunet_losses.nnunet.tools.synthetic import make_label_dataset_3d
+    from nnunet_losses.nnunet.testing.synthetic import make_label_dataset_3d
     return make_label_dataset_3d(raw, DATASET_ID, "SynthBench3D", num_cases=cases, shape=(40, 48, 40), ignore=False)
 
 

@@ -41,10 +41,10 @@ def prepare(work: str, source: str, cases: int, configuration: str, batch_size: 
             tiny: bool = False, shape: Sequence[int] = (40, 48, 40)) -> dict:
     """Raw dataset, nnU-Net's fingerprint, plans and preprocessing, then plans ``nnUNetStepPlans``:
     nnU-Net's plans with only the batch size changed (``tiny``: shrunk by
-    :mod:`nnunet_losses.nnunet.tools.tiny_plans`, for smoke runs). Returns what was planned."""
+    :mod:`nnunet_losses.nnunet.testing.tiny_plans`, for smoke runs). Returns what was planned."""
     from benchmarks.speed import maps as mw
-    from nnunet_losses.nnunet.tools.synthetic import make_label_dataset_3d
-    from nnunet_losses.nnunet.tools.tiny_plans import shrink_plans
+    from nnunet_losses.nnunet.testing.synthetic import make_label_dataset_3d
+    from nnunet_losses.nnunet.testing.tiny_plans import shrink_plans
     if source == "hippocampus":
         mw.make_dataset(work, source, cases)
     else:

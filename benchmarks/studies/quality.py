@@ -4,7 +4,7 @@ One entry point that reproduces the study, step by step, with real nnU-Net comma
 
 1. ``nnunet_losses_convert_drive`` (20 training images; test images 01-10 with both observers);
 2. ``nnUNetv2_plan_and_preprocess -c 2d``;
-3. a smaller copy of nnU-Net's 2d plans (``nnunet_losses.nnunet.tools.tiny_plans.shrink_configuration``:
+3. a smaller copy of nnU-Net's 2d plans (``nnunet_losses.nnunet.testing.tiny_plans.shrink_configuration``:
    fewer stages and features, smaller patch) so that a CPU run fits; same preprocessed data;
 4. a trainer-variant module (``<root>/ext_trainers``, put on ``nnUNet_extTrainer``) with fewer
    epochs / iterations, one torch thread, and no final validation (the test set is what we report);
@@ -52,33 +52,6 @@ SHORT = {"nnUNetTrainer": "nnU-Net (CE+Dice)", "nnUNetTrainerCWCD": "CWCD", "nnU
 THIN_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerCWCD", "nnUNetTrainerSkeletonRecall", "nnUNetTrainerclDice"]
 SUFFIX = "_qs"
 
-TRAINER_MODULE = '''"""Quality-study variants (written by benchmarks/studies/quality.py): {epochs} epochs x {iters} iterations,
-{val_iters} validation iterations per epoch, one torch thread, no final validation."""
-import torch
-
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-import nnunet_losses_trainers as _T
-
-
-def _make(base):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        base.__init__(self, plans, configuration, fold, dataset_json, device)
-        torch.set_num_threads(1)  # nnUNetv2_train -device cpu sets cpu_count() threads; the study uses one core
-        self.num_epochs = {epochs}
-        self.num_iterations_per_epoch = {iters}
-        self.num_val_iterations_per_epoch = {val_iters}
-
-    def perform_actual_validation(self, save_probabilities=False):
-        self.print_to_log_file("quality study: final validation skipped (the test set is evaluated instead)")
-
-    return type(base.__name__ + "{suffix}", (base,), {{"__init__": __init__, "__module__": __name__,
-                                                 "perform_actual_validation": perform_actual_validation}})
-
-
-for _base in [nnUNetTrainer] + [getattr(_T, _n) for _n in {trainers!r} if _n != "nnUNetTrainer"]:
-    _cls = _make(_base)
-    globals()[_cls.__name__] = _cls
-'''
 
 def log_time(root, step, seconds, **extra):
     with open(os.path.join(root, "timings.jsonl"), "a") as f:
@@ -123,7 +96,7 @@ def prepare(args):
              "-npfp", "1"], {**env, "nnUNet_n_proc_DA": "1"}, os.path.join(root, "logs", "preprocess.log"), root,
             "plan_and_preprocess")
     # study plans: nnU-Net's 2d plans, shrunk (fewer stages / features, smaller patch); same preprocessed data
-    from nnunet_losses.nnunet.tools.tiny_plans import shrink_configuration
+    from nnunet_losses.nnunet.testing.tiny_plans import shrink_configuration
 
     with open(os.path.join(pre, "nnUNetPlans.json")) as f:
         plans = json.load(f)
@@ -137,12 +110,13 @@ def prepare(args):
     with open(dst + ".tmp", "w") as f:
         json.dump(plans, f, indent=2)
     os.replace(dst + ".tmp", dst)
-    module = TRAINER_MODULE.format(epochs=args.epochs, iters=args.iters, val_iters=args.val_iters, suffix=SUFFIX,
-                                   trainers=list(dict.fromkeys(list(SHORT) + list(args.trainers))))
-    path = os.path.join(root, "ext_trainers", "quality_study_trainers.py")
-    with open(path + ".tmp", "w") as f:
-        f.write(module)
-    os.replace(path + ".tmp", path)
+    from nnunet_losses.nnunet.testing.short_schedule import Schedule, short_names, write_short_schedule_trainers
+
+    schedule = Schedule(epochs=args.epochs, iterations=args.iters, val_iterations=args.val_iters, threads=1,
+                        final_validation=False, note="the test set is evaluated instead")
+    path = write_short_schedule_trainers(os.path.join(root, "ext_trainers"), "quality_study_trainers",
+                                         short_names(dict.fromkeys(list(SHORT) + list(args.trainers)), SUFFIX),
+                                         schedule, writer="benchmarks/studies/quality.py")
     print(f"plans: {dst} (patch {cfg['patch_size']}, batch {cfg['batch_size']}, features "
           f"{kw['features_per_stage']}, convs/stage {args.convs}); trainers: {path}", flush=True)
 

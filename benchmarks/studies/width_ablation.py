@@ -65,46 +65,6 @@ PLANS_SHAPE = {
 HIPPOCAMPUS_TEST = 30  # held-out cases: every sixth case of the sorted list
 
 
-TRAINER_MODULE = '''"""Width-ablation arms (written by benchmarks/studies/width_ablation.py): {epochs} epochs x {iters} iterations,
-{val_iters} validation iterations per epoch, one torch thread, seeded, no final validation."""
-import random
-
-import numpy as np
-import torch
-
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-import nnunet_losses_trainers as _T
-
-ARMS = {arms!r}
-SEEDS = {seeds!r}
-
-
-def _make(name, base, options, seed):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        base.__init__(self, plans, configuration, fold, dataset_json, device)
-        torch.set_num_threads(1)
-        self.num_epochs = {epochs}
-        self.num_iterations_per_epoch = {iters}
-        self.num_val_iterations_per_epoch = {val_iters}
-
-    def perform_actual_validation(self, save_probabilities=False):
-        self.print_to_log_file("width ablation: final validation skipped (the test set is evaluated instead)")
-
-    attrs = {{"__init__": __init__, "__module__": __name__, "perform_actual_validation": perform_actual_validation}}
-    if options:
-        attrs["loss_defaults"] = {{**base.loss_defaults, **options}}
-    return type(name, (base,), attrs)
-
-
-for _arm, (_base, _options) in ARMS.items():
-    for _seed in SEEDS:
-        _cls = _make(f"{{_base}}__{{_arm}}__s{{_seed}}".replace("-", ""),
-                     nnUNetTrainer if _base == "nnUNetTrainer" else getattr(_T, _base), _options, _seed)
-        globals()[_cls.__name__] = _cls
-'''
 
 
 def trainer_name(arm: str, seed: int) -> str:
@@ -178,7 +138,7 @@ def prepare(key, args):
             os.path.join(pre, f"nnUNetPlans_{ds['config']}")):
         run([os.path.join(BIN, "nnUNetv2_plan_and_preprocess"), "-d", str(ds["id"]), "-c", ds["config"], "-np", "2",
              "-npfp", "2"], env, os.path.join(root, "logs", "preprocess.log"))
-    from nnunet_losses.nnunet.tools.tiny_plans import shrink_configuration
+    from nnunet_losses.nnunet.testing.tiny_plans import shrink_configuration
 
     with open(os.path.join(pre, "nnUNetPlans.json")) as f:
         plans = json.load(f)
@@ -191,10 +151,14 @@ def prepare(key, args):
     plans = {**plans, "plans_name": PLANS, "configurations": {ds["config"]: cfg}}
     with open(os.path.join(pre, f"{PLANS}.json"), "w") as f:
         json.dump(plans, f, indent=2)
-    module = TRAINER_MODULE.format(epochs=args.epochs, iters=args.iters, val_iters=args.val_iters,
-                                   arms={a: ARMS[a] for a in args.arms}, seeds=list(args.seeds))
-    with open(os.path.join(root, "ext_trainers", "width_ablation_trainers.py"), "w") as f:
-        f.write(module)
+    from nnunet_losses.nnunet.testing.short_schedule import Schedule, write_short_schedule_trainers
+
+    # one class per (arm, seed): its own results folder; the seed and the arm's options are set by group_worker
+    schedule = Schedule(epochs=args.epochs, iterations=args.iters, val_iterations=args.val_iters, threads=1,
+                        final_validation=False, note="the test set is evaluated instead")
+    write_short_schedule_trainers(os.path.join(root, "ext_trainers"), "width_ablation_trainers",
+                                  {trainer_name(a, s): ARMS[a][0] for a in args.arms for s in args.seeds}, schedule,
+                                  writer="benchmarks/studies/width_ablation.py")
     print(f"{key}: plans {PLANS} (patch {cfg['patch_size']}, batch {cfg['batch_size']}, features "
           f"{kw['features_per_stage']}); {len(args.arms)} arms x seeds {args.seeds} x folds {args.folds}", flush=True)
 
@@ -224,7 +188,10 @@ def group_worker(key, root, seed, fold, arms):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
+    from nnunet_losses.nnunet.testing.short_schedule import SEED_VARIABLE
+
     torch.set_num_threads(1)
+    os.environ[SEED_VARIABLE] = str(seed)
     ds = DATASETS[key]
     images = os.path.join(root, "raw", ds["name"], "imagesTs")
     n = n_test_cases(root, key)
@@ -234,6 +201,9 @@ def group_worker(key, root, seed, fold, arms):
         if not os.path.isfile(os.path.join(out, "checkpoint_final.pth")):
             t0 = time.time()
             resume = os.path.isfile(os.path.join(out, "checkpoint_latest.pth"))
+            os.environ.pop("NNUNET_LOSSES_OPTIONS", None)
+            if ARMS[arm][1]:
+                os.environ["NNUNET_LOSSES_OPTIONS"] = json.dumps(ARMS[arm][1])
             trainer = get_trainer_from_args(str(ds["id"]), ds["config"], int(fold), name, PLANS, resume,
                                             device=torch.device("cpu"))
             maybe_load_checkpoint(trainer, resume, False, None)

@@ -6,10 +6,11 @@ one folder per job:
 * ``maps``: the registry of map kinds and the stored maps (``nnunet_losses_precompute``, manifest,
   checksums, the dataset and transforms that carry them), online map computations;
 * ``inference``: B-spline / constant / Gaussian fusion of sliding windows (``nnunet_losses_predict``);
-* ``tools``: ``nnunet_losses_compare``, the DRIVE / MSD converters, the demo, tiny plans.
+* ``tools``: ``nnunet_losses_compare``, the DRIVE / MSD converters, the demo;
+* ``testing``: tiny generated datasets, tiny plans, the short-schedule trainer generator.
 
-Imports go down or sideways, never up: ``training`` uses ``maps``; ``maps``, ``inference`` and
-``tools`` use only the pure library below them; nothing here imports the trainers
+Imports go down or sideways, never up: ``training`` uses ``maps``; ``maps``, ``inference``,
+``tools`` and ``testing`` use only the pure library below them; nothing here imports the trainers
 (``nnunet_losses_trainers``, repository folder ``trainers/``), which sit on top.
 
 Importing this package is cheap; the names below load on first use.

@@ -153,16 +153,22 @@ def test_no_module_imports_another_modules_underscore_name():
         + "\n".join(private)
 
 
+#: folders of nnunet_losses/nnunet/ -> the other folders there they may import (folders not listed: any)
+NNUNET_FOLDERS_USED = {"training": {"maps"}, "maps": set(), "inference": set()}
+
+
 def test_imports_go_down_the_layers():
     """The layers of docs/ARCHITECTURE.md: morphology/ stands on its own; a loss imports only the shared
     modules (``_checks``, ``_core``, ``_distributed``, ``dice``) and morphology/, never another loss; the
-    library never imports the nnU-Net layer; nothing in nnunet_losses imports the trainers."""
+    library never imports the nnU-Net layer; in nnunet/, training uses maps, and maps and inference use
+    no other folder; nothing in nnunet_losses imports the trainers."""
     import nnunet_losses
     _, (edges, _) = _graph()
     lib = "nnunet_losses."
     losses = {lib + m for m in nnunet_losses._LAZY.values() if not m.startswith("_")}
     shared = {lib + m for m in ("_checks", "_core", "_distributed", "dice")}
     assert len(losses) == 11 and all(m in edges for m in losses | shared)
+    nn = lib + "nnunet."
     wrong = []
     for module, targets in edges.items():
         for t in sorted(targets):
@@ -172,6 +178,10 @@ def test_imports_go_down_the_layers():
                 wrong.append(f"{module} -> {t} (a loss imports only {sorted(shared)} and morphology/)")
             if module.startswith(lib) and not module.startswith(lib + "nnunet") and t.startswith(lib + "nnunet"):
                 wrong.append(f"{module} -> {t} (the library does not import the nnU-Net layer)")
+            if module.startswith(nn) and t.startswith(nn) and module.split(".")[2] != t.split(".")[2]:
+                allowed = NNUNET_FOLDERS_USED.get(module.split(".")[2])
+                if allowed is not None and t.split(".")[2] not in allowed:
+                    wrong.append(f"{module} -> {t} (nnunet/{module.split('.')[2]} uses only {sorted(allowed)})")
             if module.startswith("nnunet_losses") and t.split(".")[0] == "trainers":
                 wrong.append(f"{module} -> {t} (nothing in nnunet_losses imports the trainers)")
     assert not wrong, "\n".join(wrong)

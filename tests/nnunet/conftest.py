@@ -1,9 +1,9 @@
 """Shared fixtures: tiny nnU-Net datasets, really planned and preprocessed by nnU-Net (session-scoped).
 
 ``nnunet_tiny`` (session): three synthetic datasets in nnU-Net's raw format
-(:mod:`fixtures.synthetic`), planned and preprocessed once with the real
+(:mod:`nnunet_losses.nnunet.testing.synthetic`), planned and preprocessed once with the real
 ``nnUNetv2_plan_and_preprocess`` CLI, with shrunk plans ``nnUNetTinyPlans``
-(:mod:`nnunet_losses.nnunet.tools.tiny_plans`: 4 stages, 4-16 features, patch 32x32 / 16^3, batch 2)
+(:mod:`nnunet_losses.nnunet.testing.tiny_plans`: 4 stages, 4-16 features, patch 32x32 / 16^3, batch 2)
 and a ``splits_final.json`` with fold 0 (3 train / 1 val) and fold 1 (train = val = case 0):
 
 ========== ============================ ======= ====================================================
@@ -113,8 +113,8 @@ class TinyNnUNet:
 @pytest.fixture(scope="session")
 def nnunet_tiny(tmp_path_factory) -> TinyNnUNet:
     pytest.importorskip("nnunetv2")
-    from fixtures import synthetic
-    from nnunet_losses.nnunet.tools.tiny_plans import write_tiny_plans, write_tiny_splits
+    from nnunet_losses.nnunet.testing import synthetic
+    from nnunet_losses.nnunet.testing.tiny_plans import write_tiny_plans, write_tiny_splits
 
     root = tmp_path_factory.mktemp("nnunet_tiny")
     tiny = TinyNnUNet(str(root), str(root / "raw"), str(root / "preprocessed"))

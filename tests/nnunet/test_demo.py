@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from nnunet_losses.nnunet.tools import demo
+from nnunet_losses.nnunet.tools import workflow_demo as demo
 
 
 def _png(path):
@@ -104,7 +104,7 @@ def _printed_table(stdout: str, title: str):
 
 def test_entry_point_declared():
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "setup.py")) as f:
-        assert "nnunet_losses_demo=nnunet_losses.nnunet.tools.demo:entry_point" in f.read()
+        assert "nnunet_losses_demo=nnunet_losses.nnunet.tools.workflow_demo:entry_point" in f.read()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def quick_run(tmp_path_factory):
     pytest.importorskip("nnunet_losses_trainers")
     out = tmp_path_factory.mktemp("demo") / "demo_output"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    p = subprocess.run([sys.executable, "-m", "nnunet_losses.nnunet.tools.demo", "--quick", "-o", str(out),
+    p = subprocess.run([sys.executable, "-m", "nnunet_losses.nnunet.tools.workflow_demo", "--quick", "-o", str(out),
                         "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     return out, p.stdout

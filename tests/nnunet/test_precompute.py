@@ -1,6 +1,6 @@
 """nnunet_losses_precompute on tiny datasets preprocessed by nnU-Net itself.
 
-The module fixture builds two synthetic raw datasets (fixtures.synthetic: a 3D label
+The module fixture builds two synthetic raw datasets (nnunet_losses.nnunet.testing.synthetic: a 3D label
 dataset with an ignore label, a 2D region dataset with an ignore label) and runs nnU-Net's own
 ``nnUNetv2_plan_and_preprocess`` entry point on them, in one subprocess. Two tiny-data overheads
 of nnU-Net are switched off there to keep the suite fast: its worker pools run as thread pools
@@ -40,7 +40,7 @@ _PREPROCESS = textwrap.dedent("""
             return multiprocessing.pool.ThreadPool(processes)
     multiprocessing.get_context = lambda method=None: _InProcess()
     multiprocessing.Pool = lambda processes=None, *a, **k: multiprocessing.pool.ThreadPool(processes)
-    from fixtures import synthetic as s
+    from nnunet_losses.nnunet.testing import synthetic as s
     s.make_label_dataset_3d(sys.argv[1], 990, num_cases=4, shape=(20, 24, 24), ignore=True)
     s.make_region_dataset_2d(sys.argv[1], 991, num_cases=3, shape=(48, 48), ignore=True)
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor as F

@@ -86,8 +86,9 @@ def parser() -> argparse.ArgumentParser:
                         "(surfels weighted by area)")
     p.add_argument("--std", choices=["cases", "folds"], default="cases", help="spread shown in the tables")
     p.add_argument("--baseline", help="compare every other method with this one, case by case (paired.csv)")
-    p.add_argument("--ranking", action="store_true", help="rank the methods per case, with bootstrap rank "
-                                                          "frequencies (ranking.csv)")
+    p.add_argument("--ranking", action="store_true", help="rank the methods per case with their bootstrap rank "
+                                                          "distribution (ranking.csv), test every pair (pairwise.csv), "
+                                                          "combine the metrics (consensus.csv)")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_DRAWS,
                    help=f"bootstrap samples of the paired CIs (default {BOOTSTRAP_DRAWS})")
     p.add_argument("--rank-bootstrap", type=int, default=RANK_DRAWS,

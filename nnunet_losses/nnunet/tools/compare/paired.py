@@ -4,8 +4,8 @@ For every other method, class (and the "mean" row) and metric, over the cases bo
 
 - **pairs**: the two methods' per-case rows of the same case and fold; when one of the two has a
   single prediction of a case (one fold: e.g. the second observer, or one test-set prediction), it
-  is paired with every fold of the other. Pairs where either value is NaN (empty-mask conventions)
-  are left out; ``n`` is the number of cases that keep at least one pair.
+  is paired with every fold of the other. Pairs where either value is NaN (an empty mask with
+  ``--empty nan``, empty.py) are left out; ``n`` is the number of cases that keep at least one pair.
 - **mean_diff**: mean over all pairs of (method - baseline), in the metric's own unit.
 - **ci_low, ci_high**: 95% percentile bootstrap interval of that mean. A bootstrap sample draws
   ``n`` case ids with replacement and takes *all* pairs of each drawn case (a case's folds stay

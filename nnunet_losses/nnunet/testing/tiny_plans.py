@@ -5,7 +5,7 @@ planner, then shrunk here: fewer stages, few features, one convolution per stage
 and batch. Everything nnU-Net derives from the architecture (deep-supervision scales, pooling,
 sliding-window step) stays consistent, because the shrunk plans are still nnU-Net plans.
 
-    from nnunet_losses.nnunet.tools.tiny_plans import write_tiny_plans
+    from nnunet_losses.nnunet.testing.tiny_plans import write_tiny_plans
     write_tiny_plans(preprocessed_dataset_folder)          # -> nnUNetTinyPlans.json
     nnUNetv2_train 990 3d_fullres 0 -p nnUNetTinyPlans -tr nnUNetTrainerCWCD -device cpu
 

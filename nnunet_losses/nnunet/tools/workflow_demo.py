@@ -10,7 +10,7 @@ Steps, all with nnU-Net's and this package's real commands, everything inside th
    ``lesions`` (radius 1-2 px, about 0.3 % at 96x96), training cases in ``imagesTr`` and held-out cases in
    ``imagesTs``/``labelsTs``;
 2. ``nnUNetv2_plan_and_preprocess`` (2d), then the plans shrunk for the CPU
-   (:mod:`nnunet_losses.nnunet.tools.tiny_plans`: ``nnUNetTinyPlans``, same preprocessed data) and a
+   (:mod:`nnunet_losses.nnunet.testing.tiny_plans`: ``nnUNetTinyPlans``, same preprocessed data) and a
    one-fold split;
 3. ``nnunet_losses_precompute --maps contour``: the contour maps stored next to the preprocessed data;
 4. ``nnUNetv2_train`` of every trainer, two at a time (two cores), as short-epoch subclasses
@@ -32,13 +32,14 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 from nnunet_losses._io import atomic_write_json
+from nnunet_losses.nnunet.testing.short_schedule import Schedule, short_names, write_short_schedule_trainers
+from nnunet_losses.nnunet.tools.commands import command_path
 from nnunet_losses.nnunet.tools.demo_data import DATASET_ID, DATASET_NAME, label_fractions, make_imbalance_dataset_2d
 
 __all__ = ["make_imbalance_dataset_2d", "label_fractions", "run_demo", "main", "DEFAULT_TRAINERS", "ALL_MAIN_TRAINERS"]
@@ -58,50 +59,6 @@ PRINTED_METRICS = ("Dice", "Recall")
 OWNED = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "trainers", "predictions", "compare", "logs",
          "demo_summary.json")
 SUFFIX = "_demo"
-
-TRAINERS_MODULE = textwrap.dedent('''
-    """Short-epoch variants written by nnunet_losses_demo: <trainer>_demo = the real trainer with
-    num_epochs / iterations from NNUNET_LOSSES_DEMO_EPOCHS / _ITERS, random generators seeded from
-    NNUNET_LOSSES_DEMO_SEED (the demo runs augmentation in the main process, so a rerun on the same
-    machine gives the same table) and nnU-Net's final validation skipped unless
-    NNUNET_LOSSES_DEMO_VALIDATE=1 (loss, data and network are the real trainer's)."""
-    import os
-    import random
-
-    import numpy as np
-    import torch
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-    import nnunet_losses_trainers as _T
-
-
-    def _make(base):
-        def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-            seed = int(os.environ.get("NNUNET_LOSSES_DEMO_SEED", "0"))
-            random.seed(seed)
-            np.random.seed(seed)
-            torch.manual_seed(seed)
-            base.__init__(self, plans, configuration, fold, dataset_json, device)
-            self.num_epochs = int(os.environ.get("NNUNET_LOSSES_DEMO_EPOCHS", "10"))
-            self.num_iterations_per_epoch = int(os.environ.get("NNUNET_LOSSES_DEMO_ITERS", "40"))
-            self.num_val_iterations_per_epoch = int(os.environ.get("NNUNET_LOSSES_DEMO_VAL_ITERS", "2"))
-            torch.set_num_threads(int(os.environ.get("NNUNET_LOSSES_DEMO_THREADS", "1")))
-
-        def perform_actual_validation(self, save_probabilities=False):
-            if os.environ.get("NNUNET_LOSSES_DEMO_VALIDATE") != "1":
-                self.print_to_log_file("nnunet_losses_demo: final validation skipped (the demo evaluates the "
-                                       "held-out imagesTs instead; --validate keeps it)")
-                return
-            return base.perform_actual_validation(self, save_probabilities)
-
-        return type(base.__name__ + "_demo", (base,), {"__init__": __init__, "__module__": __name__,
-                                                      "perform_actual_validation": perform_actual_validation})
-
-
-    for _base in [nnUNetTrainer] + [getattr(_T, _n) for _n in _T.__all__]:
-        _cls = _make(_base)
-        globals()[_cls.__name__] = _cls
-''')
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -183,17 +140,6 @@ def _loadavg() -> Optional[List[float]]:
         return None
 
 
-def _cli(name: str) -> str:
-    path = os.path.join(os.path.dirname(sys.executable), name)
-    if os.path.exists(path):
-        return path
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} not found next to {sys.executable} or on PATH: install nnunetv2 >= 2.8.1 and "
-                           f"this package (pip install -e .) into the running environment")
-    return found
-
-
 def _prepare_output(out: str, overwrite: bool) -> None:
     if os.path.isdir(out) and os.listdir(out):
         if not overwrite:
@@ -227,16 +173,45 @@ def _nnunet_finds_trainer(name: str) -> bool:
     return False
 
 
-def run_demo(out: str = "demo_output", trainers: Optional[Sequence[str]] = None, epochs: int = DEFAULT_EPOCHS,
-             iterations: int = DEFAULT_ITERATIONS, num_train: int = 16, num_test: int = 6, size: int = 96,
-             jobs: int = 2,
-             overwrite: bool = False, progress: bool = True, seed: int = 0, validate: bool = False) -> dict:
-    """Run the demo (see the module docstring); return a summary dict (also ``<out>/demo_summary.json``)."""
-    from tqdm import tqdm
+class _Steps:
+    """One demo run: its folders, environment, command runner, and the wall / CPU time of each step."""
 
-    from nnunet_losses.nnunet.tools.tiny_plans import write_tiny_plans, write_tiny_splits
+    N_STEPS = 6
 
-    trainers = list(trainers or DEFAULT_TRAINERS)
+    def __init__(self, out: str, progress: bool):
+        self.paths = {k: os.path.join(out, k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results",
+                                                       "trainers", "predictions", "compare", "logs")}
+        for k, p in self.paths.items():
+            if k != "compare":
+                os.makedirs(p, exist_ok=True)
+        self.run = _Run(self.paths["logs"])
+        self.env, self.progress = _demo_environment(self.paths), progress
+        self.timings: Dict[str, float] = {}
+        self.cpu: Dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def start(self, i: int, text: str) -> tuple:
+        print(f"\n[{i}/{self.N_STEPS}] {text}", flush=True)
+        return time.time(), _cpu_seconds()
+
+    def mark(self, key: str, t0: tuple) -> None:
+        self.timings[key], self.cpu[key] = time.time() - t0[0], _cpu_seconds() - t0[1]
+
+    def bar(self, total: int, desc: str, unit: str):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, disable=not self.progress, file=sys.stdout, dynamic_ncols=True)
+
+    @staticmethod
+    def parallel(fn, items: Sequence[str], jobs: int, bar) -> Dict[str, object]:
+        """``{item: fn(item)}``, ``jobs`` at a time; closes the progress bar."""
+        with ThreadPoolExecutor(max_workers=jobs) as ex:
+            out = dict(zip(items, ex.map(fn, items)))
+        bar.close()
+        return out
+
+
+def _check_arguments(trainers: Sequence[str], epochs: int, iterations: int, jobs: int) -> None:
     bad = [t for t in trainers if not _nnunet_finds_trainer(t)]
     if bad:
         raise ValueError(f"unknown trainer(s) {bad}: nnU-Net cannot find them (its own trainers and the folders in "
@@ -245,161 +220,186 @@ def run_demo(out: str = "demo_output", trainers: Optional[Sequence[str]] = None,
         raise ValueError(f"a trainer is listed twice: {trainers}")
     if epochs < 1 or iterations < 1 or jobs < 1:
         raise ValueError(f"epochs, iterations and jobs must be >= 1, got {epochs}, {iterations}, {jobs}")
-    out = os.path.abspath(out)
-    _prepare_output(out, overwrite)
-    t_start = time.time(), _cpu_seconds()
-    paths = {k: os.path.join(out, k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "trainers",
-                                               "predictions", "compare", "logs")}
-    for k, p in paths.items():
-        if k != "compare":
-            os.makedirs(p, exist_ok=True)
-    run = _Run(paths["logs"])
+
+
+def _demo_environment(paths: Dict[str, str]) -> Dict[str, str]:
+    """nnU-Net's folders inside the output, augmentation in the main process, one thread, our trainers' folder."""
     env = dict(os.environ)
     env.pop("NNUNET_LOSSES_OPTIONS", None)
     env.update({"nnUNet_raw": paths["nnUNet_raw"], "nnUNet_preprocessed": paths["nnUNet_preprocessed"],
                 "nnUNet_results": paths["nnUNet_results"], "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
                 "OMP_NUM_THREADS": "1", "nnUNet_compile": "0", "PYTHONWARNINGS": "ignore",
                 "nnUNet_extTrainer": os.pathsep.join([paths["trainers"]] + [
-                    p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]),
-                "NNUNET_LOSSES_DEMO_VALIDATE": "1" if validate else "0",
-                "NNUNET_LOSSES_DEMO_SEED": str(seed), "NNUNET_LOSSES_DEMO_EPOCHS": str(epochs),
-                "NNUNET_LOSSES_DEMO_ITERS": str(iterations),
-                "NNUNET_LOSSES_DEMO_THREADS": str(max(1, (os.cpu_count() or 2) // jobs))})
-    did = str(DATASET_ID)
-    n_steps = 6
-    timings: Dict[str, float] = {}
-    cpu: Dict[str, float] = {}
-    load_start = _loadavg()
+                    p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p])})
+    return env
 
-    def step(i: int, text: str) -> tuple:
-        print(f"\n[{i}/{n_steps}] {text}", flush=True)
-        return time.time(), _cpu_seconds()
 
-    def mark(key: str, t0: tuple) -> None:
-        timings[key], cpu[key] = time.time() - t0[0], _cpu_seconds() - t0[1]
-
-    print(f"nnunet_losses_demo: {len(trainers)} trainers x {epochs} epochs x {iterations} iterations on the CPU; "
-          f"output in {out}", flush=True)
-
-    t = step(1, f"Generating Dataset{DATASET_ID:03d}_{DATASET_NAME}: {num_train} training + {num_test} held-out "
-                f"{size}x{size} images with structures of very different sizes")
-    folder = make_imbalance_dataset_2d(paths["nnUNet_raw"], num_train=num_train, num_test=num_test, size=size,
+def _step_dataset(s: _Steps, num_train: int, num_test: int, size: int, seed: int) -> str:
+    t = s.start(1, f"Generating Dataset{DATASET_ID:03d}_{DATASET_NAME}: {num_train} training + {num_test} held-out "
+                   f"{size}x{size} images with structures of very different sizes")
+    folder = make_imbalance_dataset_2d(s.paths["nnUNet_raw"], num_train=num_train, num_test=num_test, size=size,
                                        seed=seed)
-    mark("dataset", t)
+    s.mark("dataset", t)
     frac = label_fractions(os.path.join(folder, "labelsTr"), 4)
     print(f"      {folder}\n      pixels: organ {frac[1]:.1f} %, nodule {frac[2]:.1f} %, lesion {frac[3]:.2f} % "
           f"(background {frac[0]:.1f} %)", flush=True)
+    return folder
 
-    t = step(2, "nnUNetv2_plan_and_preprocess (2d), then CPU-sized plans nnUNetTinyPlans and a one-fold split")
-    run("plan_and_preprocess", [_cli("nnUNetv2_plan_and_preprocess"), "-d", did, "-c", CONFIG, "-np", "1",
-                                "-npfp", "1", "--verify_dataset_integrity"], {**env, "nnUNet_n_proc_DA": "1"},
-        show_progress=progress)
-    pre = os.path.join(paths["nnUNet_preprocessed"], os.path.basename(folder))
+
+def _step_plan(s: _Steps, folder: str, num_train: int, size: int) -> str:
+    from nnunet_losses.nnunet.testing.tiny_plans import write_tiny_plans, write_tiny_splits
+
+    t = s.start(2, "nnUNetv2_plan_and_preprocess (2d), then CPU-sized plans nnUNetTinyPlans and a one-fold split")
+    s.run("plan_and_preprocess", [command_path("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIG,
+                                  "-np", "1", "-npfp", "1", "--verify_dataset_integrity"],
+          {**s.env, "nnUNet_n_proc_DA": "1"}, show_progress=s.progress)
+    pre = os.path.join(s.paths["nnUNet_preprocessed"], os.path.basename(folder))
     write_tiny_plans(pre, configurations=[CONFIG], n_stages=4, base_features=8, max_features=32,
                      patch_2d=min(64, size), batch_size=4)
     write_tiny_splits(pre, num_val=max(1, num_train // 5))
-    mark("plan_and_preprocess", t)
-    print(f"      {pre} ({timings['plan_and_preprocess']:.0f} s)", flush=True)
+    s.mark("plan_and_preprocess", t)
+    print(f"      {pre} ({s.timings['plan_and_preprocess']:.0f} s)", flush=True)
+    return pre
 
-    t = step(3, "nnunet_losses_precompute --maps contour (contour maps stored next to the preprocessed data)")
-    run("precompute", [_cli("nnunet_losses_precompute"), "-d", did, "-c", CONFIG, "--maps", "contour", "-np", "1"]
-        + ([] if progress else ["--no-progress"]), env, show_progress=progress)
-    mark("precompute", t)
+
+def _step_precompute(s: _Steps, pre: str) -> None:
+    t = s.start(3, "nnunet_losses_precompute --maps contour (contour maps stored next to the preprocessed data)")
+    s.run("precompute", [command_path("nnunet_losses_precompute"), "-d", str(DATASET_ID), "-c", CONFIG, "--maps",
+                         "contour",
+                         "-np", "1"] + ([] if s.progress else ["--no-progress"]), s.env, show_progress=s.progress)
+    s.mark("precompute", t)
     print(f"      {os.path.join(pre, 'nnUNetPlans_' + CONFIG, 'nnunet_losses_maps')} "
-          f"({timings['precompute']:.0f} s; the trainers below compute the contours on the fly, so the stored maps "
+          f"({s.timings['precompute']:.0f} s; the trainers below compute the contours on the fly, so the stored maps "
           f"only show the tool)", flush=True)
 
-    with open(os.path.join(paths["trainers"], "nnunet_losses_demo_trainers.py"), "w") as f:
-        f.write(TRAINERS_MODULE)
-    t = step(4, f"nnUNetv2_train {did} {CONFIG} 0 -p {PLANS} -tr <trainer>{SUFFIX} -device cpu, {jobs} at a time.\n"
-                f"      <trainer>{SUFFIX} = the real trainer with {epochs} epochs of {iterations} iterations "
-                f"(nnU-Net's default: 1000 x 250){'' if validate else ', final validation skipped'},\n"
-                f"      a subclass in {paths['trainers']} found via nnUNet_extTrainer")
-    bar = tqdm(total=len(trainers) * epochs, desc="      training (epochs)", unit="ep", disable=not progress,
-               file=sys.stdout, dynamic_ncols=True)
-    lock = threading.Lock()
+
+def _step_train(s: _Steps, trainers: Sequence[str], epochs: int, iterations: int, jobs: int, seed: int,
+                validate: bool) -> Dict[str, float]:
+    schedule = Schedule(epochs=epochs, iterations=iterations, val_iterations=2, seed=seed,
+                        threads=max(1, (os.cpu_count() or 2) // jobs), final_validation=validate,
+                        note="the demo evaluates the held-out imagesTs instead; --validate keeps it")
+    write_short_schedule_trainers(s.paths["trainers"], "nnunet_losses_demo_trainers", short_names(trainers, SUFFIX),
+                                  schedule, writer="nnunet_losses_demo")
+    t = s.start(4, f"nnUNetv2_train {DATASET_ID} {CONFIG} 0 -p {PLANS} -tr <trainer>{SUFFIX} -device cpu, {jobs} at "
+                   f"a time.\n      <trainer>{SUFFIX} = the real trainer with {epochs} epochs of {iterations} "
+                   f"iterations "
+                   f"(nnU-Net's default: 1000 x 250){'' if validate else ', final validation skipped'},\n"
+                   f"      a subclass in {s.paths['trainers']} found via nnUNet_extTrainer")
+    bar = s.bar(len(trainers) * epochs, "      training (epochs)", "ep")
     dice: Dict[str, str] = {}
 
     def train(trainer: str) -> float:
         def on_line(line: str) -> None:
             if "Epoch time:" in line:
-                with lock:
+                with s.lock:
                     bar.update(1)
             if "Pseudo dice" in line:
                 nums = re.findall(r"(?<![\d.])(\d+\.\d+|nan)", line.split("Pseudo dice", 1)[1])
                 dice[trainer] = "[" + ", ".join(nums) + "]"
 
-        s = run(f"train_{trainer}", [_cli("nnUNetv2_train"), did, CONFIG, "0", "-p", PLANS, "-tr", trainer + SUFFIX,
-                                     "-device", "cpu"], env, on_line)
-        with lock:
-            bar.write(f"      done: {trainer} in {s:.0f} s; last pseudo Dice (organ, nodule, lesion) "
+        seconds = s.run(f"train_{trainer}", [command_path("nnUNetv2_train"), str(DATASET_ID), CONFIG, "0", "-p", PLANS,
+                                             "-tr", trainer + SUFFIX, "-device", "cpu"], s.env, on_line)
+        with s.lock:
+            bar.write(f"      done: {trainer} in {seconds:.0f} s; last pseudo Dice (organ, nodule, lesion) "
                       f"{dice.get(trainer, '?')}")
-        return s
+        return seconds
 
-    with ThreadPoolExecutor(max_workers=jobs) as ex:
-        train_s = dict(zip(trainers, ex.map(train, trainers)))
-    bar.close()
-    mark("train", t)
+    train_s = s.parallel(train, trainers, jobs, bar)
+    s.mark("train", t)
+    return train_s
 
-    t = step(5, f"nnUNetv2_predict of the {num_test} held-out cases (imagesTs) with each model")
-    images_ts, labels_ts = os.path.join(folder, "imagesTs"), os.path.join(folder, "labelsTs")
-    pbar = tqdm(total=len(trainers), desc="      predicting (models)", unit="model", disable=not progress,
-                file=sys.stdout, dynamic_ncols=True)
+
+def _step_predict(s: _Steps, folder: str, trainers: Sequence[str], num_test: int, jobs: int) -> Dict[str, str]:
+    t = s.start(5, f"nnUNetv2_predict of the {num_test} held-out cases (imagesTs) with each model")
+    images_ts = os.path.join(folder, "imagesTs")
+    bar = s.bar(len(trainers), "      predicting (models)", "model")
 
     def predict(trainer: str) -> str:
-        dst = os.path.join(paths["predictions"], _short(trainer))
-        run(f"predict_{trainer}", [_cli("nnUNetv2_predict"), "-i", images_ts, "-o", dst, "-d", did, "-c", CONFIG,
-                                   "-f", "0", "-p", PLANS, "-tr", trainer + SUFFIX, "-device", "cpu", "-npp", "0",
-                                   "-nps", "0", "--disable_progress_bar", "-chk", "checkpoint_final.pth"], env)
-        with lock:
-            pbar.update(1)
+        dst = os.path.join(s.paths["predictions"], _short(trainer))
+        s.run(f"predict_{trainer}", [command_path("nnUNetv2_predict"), "-i", images_ts, "-o", dst, "-d",
+                                     str(DATASET_ID), "-c", CONFIG, "-f", "0", "-p", PLANS, "-tr", trainer + SUFFIX,
+                                     "-device", "cpu",
+                                     "-npp", "0", "-nps", "0", "--disable_progress_bar", "-chk",
+                                     "checkpoint_final.pth"], s.env)
+        with s.lock:
+            bar.update(1)
         return dst
 
-    with ThreadPoolExecutor(max_workers=jobs) as ex:
-        preds = dict(zip(trainers, ex.map(predict, trainers)))
-    pbar.close()
-    mark("predict", t)
+    preds = s.parallel(predict, trainers, jobs, bar)
+    s.mark("predict", t)
+    return preds
 
-    t = step(6, "nnunet_losses_compare against labelsTs (Dice, IoU, HD95, surface Dice, precision, recall, "
-                "lesion-wise rates)")
-    cmp_dir = paths["compare"]
-    cmd = [_cli("nnunet_losses_compare"), "-d", did, "-ref", labels_ts, "--images", images_ts, "-o", cmp_dir,
-           "--lesions", "-i", *[f"{_short(tr)}={preds[tr]}" for tr in trainers]]
-    if not progress:
+
+def _step_compare(s: _Steps, folder: str, trainers: Sequence[str], preds: Dict[str, str]) -> str:
+    t = s.start(6, "nnunet_losses_compare against labelsTs (Dice, IoU, HD95, surface Dice, precision, recall, "
+                   "lesion-wise rates)")
+    cmp_dir = s.paths["compare"]
+    cmd = [command_path("nnunet_losses_compare"), "-d", str(DATASET_ID), "-ref", os.path.join(folder, "labelsTs"),
+           "--images", os.path.join(folder, "imagesTs"), "-o", cmp_dir, "--lesions",
+           "-i", *[f"{_short(tr)}={preds[tr]}" for tr in trainers]]
+    if not s.progress:
         cmd.append("--no-progress")
-    run("compare", cmd, env, show_progress=progress)
-    mark("compare", t)
-    mark("total", t_start)
-
+    s.run("compare", cmd, s.env, show_progress=s.progress)
+    s.mark("compare", t)
     with open(os.path.join(cmp_dir, "summary.md")) as f:
         tables = _md_sections(f.read(), PRINTED_METRICS)
     print("\n" + "\n\n".join(tables) + "\n", flush=True)
+    return cmp_dir
+
+
+def _print_where(s: _Steps, folder: str, cmp_dir: str, epochs: int, iterations: int, num_train: int,
+                 load_start, load_end) -> None:
     plots = sorted(os.listdir(os.path.join(cmp_dir, "plots")))
     overlays = sorted(os.listdir(os.path.join(cmp_dir, "overlays"))) if os.path.isdir(
         os.path.join(cmp_dir, "overlays")) else []
-    load_end = _loadavg()
-    summary = {"output": out, "trainers": trainers, "epochs": epochs, "iterations": iterations,
-               "num_train": num_train, "num_test": num_test, "size": size, "jobs": jobs,
-               "seconds": {k: round(v, 1) for k, v in timings.items()},
-               "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
-               "train_seconds": {k: round(v, 1) for k, v in train_s.items()},
-               "cpu_count": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end,
-               "predictions": preds, "compare": cmp_dir}
-    atomic_write_json(os.path.join(out, "demo_summary.json"), summary, indent=1)
     print("Where things are:")
     print(f"  tables     {os.path.join(cmp_dir, 'summary.md')}  (also IoU, HD95, surface Dice, precision, "
           f"lesion-wise TPR/FPR; CSV: summary.csv, per_case.csv)")
     print(f"  plots      {os.path.join(cmp_dir, 'plots')}/  ({', '.join(plots)})")
     print(f"  overlays   {os.path.join(cmp_dir, 'overlays')}/  ({', '.join(overlays) or 'none'})")
-    print(f"  models     {os.path.join(paths['nnUNet_results'], os.path.basename(folder))}/")
-    print(f"  logs       {paths['logs']}/  (every command's full output)")
+    print(f"  models     {os.path.join(s.paths['nnUNet_results'], os.path.basename(folder))}/")
+    print(f"  logs       {s.paths['logs']}/  (every command's full output)")
     print(f"These models trained {epochs} epochs of {iterations} iterations on {num_train} tiny images: the "
           f"numbers show the workflow, not the losses' final quality (docs/quality.md has real runs).")
     load = (f"; load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end on {os.cpu_count()} "
             f"cores" if load_start and load_end else "")
-    print(f"Total wall time: {timings['total']:.0f} s ({timings['total'] / 60:.1f} min); CPU time of all "
-          f"commands: {cpu['total']:.0f} s{load}", flush=True)
+    print(f"Total wall time: {s.timings['total']:.0f} s ({s.timings['total'] / 60:.1f} min); CPU time of all "
+          f"commands: {s.cpu['total']:.0f} s{load}", flush=True)
+
+
+def run_demo(out: str = "demo_output", trainers: Optional[Sequence[str]] = None, epochs: int = DEFAULT_EPOCHS,
+             iterations: int = DEFAULT_ITERATIONS, num_train: int = 16, num_test: int = 6, size: int = 96,
+             jobs: int = 2,
+             overwrite: bool = False, progress: bool = True, seed: int = 0, validate: bool = False) -> dict:
+    """Run the demo (see the module docstring); return a summary dict (also ``<out>/demo_summary.json``)."""
+    trainers = list(trainers or DEFAULT_TRAINERS)
+    _check_arguments(trainers, epochs, iterations, jobs)
+    out = os.path.abspath(out)
+    _prepare_output(out, overwrite)
+    t_start = time.time(), _cpu_seconds()
+    s = _Steps(out, progress)
+    load_start = _loadavg()
+    print(f"nnunet_losses_demo: {len(trainers)} trainers x {epochs} epochs x {iterations} iterations on the CPU; "
+          f"output in {out}", flush=True)
+    folder = _step_dataset(s, num_train, num_test, size, seed)
+    pre = _step_plan(s, folder, num_train, size)
+    _step_precompute(s, pre)
+    train_s = _step_train(s, trainers, epochs, iterations, jobs, seed, validate)
+    preds = _step_predict(s, folder, trainers, num_test, jobs)
+    cmp_dir = _step_compare(s, folder, trainers, preds)
+    s.mark("total", t_start)
+    load_end = _loadavg()
+    summary = {"output": out, "trainers": trainers, "epochs": epochs, "iterations": iterations,
+               "num_train": num_train, "num_test": num_test, "size": size, "jobs": jobs,
+               "seconds": {k: round(v, 1) for k, v in s.timings.items()},
+               "cpu_seconds": {k: round(v, 1) for k, v in s.cpu.items()},
+               "train_seconds": {k: round(v, 1) for k, v in train_s.items()},
+               "cpu_count": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end,
+               "predictions": preds, "compare": cmp_dir}
+    atomic_write_json(os.path.join(out, "demo_summary.json"), summary, indent=1)
+    _print_where(s, folder, cmp_dir, epochs, iterations, num_train, load_start, load_end)
     return summary
+
 
 
 def main(argv: Optional[List[str]] = None) -> dict:

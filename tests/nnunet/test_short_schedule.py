@@ -1,0 +1,61 @@
+"""The short-schedule trainer generator: the written module, the classes it defines, bad names refused."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("nnunetv2")
+
+from nnunet_losses.nnunet.testing.short_schedule import Schedule, short_names, write_short_schedule_trainers  # noqa
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_written_module_defines_subclasses_with_the_schedule(tmp_path):
+    pytest.importorskip("nnunet_losses_trainers")
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    import nnunet_losses_trainers as T
+
+    schedule = Schedule(epochs=3, iterations=7, val_iterations=1, seed=5, threads=1, final_validation=False)
+    path = write_short_schedule_trainers(str(tmp_path), "my_trainers",
+                                         short_names(["nnUNetTrainer", "nnUNetTrainerCWCD"], "_x"), schedule)
+    module = _load(path)
+    assert issubclass(module.nnUNetTrainer_x, nnUNetTrainer) and module.nnUNetTrainer_x.__bases__ == (nnUNetTrainer,)
+    assert module.nnUNetTrainerCWCD_x.__bases__ == (T.nnUNetTrainerCWCD,)
+    assert module.nnUNetTrainerCWCD_x.short_schedule == schedule
+    assert module.nnUNetTrainerCWCD_x.__name__ == "nnUNetTrainerCWCD_x"
+    assert module.nnUNetTrainerCWCD_x.__module__ == "my_trainers"
+
+
+def test_nnunet_finds_a_generated_trainer(tmp_path):
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    write_short_schedule_trainers(str(tmp_path), "found_trainers", {"nnUNetTrainer_q": "nnUNetTrainer"}, Schedule())
+    before = set(sys.modules)
+    cls = recursive_find_python_class(str(tmp_path), "nnUNetTrainer_q", None, base_folder=str(tmp_path),
+                                      cleanup_imports_from_base_folder=True)
+    assert cls is not None and cls.__name__ == "nnUNetTrainer_q"
+    for name in set(sys.modules) - before:
+        if name == "found_trainers":
+            del sys.modules[name]
+
+
+def test_bad_names_and_values_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="identifier"):
+        write_short_schedule_trainers(str(tmp_path), "m", {"bad-name": "nnUNetTrainer"}, Schedule())
+    with pytest.raises(ValueError, match="different from its base"):
+        write_short_schedule_trainers(str(tmp_path), "m", {"nnUNetTrainer": "nnUNetTrainer"}, Schedule())
+    with pytest.raises(ValueError, match="epochs"):
+        Schedule(epochs=0)
+    with pytest.raises(ValueError, match="seed"):
+        Schedule(seed=-1)
+    assert not os.listdir(tmp_path)
