@@ -405,7 +405,7 @@ def test_corrupt_map_of_the_right_size_is_an_error(nnunet_tiny, monkeypatch, tmp
     ds_tr, _ = tr.get_tr_and_val_datasets()
     case = sorted(ds_tr.identifiers)[0]
     ds_tr.load_case(case)  # intact: fine
-    victim = Path(tr._map_ctx.maps_dir) / f"{case}_{name}.b2nd"
+    victim = Path(tr._map_ctx.maps_dir) / f"{case}_{name}_{tr._map_specs[0].resolved.fingerprint}.b2nd"
     _silent_corruption(victim)
     fresh, _ = tr.get_tr_and_val_datasets()  # a new process's dataset: nothing verified yet
     with pytest.raises(MapFileError, match="corrupt") as e:

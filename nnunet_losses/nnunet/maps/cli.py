@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from .build import precompute, preprocessed_bytes, prune, stored_sets
 from .context import MapContext
 from .registry import map_kinds
+from .request import resolve_map
 
 __all__ = ["main", "build_parser"]
 
@@ -32,7 +33,6 @@ def _human(n: float) -> str:
 
 def _list_sets(ctx: MapContext, req: dict) -> None:
     """One line per stored parameter set: asked for by this command or not (``--prune`` removes those)."""
-    from .request import resolve_map
     asked = {resolve_map(ctx, n, p).fingerprint for n, p in req.items()}
     for s in stored_sets(ctx):
         mark = "asked for" if s["sha"] in asked else ("not asked for: --prune removes it" if s["kind"] in req

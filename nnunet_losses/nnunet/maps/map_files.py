@@ -128,15 +128,17 @@ def load_map(folder: str, case: str, name: str, resolved: Optional[ResolvedMap] 
     path = os.path.join(maps_dir_for(folder), entry["file"])
     problem = verify_file_checksum(path, entry)
     if problem:
-        raise map_error(folder, case, name, problem)
+        raise map_error(folder, case, name, problem, params, entry["params_sha"])
     try:
         arr = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1},
                           **({} if os.name == "nt" else {"mmap_mode": "r"}))
         meta = arr.schunk.vlmeta["nnunet_losses"]
     except Exception as e:
-        raise map_error(folder, case, name, f"cannot be opened ({type(e).__name__}: {e}): truncated or corrupt") from e
+        raise map_error(folder, case, name, f"cannot be opened ({type(e).__name__}: {e}): truncated or corrupt", params,
+                        entry["params_sha"]) from e
     if list(arr.shape) != entry["shape"] or meta.get("sha") != entry["sha"]:
-        raise map_error(folder, case, name, "does not match the manifest (replaced or corrupt)")
+        raise map_error(folder, case, name, "does not match the manifest (replaced or corrupt)", params,
+                        entry["params_sha"])
     return arr
 
 
