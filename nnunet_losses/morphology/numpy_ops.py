@@ -1,8 +1,9 @@
-"""Weight maps for one case, in NumPy (no torch): contours, bands and the U-Net weight map.
+"""The NumPy twin of :mod:`.torch_ops`: weight maps for one case (no torch): contours, bands and the U-Net
+weight map.
 
 These are the reference (CPU, per case) versions used by ``nnunet_losses_precompute``; the torch
-versions for the GPU (on-the-fly mode) live in :mod:`nnunet_losses.morphology.torch_ops` and give the same
-result bit for bit (tests/library/test_maps.py). Every function takes one label array of any dimension
+versions for the GPU (on-the-fly mode) live in :mod:`nnunet_losses.morphology.torch_ops` under the same
+names and give the same result bit for bit (tests/library/test_maps.py). Every function takes one label array of any dimension
 (spatial axes only, no channel axis) holding integer labels.
 
 Morphology (docs/losses.md, sections 3.3 and 3.8)

@@ -1,4 +1,9 @@
-"""The one morphology module: binary erosion/dilation by max-pooling, contours and bands (CPU and GPU).
+"""The torch twin of :mod:`.numpy_ops`: binary erosion/dilation by max-pooling, contours and bands, per
+batch on the fly (CPU and GPU), plus the soft (differentiable) morphology of clDice.
+
+``erode``, ``dilate``, ``inner_contour``, ``class_contours``, ``boundary_band``, ``contours_and_band`` and
+``offset_band`` have the same names and give the same results as the NumPy functions of one case
+(tests/library/test_maps.py); they take batched tensors (N, C, *spatial), the NumPy ones one case's arrays.
 
 Border rules (docs/losses.md, sections 3.3 and 3.8):
 

@@ -185,4 +185,4 @@ def test_quick_demo_models_and_predictions(quick_run):
     assert float(row["dice"]) == pytest.approx(expected, abs=1e-9)
     # the contour maps were stored by nnunet_losses_precompute
     maps = out / "nnUNet_preprocessed" / "Dataset950_DemoImbalance2D" / "nnUNetPlans_2d" / "nnunet_losses_maps"
-    assert (maps / "manifest.json").is_file() and list(maps.glob("*_contour.b2nd"))
+    assert (maps / "manifest.json").is_file() and list(maps.glob("*_contour_*.b2nd"))

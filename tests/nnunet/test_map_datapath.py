@@ -285,17 +285,19 @@ def test_missing_maps_built_at_start_and_damaged_file_rebuilt(nnunet_tiny, monke
     maps_dir = Path(tr._map_ctx.maps_dir)
     assert str(maps_dir).startswith(str(folder)) and not maps_dir.exists()
     tr.get_dataloaders()
-    files = sorted(f for f in os.listdir(maps_dir) if f.endswith("_contour.b2nd"))
+    files = sorted(f for f in os.listdir(maps_dir) if "_contour_" in f and f.endswith(".b2nd"))
     assert len(files) == 4
     log = open(tr.log_file).read()
     assert "computing stored maps {'contour': 4}" in log and "nnunet_losses_precompute -d" in log
-    # stale (other parameters): rebuilt at the next start
+    # other parameters: built at the next start, beside the first set (which stays valid)
     tr2 = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerSDL, "regions2d", "2d", True,
                    {"maps": "stored", "iterations": 2})
     tr2.get_dataloaders()
-    assert "stale (parameters changed)" in open(tr2.log_file).read()
+    assert "computing stored maps {'contour': 4} (cases: missing)" in open(tr2.log_file).read()
+    files2 = sorted(f for f in os.listdir(maps_dir) if "_contour_" in f and f.endswith(".b2nd") and f not in files)
+    assert len(files2) == 4 and all((maps_dir / f).is_file() for f in files)
     # truncated: rebuilt at the next start, with a log line naming the file
-    victim = maps_dir / files[0]
+    victim = maps_dir / files2[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
     tr3 = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerSDL, "regions2d", "2d", True,
@@ -305,7 +307,7 @@ def test_missing_maps_built_at_start_and_damaged_file_rebuilt(nnunet_tiny, monke
     assert f"map file {victim} is damaged" in log and "rebuilding it" in log
     assert len(victim.read_bytes()) > len(data) // 2
     # damaged while training (after the start check): the worker refuses it, naming the file and the fix
-    case = files[0][: -len("_contour.b2nd")]
+    case = files2[0].rsplit("_contour_", 1)[0]
     raw = bytearray(victim.read_bytes())
     for i in range(len(raw) // 3, len(raw) // 3 + 16):
         raw[i] ^= 0xFF
@@ -340,8 +342,9 @@ def test_changed_segmentation_rebuilt_at_start(nnunet_tiny, monkeypatch, tmp_pat
     log = open(tr2.log_file).read()
     assert "computing stored maps {'contour': 1}" in log and "stale (segmentation changed)" in log
     after = {f: (maps_dir / f).stat().st_mtime_ns for f in before}
-    assert [f for f in before if after[f] != before[f]] == [f"{case}_contour.b2nd"]
-    rebuilt = blosc2.open(str(maps_dir / f"{case}_contour.b2nd"), mode="r")[:]
+    sha = tr2.loss.stored.specs[0].resolved.fingerprint
+    assert [f for f in before if after[f] != before[f]] == [f"{case}_contour_{sha}.b2nd"]
+    rebuilt = blosc2.open(str(maps_dir / f"{case}_contour_{sha}.b2nd"), mode="r")[:]
     rp = tr2.loss.stored.specs[0].resolved
     np.testing.assert_array_equal(rebuilt, compute_map(seg, rp))
     assert not np.array_equal(rebuilt, compute_map(old[:] * 0, rp))
@@ -402,7 +405,7 @@ def test_corrupt_map_of_the_right_size_is_an_error(nnunet_tiny, monkeypatch, tmp
     ds_tr, _ = tr.get_tr_and_val_datasets()
     case = sorted(ds_tr.identifiers)[0]
     ds_tr.load_case(case)  # intact: fine
-    victim = Path(tr._map_ctx.maps_dir) / f"{case}_{name}.b2nd"
+    victim = Path(tr._map_ctx.maps_dir) / f"{case}_{name}_{tr._map_specs[0].resolved.fingerprint}.b2nd"
     _silent_corruption(victim)
     fresh, _ = tr.get_tr_and_val_datasets()  # a new process's dataset: nothing verified yet
     with pytest.raises(MapFileError, match="corrupt") as e:

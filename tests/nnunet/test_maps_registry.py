@@ -165,7 +165,7 @@ def test_damaged_file_never_reaches_the_decoder(tmp_path, monkeypatch):
     _write_case(tmp_path, "case_0", seg)
     ctx = _ctx(tmp_path, num_classes=2, patch=(8, 8, 8))
     M.precompute(ctx, ["dwce"], progress=False, log=lambda *a: None)
-    path = os.path.join(ctx.maps_dir, "case_0_dwce.b2nd")
+    path = os.path.join(ctx.maps_dir, f"case_0_dwce_{M.resolve_map(ctx, 'dwce').fingerprint}.b2nd")
     raw = bytearray(open(path, "rb").read())
     for i in range(40, len(raw), 7):        # header and chunk offsets damaged too
         raw[i] ^= 0xFF
@@ -175,7 +175,7 @@ def test_damaged_file_never_reaches_the_decoder(tmp_path, monkeypatch):
         raise AssertionError("blosc2 must not open a file whose checksum fails")
 
     monkeypatch.setattr(blosc2, "open", no_decoding)
-    with pytest.raises(M.MapFileError, match=r"case_0_dwce\.b2nd is corrupt .*checksum.*Fix: nnunet_losses_precompute"):
+    with pytest.raises(M.MapFileError, match=r"case_0_dwce_\w+\.b2nd is corrupt .*checksum.*Fix: nnunet_losses_precompute"):
         M.load_map(str(tmp_path), "case_0", "dwce")
     assert M.find_missing_or_stale(ctx, ["dwce"])["dwce"]["case_0"].startswith("corrupt")
     monkeypatch.undo()
@@ -183,7 +183,7 @@ def test_damaged_file_never_reaches_the_decoder(tmp_path, monkeypatch):
     from nnunet_losses.nnunet.maps.dataset import ensure_maps
     logs = []
     ensure_maps(ctx, {"dwce": {}}, log=logs.append)
-    assert any("case_0_dwce.b2nd is damaged" in line and "checksum" in line and "rebuilding" in line for line in logs)
+    assert any(f"{path} is damaged" in line and "checksum" in line and "rebuilding" in line for line in logs)
     assert M.find_missing_or_stale(ctx, ["dwce"]) == {"dwce": {}}
     M.load_map(str(tmp_path), "case_0", "dwce")[:]
 

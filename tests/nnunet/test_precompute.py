@@ -26,6 +26,7 @@ from nnunet_losses._io import TMP_MARK  # noqa: E402
 from nnunet_losses.nnunet import maps as pc  # noqa: E402
 from nnunet_losses.nnunet.maps import build, manifest, registry  # noqa: E402
 from nnunet_losses.nnunet.maps.auto_width import resolve_auto  # noqa: E402
+from nnunet_losses.nnunet.maps.map_files import map_path  # noqa: E402
 from nnunet_losses.nnunet.maps.registry import map_kind  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
@@ -87,8 +88,13 @@ def seg_of(ctx, case):
     return blosc2.open(os.path.join(ctx.folder, case + "_seg.b2nd"))[:]
 
 
-def stored(ctx, case, name):
-    arr = pc.load_map(ctx.folder, case, name)[:]
+def map_file(ctx, case, name, params=None):
+    """The file of one map with ``params`` (the defaults if None)."""
+    return map_path(ctx.maps_dir, case, name, pc.resolve_map(ctx, name, params).fingerprint)
+
+
+def stored(ctx, case, name, params=None):
+    arr = pc.load_map(ctx.folder, case, name, None if params is None else pc.resolve_map(ctx, name, params))[:]
     if arr.dtype == np.uint8:
         return pc.unpack_bits(arr, len(pc.map_channels(ctx.folder, name)))
     return arr
@@ -113,9 +119,10 @@ def test_cli_writes_maps_and_manifest_nnunet_still_reads_the_folder(root):
             entry = man["cases"][case]
             assert entry["seg"]["sha"] == pc.array_fingerprint(seg_of(ctx, case))
             for name in ("contour", "dwce", "osc"):
-                e = entry["maps"][name]
-                assert os.path.getsize(os.path.join(ctx.maps_dir, f"{case}_{name}.b2nd")) == e["size"]
-                assert man["params"][e["params_sha"]]["params"] == dict(pc.resolve_map(ctx, name).params)
+                (sha, e), = entry["maps"][name].items()        # one parameter set per kind, by fingerprint
+                assert sha == e["params_sha"] == pc.resolve_map(ctx, name).fingerprint
+                assert os.path.getsize(os.path.join(ctx.maps_dir, f"{case}_{name}_{sha}.b2nd")) == e["size"]
+                assert man["params"][sha]["params"] == dict(pc.resolve_map(ctx, name).params)
         # nnU-Net's own dataset class still sees exactly the cases and can infer its format
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class, nnUNetDatasetBlosc2
         assert sorted(nnUNetDatasetBlosc2.get_identifiers(ctx.folder)) == cases
@@ -216,13 +223,13 @@ def test_changed_parameter_or_segmentation_marks_exactly_those_stale(root):
     pc.precompute(ctx, names, progress=False)
     assert pc.find_missing_or_stale(ctx, names) == {n: {} for n in names}
 
-    # one parameter of one map: all cases of that map, nothing else
+    # one parameter of one map: all cases of that map, nothing else; the two parameter sets live side by side
     todo = pc.find_missing_or_stale(ctx, {"contour": {"iterations": 2}, "dwce": None, "osc": None})
-    assert todo == {"contour": dict.fromkeys(cases, "stale (parameters changed)"), "dwce": {}, "osc": {}}
+    assert todo == {"contour": dict.fromkeys(cases, "missing"), "dwce": {}, "osc": {}}
     res = pc.precompute(ctx, {"contour": {"iterations": 2}, "dwce": None}, progress=False)
     assert res["built"] == {"contour": cases, "dwce": []}
     assert pc.find_missing_or_stale(ctx, {"contour": {"iterations": 2}}) == {"contour": {}}
-    assert pc.find_missing_or_stale(ctx, ["contour"]) == {"contour": dict.fromkeys(cases, "stale (parameters changed)")}
+    assert pc.find_missing_or_stale(ctx, ["contour"]) == {"contour": {}}
 
     # one segmentation rewritten with the same content: nothing stale, the new stat is remembered
     _rewrite_seg(ctx, cases[1], change_voxel=False)
@@ -257,7 +264,7 @@ def test_truncated_or_corrupt_file_is_reported_by_name(root):
     ctx = ctx_for(root, LABELS_3D, "3d_fullres")
     cases = ctx.identifiers()
     pc.precompute(ctx, {"contour": {"kernel_size": 2, "iterations": 1}, "dwce": None}, progress=False)
-    path = os.path.join(ctx.maps_dir, f"{cases[0]}_contour.b2nd")
+    path = map_file(ctx, cases[0], "contour", {"kernel_size": 2, "iterations": 1})
     data = open(path, "rb").read()
     with open(path, "wb") as f:
         f.write(data[: len(data) // 2])
@@ -272,13 +279,13 @@ def test_truncated_or_corrupt_file_is_reported_by_name(root):
     assert list(todo["contour"]) == [cases[0]] and todo["contour"][cases[0]].startswith("corrupt")
     # even if the manifest's size matched, blosc2 cannot open a truncated file
     man = pc.read_manifest(ctx.folder)
-    man["cases"][cases[0]]["maps"]["contour"]["size"] = os.path.getsize(path)
+    manifest.find_entry(man, cases[0], "contour")["size"] = os.path.getsize(path)
     manifest.write_manifest(ctx, man)
     with pytest.raises(pc.MapFileError, match="checksum"):   # refused before blosc2 decodes anything
         pc.load_map(ctx.folder, cases[0], "contour")
 
     # same size, different bytes: the checksum of the file's bytes tells, before any decoding
-    wpath = os.path.join(ctx.maps_dir, f"{cases[1]}_dwce.b2nd")
+    wpath = map_file(ctx, cases[1], "dwce")
     raw = bytearray(open(wpath, "rb").read())
     ok = pc.load_map(ctx.folder, cases[1], "dwce")[:]
     for i in range(len(raw) // 3, len(raw) // 3 + 64):
@@ -336,18 +343,18 @@ def test_killed_worker_leaves_no_file_that_passes_as_valid(root, monkeypatch, af
     assert f"nnunet_losses_precompute -d {LABELS_3D} -c 3d_fullres -p nnUNetPlans --maps contour --iterations 3" \
         in str(e.value)
     monkeypatch.undo()
-    final = os.path.join(ctx.maps_dir, f"{victim}_contour.b2nd")
-    assert os.path.exists(final)                                  # old (or new, unrecorded) file
-    for params in (None, new["contour"]):                         # passes as valid for neither parameter set
-        assert victim in pc.find_missing_or_stale(ctx, {"contour": params})["contour"]
+    final = map_file(ctx, victim, "contour", new["contour"])
+    assert os.path.exists(final) == after_replace                 # the new, unrecorded file
+    assert victim in pc.find_missing_or_stale(ctx, new)["contour"]  # does not pass as valid
     with pytest.raises(pc.MapFileError, match=victim):
-        pc.load_map(ctx.folder, victim, "contour")
+        pc.load_map(ctx.folder, victim, "contour", pc.resolve_map(ctx, "contour", new["contour"]))
+    assert pc.find_missing_or_stale(ctx, ["contour"], deep=True) == {"contour": {}}  # the other set is untouched
     # the other cases are either finished (valid with the new parameters) or still to do
     todo = pc.find_missing_or_stale(ctx, new)["contour"]
     for c in cases:
         if c not in todo:
             exp = maps.class_contours(np.maximum(seg_of(ctx, c)[0], 0), 3, iterations=3, ignore_label=3)
-            np.testing.assert_array_equal(stored(ctx, c, "contour")[1:], exp)
+            np.testing.assert_array_equal(stored(ctx, c, "contour", new["contour"])[1:], exp)
     # re-running finishes the job and removes the leftovers
     res = pc.precompute(ctx, new, num_processes=2, progress=False)
     assert victim in res["built"]["contour"]

@@ -23,6 +23,7 @@ import numpy as np
 from nnunet_losses._io import atomic_write_json
 from nnunet_losses.morphology.thickness import class_masks, local_thickness, thickness_summary
 
+from .context import MAPS_DIR_ENV, cache_dir_for
 from .declaration import AUTO
 from .segmentations import file_stat, read_seg, seg_path
 
@@ -79,13 +80,29 @@ def _classes(ctx) -> Tuple[List, List[str]]:
 
 
 def cache_path(ctx) -> str:
-    """``<nnUNet_preprocessed>/<Dataset>/nnunet_losses_thickness_<data identifier>.json``."""
+    """``<nnUNet_preprocessed>/<Dataset>/nnunet_losses_thickness_<data identifier>.json`` (in
+    ``$NNUNET_LOSSES_MAPS_DIR/<Dataset>/`` when that is set: :func:`.context.cache_dir_for`)."""
     folder = os.path.normpath(ctx.folder)
-    return os.path.join(os.path.dirname(folder), f"nnunet_losses_thickness_{os.path.basename(folder)}.json")
+    return os.path.join(cache_dir_for(folder), f"nnunet_losses_thickness_{os.path.basename(folder)}.json")
+
+
+def _read_cache(path: str, fingerprint: str) -> Optional[dict]:
+    """The cached record if it is readable, of this format and of these segmentations; else None."""
+    try:
+        with open(path, "rb") as f:
+            record = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):                    # unreadable, not UTF-8, not JSON
+        return None
+    ok = (isinstance(record, dict) and record.get("format") == CACHE_FORMAT and record.get("fingerprint") == fingerprint
+          and isinstance(record.get("classes"), dict)
+          and all(isinstance(c, dict) and "median" in c for c in record["classes"].values()))
+    return record if ok else None
 
 
 def dataset_thickness(ctx, log: Optional[Callable[[str], None]] = None) -> dict:
-    """The thickness record of one preprocessed configuration (a :class:`MapContext`), cached."""
+    """The thickness record of one preprocessed configuration (a :class:`MapContext`), cached. A cache that
+    cannot be read (damaged, of another shape, stale) is measured again; one that cannot be written
+    (read-only ``nnUNet_preprocessed``) leaves the record in memory; each with a log line."""
     ids = ctx.identifiers()
     if not ids:
         raise ValueError(f"no preprocessed cases in {ctx.folder}: run nnUNetv2_preprocess for this configuration")
@@ -94,13 +111,9 @@ def dataset_thickness(ctx, log: Optional[Callable[[str], None]] = None) -> dict:
     fingerprint = hashlib.blake2b(json.dumps(key).encode(), digest_size=16).hexdigest()
     cache = cache_path(ctx)
     if os.path.isfile(cache):
-        try:
-            with open(cache) as f:
-                record = json.load(f)
-            if record.get("format") == CACHE_FORMAT and record.get("fingerprint") == fingerprint:
-                return record
-        except (OSError, json.JSONDecodeError):
-            pass
+        record = _read_cache(cache, fingerprint)
+        if record is not None:
+            return record
         if log:
             log(f"contour width: {cache} is stale or unreadable, measuring again")
     picked = [ids[i] for i in sorted({int(round(j)) for j in np.linspace(0, len(ids) - 1, min(MAX_CASES, len(ids)))})]
@@ -109,7 +122,14 @@ def dataset_thickness(ctx, log: Optional[Callable[[str], None]] = None) -> dict:
               "cases_measured": len(picked), "cases": len(ids), "per_slice": ctx.slicewise,
               "unit": "voxels of the configuration's spacing",
               "classes": measure_thickness(segs, classes, names, ctx.slicewise)}
-    atomic_write_json(cache, record, indent=2)
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        atomic_write_json(cache, record, indent=2)
+    except OSError as e:
+        if log:
+            log(f"contour width: measured the thickness of {len(picked)} cases in memory; the cache {cache} cannot "
+                f"be written ({e.strerror or e}; {MAPS_DIR_ENV} keeps it in a writable folder)")
+        return record
     if log:
         log(f"contour width: measured the thickness of {len(picked)} cases -> {cache}")
     return record

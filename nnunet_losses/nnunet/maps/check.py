@@ -8,8 +8,8 @@ import blosc2
 
 from .declaration import ResolvedMap
 from .fingerprints import array_fingerprint
-from .manifest import read_manifest
-from .map_files import map_path, verify_file_checksum
+from .manifest import find_entry, read_manifest
+from .map_files import verify_file_checksum
 from .registry import requested
 from .request import resolve_map
 from .segmentations import file_stat, read_seg, seg_path
@@ -39,9 +39,9 @@ def find_missing_or_stale(ctx, maps: Union[str, Iterable[str], Mapping[str, Opti
                           identifiers: Optional[Sequence[str]] = None, deep: bool = False) -> Dict[str, Dict[str, str]]:
     """``{kind: {case: reason}}`` of the maps to (re)build (empty inner dicts when all is fine).
 
-    A map is missing when the manifest has no entry or the file is absent; stale when its
-    parameters or the case's segmentation (content hash; re-hashed only when its size or mtime
-    changed) differ; corrupt when its size or the checksum of its bytes differ from the manifest.
+    A map is missing when the manifest has no entry for its parameter set or the file is absent;
+    stale when the case's segmentation (content hash; re-hashed only when its size or mtime changed)
+    differs; corrupt when its size or the checksum of its bytes differ from the manifest.
     ``deep`` also decompresses every file and checks its content hash (``--verify``).
     """
     req = requested(maps)
@@ -71,8 +71,8 @@ def check_cases(ctx, rps: Dict[str, ResolvedMap], man: dict, ids: Sequence[str],
             else:
                 seg_changed = False
         for n, rp in rps.items():
-            e = None if centry is None else centry.get("maps", {}).get(n)
-            path = map_path(ctx.maps_dir, case, n)
+            e = find_entry(man, case, n, rp.fingerprint)
+            path = None if e is None else os.path.join(ctx.maps_dir, e["file"])
             if e is None:
                 out[n][case] = (f"missing (maps of an older nnunet-losses, manifest format {older})" if older
                                 else "missing")
@@ -80,8 +80,6 @@ def check_cases(ctx, rps: Dict[str, ResolvedMap], man: dict, ids: Sequence[str],
                 out[n][case] = "missing (file deleted)"
             elif seg_changed or e["seg_sha"] != centry["seg"]["sha"]:
                 out[n][case] = "stale (segmentation changed)"
-            elif e["params_sha"] != rp.fingerprint:
-                out[n][case] = "stale (parameters changed)"
             else:
                 problem = deep_check(path, e) if deep else verify_file_checksum(path, e)
                 if problem:

@@ -1,10 +1,13 @@
 """``nnunet_losses_precompute``: build the stored maps of a preprocessed dataset.
 
     nnunet_losses_precompute -d DATASET -c CONFIG [-p PLANS] --maps contour dwce osc [-np N] [--force] [--verify]
+                             [--prune]
 
 The kinds, their parameters, flags and defaults come from the registry (:mod:`.registry`): the
 defaults are the ones the trainers use, so maps built with no parameter flag are reused as they are
-by every trainer with stored maps.
+by every trainer with stored maps. Several parameter sets of a kind are stored side by side;
+``--verify`` also lists them, ``--prune`` removes those of the given kinds that the command does not
+ask for. A folder that cannot be written is verified without writing anything.
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .build import precompute, preprocessed_bytes
+from .build import precompute, preprocessed_bytes, prune, stored_sets
 from .context import MapContext
 from .registry import map_kinds
+from .request import resolve_map
 
 __all__ = ["main", "build_parser"]
 
@@ -25,6 +29,15 @@ def _human(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def _list_sets(ctx: MapContext, req: dict) -> None:
+    """One line per stored parameter set: asked for by this command or not (``--prune`` removes those)."""
+    asked = {resolve_map(ctx, n, p).fingerprint for n, p in req.items()}
+    for s in stored_sets(ctx):
+        mark = "asked for" if s["sha"] in asked else ("not asked for: --prune removes it" if s["kind"] in req
+                                                    else "other kind")
+        print(f"stored: {s['kind']} {s['params']} ({s['sha']}): {s['cases']} cases, {_human(s['bytes'])} [{mark}]")
 
 
 def build_parser(default_num_processes: int = 8) -> argparse.ArgumentParser:
@@ -42,6 +55,9 @@ def build_parser(default_num_processes: int = 8) -> argparse.ArgumentParser:
     ap.add_argument("--force", action="store_true", help="rebuild every requested map")
     ap.add_argument("--verify", action="store_true",
                     help="decompress and hash every stored map, rebuild the ones that fail")
+    ap.add_argument("--prune", action="store_true",
+                    help="remove the stored parameter sets of these maps other than the ones asked for here "
+                         "(e.g. of an earlier width study); other kinds are kept")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = ap.add_argument_group("map parameters (the trainers' defaults; stored maps with other values are stale "
                               "and rebuilt)")
@@ -63,6 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             ctx = MapContext.from_ids(a.d, config, a.p)
             res = precompute(ctx, req, num_processes=a.np, force=a.force, verify=a.verify, progress=not a.no_progress)
+            if a.prune:
+                prune(ctx, req)
         except (ValueError, RuntimeError) as e:
             print(f"nnunet_losses_precompute: error: {e}", file=sys.stderr)
             status = 1
@@ -76,6 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if a.verify:
             bad = sum(r.startswith("corrupt") for v in res["problems"].values() for r in v.values())
             print(f"verify: {bad} map file(s) failed and were rebuilt" if bad else "verify: all map files OK")
+            _list_sets(ctx, req)
     return status
 
 

@@ -8,12 +8,31 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["MapContext", "MAPS_SUBFOLDER"]
+__all__ = ["MapContext", "MAPS_SUBFOLDER", "MAPS_DIR_ENV", "maps_dir_for", "cache_dir_for"]
 
 #: the maps live in this subfolder of nnU-Net's preprocessed configuration folder: nnU-Net's
 #: ``nnUNetDatasetBlosc2.get_identifiers`` would take ``<case>_contour.b2nd`` for a case, and
 #: ``infer_dataset_class`` rejects a folder holding a ``.json`` file
 MAPS_SUBFOLDER = "nnunet_losses_maps"
+#: a writable folder for the maps and caches when nnUNet_preprocessed is read-only (shared clusters)
+MAPS_DIR_ENV = "NNUNET_LOSSES_MAPS_DIR"
+
+
+def cache_dir_for(folder: str) -> str:
+    """Where the maps and caches of the preprocessed configuration ``folder`` of a dataset live:
+    ``nnUNet_preprocessed/<Dataset>``, or ``$NNUNET_LOSSES_MAPS_DIR/<Dataset>`` when that is set."""
+    folder = os.path.normpath(folder)
+    root = os.environ.get(MAPS_DIR_ENV, "").strip()
+    return os.path.join(root, os.path.basename(os.path.dirname(folder))) if root else os.path.dirname(folder)
+
+
+def maps_dir_for(folder: str) -> str:
+    """The maps folder of the preprocessed configuration ``folder``:
+    ``<folder>/nnunet_losses_maps``, or ``$NNUNET_LOSSES_MAPS_DIR/<Dataset>/<data identifier>``."""
+    folder = os.path.normpath(folder)
+    if os.environ.get(MAPS_DIR_ENV, "").strip():
+        return os.path.join(cache_dir_for(folder), os.path.basename(folder))
+    return os.path.join(folder, MAPS_SUBFOLDER)
 
 
 @dataclass
@@ -33,7 +52,8 @@ class MapContext:
 
     @property
     def maps_dir(self) -> str:
-        return os.path.join(self.folder, MAPS_SUBFOLDER)
+        """Where the stored maps of this configuration live (:func:`maps_dir_for`)."""
+        return maps_dir_for(self.folder)
 
     @property
     def slicewise(self) -> bool:

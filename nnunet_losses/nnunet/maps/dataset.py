@@ -32,7 +32,7 @@ import numpy as np
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
 from .declaration import ResolvedMap
-from .map_files import load_map, map_error, map_path
+from .map_files import load_map, map_error
 from .registry import map_kind
 
 __all__ = ["MapSpec", "SegWithMaps", "nnUNetDatasetBlosc2WithMaps"]
@@ -88,7 +88,8 @@ class SegWithMaps:
                 crop = np.asarray(arr[item])
             except Exception as e:  # decompression of a damaged chunk
                 raise map_error(self.folder, self.case, spec.name,
-                                f"cannot be decompressed ({type(e).__name__}: {e}): truncated or corrupt") from e
+                                f"cannot be decompressed ({type(e).__name__}: {e}): truncated or corrupt",
+                                dict(spec.resolved.params), spec.resolved.fingerprint) from e
             n = spec.stored_channels
             if spec.binary:
                 out[start:start + n] = crop  # uint8 0..255 -> int16, lossless
@@ -149,7 +150,7 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
             if tuple(m.shape[1:]) != tuple(seg.shape[1:]):
                 raise map_error(self.source_folder, identifier, s.name,
                                 f"has spatial shape {tuple(m.shape[1:])}, the segmentation {tuple(seg.shape[1:])} "
-                                f"(stale)")
+                                f"(stale)", dict(s.resolved.params), s.resolved.fingerprint)
         self._handles[identifier] = maps
         while len(self._handles) > self.HANDLES:
             self._handles.popitem(last=False)
@@ -160,22 +161,21 @@ def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=
                 num_processes: int = 1) -> None:
     """At training start: build missing, stale or damaged maps (rank 0, with a log line naming the
     reason and the command that does it beforehand; the other ranks wait at ``barrier``). Damaged
-    files are found by the checksum of their bytes, without decoding them."""
+    files are found by the checksum of their bytes, without decoding them. While another process
+    builds the same maps this one logs that it waits for that PID (the lock, :mod:`.lock`) and then
+    uses what it built; a folder that cannot be written is an error only when maps are missing.
+    Damaged files are named in the log by the build (:func:`.build.precompute`)."""
     from .build import precompute
     from .check import find_missing_or_stale
     from .errors import fix_command
-    if is_rank0:
-        todo = find_missing_or_stale(ctx, requested)
-        for name, cases in todo.items():
-            for case, reason in sorted(cases.items()):
-                if reason.startswith("corrupt"):
-                    log(f"nnunet-losses: map file {map_path(ctx.maps_dir, case, name)} is damaged ({reason}); "
-                        f"rebuilding it")
+
+    def announce(todo):
         n = {name: len(c) for name, c in todo.items() if c}
-        if n:
-            reasons = sorted({r for c in todo.values() for r in c.values()})
-            log(f"nnunet-losses: computing stored maps {n} (cases: {', '.join(reasons)}) in {ctx.maps_dir}; "
-                f"to do this beforehand: {fix_command(ctx.dataset_name, ctx.configuration, ctx.plans_identifier, requested)}")
-            precompute(ctx, requested, num_processes=num_processes, progress=False, log=log)
+        reasons = sorted({r for c in todo.values() for r in c.values()})
+        log(f"nnunet-losses: computing stored maps {n} (cases: {', '.join(reasons)}) in {ctx.maps_dir}; "
+            f"to do this beforehand: {fix_command(ctx.dataset_name, ctx.configuration, ctx.plans_identifier, requested)}")
+
+    if is_rank0 and any(find_missing_or_stale(ctx, requested).values()):
+        precompute(ctx, requested, num_processes=num_processes, progress=False, log=log, on_build=announce)
     if barrier is not None:
         barrier()

@@ -5,7 +5,7 @@ from typing import Iterable, Mapping, Optional, Union
 
 from .registry import map_kind, requested
 
-__all__ = ["MapFileError", "fix_command"]
+__all__ = ["MapFileError", "MapsFolderNotWritable", "fix_command"]
 
 
 class MapFileError(ValueError):
@@ -24,3 +24,9 @@ def fix_command(dataset: str, configuration: str, plans: str,
     for name, params in req.items():
         cmd += map_kind(name).command_flags(params or {})
     return cmd + (" --verify" if verify else "")
+
+
+class MapsFolderNotWritable(MapFileError):
+    """Maps must be built but their folder cannot be written (a read-only ``nnUNet_preprocessed``); the
+    message names the folder, the command to run where it is writable, ``NNUNET_LOSSES_MAPS_DIR`` and
+    ``maps=online``."""

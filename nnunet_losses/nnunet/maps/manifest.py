@@ -1,28 +1,37 @@
-"""The manifest of the stored maps, ``<preprocessed configuration folder>/nnunet_losses_maps/manifest.json``:
-the resolved parameters of every kind (by fingerprint, :meth:`ResolvedMap.record`), and per case the
-segmentation's stat and content hash and, per map file, its shape, dtype, size, the content hash of
-the array (``sha``) and the checksum of the file's bytes (``file_sha``). Written atomically
-(:mod:`nnunet_losses._io`); the build lists a file only after it is on disk.
+"""The manifest of the stored maps, ``<maps folder>/manifest.json`` (:func:`.context.maps_dir_for`):
+the resolved parameters of every parameter set (by fingerprint, :meth:`ResolvedMap.record`), and per
+case the segmentation's stat and content hash and, per kind and parameter set, the map file's name,
+shape, dtype, size, the content hash of the array (``sha``) and the checksum of the file's bytes
+(``file_sha``)::
+
+    {"format": 3, "params": {sha: record}, "cases": {case: {"seg": {...}, "maps": {kind: {sha: entry}}}}}
+
+Several parameter sets of one kind live side by side (a width study: ``iterations`` 1 and 2), each in
+its own files ``<case>_<kind>_<sha>.b2nd``. Written atomically (:mod:`nnunet_losses._io`); the build
+lists a file only after it is on disk.
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from nnunet_losses._io import atomic_write_json
 
-from .context import MAPS_SUBFOLDER
+from .context import maps_dir_for
 from .errors import MapFileError
 
 __all__ = ["MANIFEST_NAME", "MANIFEST_FORMAT", "manifest_path", "read_manifest", "cached_manifest", "write_manifest",
-           "empty_manifest", "package_version"]
+           "empty_manifest", "package_version", "map_entries", "find_entry", "set_entry", "pop_entry"]
 
 MANIFEST_NAME = "manifest.json"
-#: 2: map entries carry ``file_sha`` (checksum of the file's bytes). Older manifests are recognised
-#: and every map is rebuilt (with a log line).
-MANIFEST_FORMAT = 2
+#: 3: a case's maps by kind, then by parameter set (``{kind: {sha: entry}}``), so that parameter sets
+#: of one kind live side by side. 2 (``{kind: entry}``, files ``<case>_<kind>.b2nd``) is read as 3
+#: and its files are reused; 1 (no ``file_sha``) is recognised and every map is rebuilt (a log line).
+MANIFEST_FORMAT = 3
+
+
 @functools.lru_cache(maxsize=None)
 def package_version() -> str:
     try:
@@ -34,7 +43,8 @@ def package_version() -> str:
 
 
 def manifest_path(folder: str) -> str:
-    return os.path.join(folder, MAPS_SUBFOLDER, MANIFEST_NAME)
+    """The manifest of the preprocessed configuration ``folder``."""
+    return os.path.join(maps_dir_for(folder), MANIFEST_NAME)
 
 
 def empty_manifest(previous_format=None) -> dict:
@@ -48,8 +58,8 @@ def empty_manifest(previous_format=None) -> dict:
 def read_manifest(folder: str) -> dict:
     """The manifest of a preprocessed configuration folder (an empty one if there is none yet).
 
-    A manifest of an older format is returned empty with ``_previous_format`` set (every map is then
-    rebuilt); an unreadable one raises :class:`MapFileError`.
+    Format 2 is converted (its files are reused); an older one is returned empty with
+    ``_previous_format`` set (every map is then rebuilt); an unreadable one raises :class:`MapFileError`.
     """
     path = manifest_path(folder)
     if not os.path.isfile(path):
@@ -62,6 +72,8 @@ def read_manifest(folder: str) -> dict:
     except ValueError as e:
         raise MapFileError(f"map manifest {path} is corrupt ({e}); delete it and re-run nnunet_losses_precompute "
                            f"(every map is then rebuilt)") from e
+    if man.get("format") == 2:
+        man = _from_format_2(man)
     if man.get("format") != MANIFEST_FORMAT:
         if isinstance(man.get("format"), int) and man["format"] < MANIFEST_FORMAT:
             return empty_manifest(man["format"])
@@ -70,6 +82,49 @@ def read_manifest(folder: str) -> dict:
                            f"{os.path.dirname(path)} to rebuild the maps")
     man.setdefault("params", {})
     return man
+
+
+def _from_format_2(man: dict) -> dict:
+    """Format 2 (``{kind: entry}`` per case) as format 3 (``{kind: {sha: entry}}``); entries keep their files."""
+    for c in man["cases"].values():
+        c["maps"] = {kind: {e["params_sha"]: e} for kind, e in c.get("maps", {}).items()}
+    man["format"] = MANIFEST_FORMAT
+    man["_converted_from"] = 2
+    return man
+
+
+# ----------------------------------------------------------------------------- entries
+def map_entries(man: dict, case: str) -> Iterator[Tuple[str, str, dict]]:
+    """``(kind, parameter-set sha, entry)`` of every map of ``case``."""
+    for kind, sets in man["cases"].get(case, {}).get("maps", {}).items():
+        for sha, e in sets.items():
+            yield kind, sha, e
+
+
+def find_entry(man: dict, case: str, kind: str, sha: Optional[str] = None) -> Optional[dict]:
+    """The entry of ``kind`` with parameter set ``sha`` for ``case``; without ``sha`` the only one stored
+    (None when there is none, or several: then the parameters must be given)."""
+    sets = man["cases"].get(case, {}).get("maps", {}).get(kind, {})
+    if sha is not None:
+        return sets.get(sha)
+    return next(iter(sets.values())) if len(sets) == 1 else None
+
+
+def set_entry(man: dict, case: str, kind: str, entry: dict) -> None:
+    """Record ``entry`` (its ``params_sha`` says the parameter set)."""
+    c = man["cases"].setdefault(case, {"maps": {}})
+    c.setdefault("maps", {}).setdefault(kind, {})[entry["params_sha"]] = entry
+
+
+def pop_entry(man: dict, case: str, kind: str, sha: str) -> Optional[dict]:
+    """Forget one map; returns its entry (None if there was none)."""
+    sets = man["cases"].get(case, {}).get("maps", {}).get(kind)
+    if not sets or sha not in sets:
+        return None
+    e = sets.pop(sha)
+    if not sets:
+        man["cases"][case]["maps"].pop(kind)
+    return e
 
 
 _MANIFEST_CACHE: Dict[str, Tuple[tuple, dict]] = {}
@@ -93,7 +148,8 @@ def cached_manifest(folder: str) -> dict:
 def write_manifest(ctx, man: dict, keep: Iterable[str] = ()) -> None:
     """Atomic write; parameter sets used by no map file (and not in ``keep``) are dropped."""
     man.pop("_previous_format", None)
-    used = {e["params_sha"] for c in man["cases"].values() for e in c.get("maps", {}).values()} | set(keep)
+    man.pop("_converted_from", None)
+    used = {sha for c in man["cases"] for _, sha, _ in map_entries(man, c)} | set(keep)
     man["params"] = {k: v for k, v in man["params"].items() if k in used}
     man.update(format=MANIFEST_FORMAT, package="nnunet-losses", version=package_version(),
                dataset=ctx.dataset_name, plans=ctx.plans_identifier, configuration=ctx.configuration)

@@ -1,8 +1,10 @@
 """The stored map files: names, encoding, atomic writing, checksums, opening, the error naming the fix.
 
-For every case of ``nnUNet_preprocessed/DatasetXXX_Name/<plans>_<config>/`` a map kind is stored as
-``nnunet_losses_maps/<case>_<kind>.b2nd`` (blosc2 with nnU-Net's chunking rule
-``comp_blosc2_params`` for the configuration's patch size), listed in the manifest (:mod:`.manifest`).
+For every case of ``nnUNet_preprocessed/DatasetXXX_Name/<plans>_<config>/`` a map kind with one
+parameter set is stored as ``nnunet_losses_maps/<case>_<kind>_<parameter-set sha>.b2nd`` (blosc2 with
+nnU-Net's chunking rule ``comp_blosc2_params`` for the configuration's patch size), listed in the
+manifest (:mod:`.manifest`); maps of manifest format 2 keep their older names ``<case>_<kind>.b2nd``.
+The folder is :func:`.context.maps_dir_for` (``NNUNET_LOSSES_MAPS_DIR`` moves it).
 
 Why two hashes: blosc2 frames carry no checksum, and some damaged frames crash its decoder. The
 file checksum is verified on the raw bytes *before* blosc2 reads the file (once per process and
@@ -24,11 +26,11 @@ import numpy as np
 
 from nnunet_losses._io import TMP_MARK, atomic_write_bytes
 
-from .context import MAPS_SUBFOLDER
+from .context import maps_dir_for
 from .declaration import ResolvedMap
 from .errors import MapFileError, fix_command
 from .fingerprints import bytes_checksum
-from .manifest import cached_manifest, manifest_path
+from .manifest import cached_manifest, find_entry, manifest_path
 from .packing import pack_bits
 from .registry import map_kind
 
@@ -42,8 +44,9 @@ _CLEVEL = 5
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
-def map_path(maps_dir: str, case: str, name: str) -> str:
-    return os.path.join(maps_dir, f"{case}_{name}.b2nd")
+def map_path(maps_dir: str, case: str, name: str, sha: str) -> str:
+    """The file of map kind ``name`` with parameter set ``sha`` for ``case``."""
+    return os.path.join(maps_dir, f"{case}_{name}_{sha}.b2nd")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -104,28 +107,38 @@ def verify_file_checksum(path: str, entry: Mapping) -> Optional[str]:
 def load_map(folder: str, case: str, name: str, resolved: Optional[ResolvedMap] = None) -> "blosc2.NDArray":
     """Open a stored map like nnU-Net opens its data (read-only, memory-mapped), after validation.
 
-    Raises :class:`MapFileError` naming the file and the command that fixes it when the map is not
-    in the manifest, absent, built with other parameters than ``resolved``, truncated, or its bytes fail the checksum. The checksum is verified
-    before blosc2 decodes anything, so a damaged file can never crash the decoder.
+    ``resolved``: the parameter set (without it, the only one stored). Raises :class:`MapFileError`
+    naming the file and the command that fixes it when the map is not in the manifest (never built,
+    interrupted, or only built with other parameters), absent, truncated, or its bytes fail the
+    checksum. The checksum is verified before blosc2 decodes anything, so a damaged file can never
+    crash the decoder.
     """
     man = cached_manifest(folder)
-    path = map_path(os.path.join(folder, MAPS_SUBFOLDER), case, name)
-    entry = man["cases"].get(case, {}).get("maps", {}).get(name)
+    params = None if resolved is None else dict(resolved.params)
+    entry = find_entry(man, case, name, None if resolved is None else resolved.fingerprint)
     if entry is None:
-        raise map_error(folder, case, name, "is missing (not in the manifest: never built or interrupted)")
-    if resolved is not None and entry["params_sha"] != resolved.fingerprint:
-        raise map_error(folder, case, name, "was built with other parameters (stale)", dict(resolved.params))
+        stored = man["cases"].get(case, {}).get("maps", {}).get(name, {})
+        if stored and resolved is not None:
+            problem = f"is missing (only built with other parameters: {len(stored)} other parameter set(s) stored)"
+        elif stored:
+            problem = f"is ambiguous ({len(stored)} parameter sets stored; give the parameters)"
+        else:
+            problem = "is missing (not in the manifest: never built or interrupted)"
+        raise map_error(folder, case, name, problem, params, resolved.fingerprint if resolved is not None else None)
+    path = os.path.join(maps_dir_for(folder), entry["file"])
     problem = verify_file_checksum(path, entry)
     if problem:
-        raise map_error(folder, case, name, problem)
+        raise map_error(folder, case, name, problem, params, entry["params_sha"])
     try:
         arr = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1},
                           **({} if os.name == "nt" else {"mmap_mode": "r"}))
         meta = arr.schunk.vlmeta["nnunet_losses"]
     except Exception as e:
-        raise map_error(folder, case, name, f"cannot be opened ({type(e).__name__}: {e}): truncated or corrupt") from e
+        raise map_error(folder, case, name, f"cannot be opened ({type(e).__name__}: {e}): truncated or corrupt", params,
+                        entry["params_sha"]) from e
     if list(arr.shape) != entry["shape"] or meta.get("sha") != entry["sha"]:
-        raise map_error(folder, case, name, "does not match the manifest (replaced or corrupt)")
+        raise map_error(folder, case, name, "does not match the manifest (replaced or corrupt)", params,
+                        entry["params_sha"])
     return arr
 
 
@@ -133,14 +146,15 @@ def map_channels(folder: str, name: str, case: Optional[str] = None) -> list:
     """Channel names of a stored map (from the manifest), e.g. ['band', 'contour:1', 'contour:2']."""
     man = cached_manifest(folder)
     for c in ([case] if case else list(man["cases"])):
-        e = man["cases"].get(c, {}).get("maps", {}).get(name)
-        if e is not None:
+        for e in man["cases"].get(c, {}).get("maps", {}).get(name, {}).values():
             return list(man["params"][e["params_sha"]]["channels"])
     raise map_error(folder, case or "<any case>", name, "is missing (not in the manifest)")
 
 
-def map_error(folder: str, case: str, name: str, problem: str, params: Optional[Mapping] = None) -> MapFileError:
-    """The error for a bad map file: names the file and the command that rebuilds it."""
+def map_error(folder: str, case: str, name: str, problem: str, params: Optional[Mapping] = None,
+              sha: Optional[str] = None) -> MapFileError:
+    """The error for a bad map file: names the file and the command that rebuilds it (``params``, ``sha``:
+    the parameter set, when known; else the manifest's only one of the kind)."""
     try:
         man = cached_manifest(folder) if os.path.isfile(manifest_path(folder)) else {}
     except MapFileError:
@@ -149,10 +163,12 @@ def map_error(folder: str, case: str, name: str, problem: str, params: Optional[
     dataset = man.get("dataset") or os.path.basename(os.path.dirname(os.path.normpath(folder)))
     plans = man.get("plans") or (ident.split("_", 1)[0] if "_" in ident else "nnUNetPlans")
     config = man.get("configuration") or (ident.split("_", 1)[1] if "_" in ident else ident)
-    if params is None:
-        e = man.get("cases", {}).get(case, {}).get("maps", {}).get(name)
-        params = man.get("params", {}).get(e["params_sha"], {}).get("params") if e else None
-    path = map_path(os.path.join(folder, MAPS_SUBFOLDER), case, name)
+    e = find_entry(man, case, name, sha) if man.get("cases") else None
+    if params is None and e is not None:
+        params = man.get("params", {}).get(e["params_sha"], {}).get("params")
+    maps_dir = maps_dir_for(folder)
+    path = (os.path.join(maps_dir, e["file"]) if e is not None else
+            map_path(maps_dir, case, name, sha) if sha else os.path.join(maps_dir, f"{case}_{name}_*.b2nd"))
     return MapFileError(f"map file {path} {problem}. Fix: {fix_command(dataset, config, plans, {name: params})}")
 
 

@@ -7,7 +7,8 @@ by commas or as a JSON object::
     NNUNET_LOSSES_OPTIONS='{"k": 5, "weight_ce": 0.5}' nnUNetv2_train 1 2d 0 -tr nnUNetTrainerCETopKDice
 
 Values are Python/JSON literals (``2``, ``0.5``, ``true``, ``none``, ``[3, 3, 1]``) or bare words for
-string options (``maps=stored``). The allowed
+string options (``maps=stored``). An option whose default is a boolean takes exactly ``true``/``false``,
+``1``/``0`` or ``yes``/``no`` (any case); numbers must be finite (``1e400`` is refused by name). The allowed
 names are the arguments of the trainer's loss constructor (and a few trainer options, e.g. ``w0``
 and ``sigma`` of DWCE's weight map) except those nnU-Net decides (``sigmoid`` and ``ignore_index``
 from the dataset, ``ddp`` from the launch). An unknown name or a value the loss rejects stops the
@@ -22,6 +23,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import math
 import os
 from typing import Any, Dict, Mapping, Optional
 
@@ -33,6 +35,8 @@ OPTIONS_FILE = "loss_options.json"
 FIXED_ARGUMENTS = ("sigmoid", "ignore_index", "ddp")
 
 _WORDS = {"true": True, "false": False, "none": None, "null": None}
+#: the values a boolean option accepts (strings compared case-insensitively)
+_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
 def _split_pairs(text: str):
@@ -66,8 +70,24 @@ def _parse_value(name: str, raw: str) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _check_finite(name: str, value: Any) -> None:
+    """ValueError naming the option for an infinite or NaN number (also inside lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{ENV_VAR}: option {name!r} must be a finite number, got {value!r}")
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _check_finite(name, v)
+
+
 def parse_options(text: Optional[str]) -> Dict[str, Any]:
     """Parse the content of ``NNUNET_LOSSES_OPTIONS`` (``'a=1,b=2'`` or a JSON object) into a dict."""
+    options = _parse_options(text)
+    for name, value in options.items():
+        _check_finite(name, value)
+    return options
+
+
+def _parse_options(text: Optional[str]) -> Dict[str, Any]:
     if text is None or not text.strip():
         return {}
     text = text.strip()
@@ -105,6 +125,24 @@ def tunable_defaults(loss_class: type, extra: Optional[Mapping[str, Any]] = None
         out[name] = None if p.default is inspect.Parameter.empty else p.default
     out.update(extra or {})
     out.update(defaults or {})
+    return out
+
+
+def coerce_booleans(options: Mapping[str, Any], allowed: Mapping[str, Any]) -> Dict[str, Any]:
+    """Options whose default is a boolean as booleans: ``True``/``False``, ``1``/``0`` and the words
+    true/false/yes/no/1/0 (any case); anything else is a ValueError naming the option.
+
+    >>> coerce_booleans({"batch_dice": "No", "k": 5}, {"batch_dice": True, "k": 10})
+    {'batch_dice': False, 'k': 5}
+    """
+    out = dict(options)
+    for name, value in options.items():
+        if not isinstance(allowed.get(name), bool) or isinstance(value, bool):
+            continue
+        key = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if key not in _BOOLEANS:
+            raise ValueError(f"{ENV_VAR}: option {name!r} is true or false (also 1/0, yes/no), got {value!r}")
+        out[name] = _BOOLEANS[key]
     return out
 
 
@@ -156,6 +194,7 @@ def resolve_options(env_text: Optional[str], saved: Optional[Mapping[str, Any]],
     """
     given = parse_options(env_text)
     check_option_names(given, allowed, owner)
+    given = coerce_booleans(given, allowed)
     if restoring and saved is not None:
         previous = normalise(saved["options"])
         check_option_names(previous, allowed, owner)

@@ -151,7 +151,8 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         try:
             extra = self._check_trainer_options(extra, set(user))
             loss = self.loss_class(**values, **fixed)
-        except (ValueError, TypeError) as e:
+            self.try_loss(self.loss_class(**values, **{**fixed, "ddp": False}) if fixed.get("ddp") else loss, extra)
+        except (ValueError, TypeError, ArithmeticError, RuntimeError) as e:
             raise ValueError(f"{opt.ENV_VAR}: invalid loss option for {owner}: {e}. Allowed options (defaults): "
                              + ", ".join(f"{k}={v!r}" for k, v in allowed.items())) from None
         record = {"trainer": type(self).__name__, "loss": f"{self.loss_class.__module__}.{self.loss_class.__name__}",
@@ -161,6 +162,29 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
             opt.save_options(folder, record)
         self.print_to_log_file(f"loss: {self.loss_class.__name__}, options {record['resolved']}, fixed {fixed}")
         return loss, extra
+
+    def try_loss(self, loss: nn.Module, extra: Dict[str, Any]) -> None:
+        """Run ``loss`` once on a small made-up batch of this dataset's layout (classes or regions, the
+        configuration's 2 or 3 axes), so that an option only the first step would refuse
+        (``kernel_size=[3, 3]`` for 3D data, one Focal ``alpha`` for three classes) stops the training
+        before any file is written."""
+        lm = self.label_manager
+        shape = (2, *[min(int(p), 12) for p in self.configuration_manager.patch_size])
+        inner = tuple(slice(2, 6) for _ in shape[1:])
+        if lm.has_regions:
+            target = torch.zeros((shape[0], len(lm.foreground_regions), *shape[1:]))
+            target[(slice(None), slice(None), *inner)] = 1
+            channels = target.shape[1]
+        else:
+            target = torch.zeros((shape[0], 1, *shape[1:]))
+            for c in range(1, lm.num_segmentation_heads):  # a small block of every class
+                target[(slice(None), slice(None), *(slice(2 * c, 2 * c + 4) for _ in shape[1:]))] = c
+            channels = lm.num_segmentation_heads
+        logits = torch.linspace(-1, 1, channels * int(torch.tensor(shape[1:]).prod())).reshape(1, channels, *shape[1:])
+        map_fn = self.make_map_fn(extra)
+        maps = {k: v[0] for k, v in map_fn([target]).items()} if map_fn is not None else {}
+        with torch.no_grad():
+            loss(logits.expand(shape[0], -1, *shape[1:]).contiguous(), target, **maps)
 
     def _resolve_auto_options(self, values: Dict[str, Any], user: Dict[str, Any], saved) -> Dict[str, str]:
         """Replace ``"auto"`` values of :attr:`auto_options` in ``values`` by the dataset's
