@@ -15,7 +15,8 @@ with nnU-Net's folders set for the process (nnU-Net reads them at import). Each 
 
 Checks per job: the checkpoint is at epoch 2, every logged training loss is finite, the prediction
 has the image's shape and only the dataset's values. Prints one JSON list (one result per job) on its
-last stdout line; a job's exception is recorded, never fatal to the others.
+last stdout line, and with ``--results FILE`` appends each result to FILE as it comes; a job's exception
+is recorded, never fatal to the others. With ``--deadline`` a job that would end after it is not started.
 """
 from __future__ import annotations
 
@@ -109,11 +110,33 @@ def run_job(job: dict, device, out_dir: str) -> dict:
     return res
 
 
+def run_jobs(jobs, device, out_dir: str, deadline=None, results_path=None, clock=time.time, run=run_job):
+    """Run ``jobs`` in order; append each result to ``results_path`` (JSON lines) as soon as it is known, so
+    the finished jobs survive a worker stopped by its timeout. With ``deadline`` (a ``clock()`` time), a job
+    that would end after it, judged by the longest job so far, is not started: ``{..., "skipped": reason}``."""
+    results, longest = [], 0.0
+    for job in jobs:
+        t0 = clock()
+        if deadline is not None and t0 + longest > deadline:
+            res = {**job, "skipped": f"not started: about {longest:.0f} s needed, {max(0.0, deadline - t0):.0f} s "
+                                     f"of the budget left"}
+        else:
+            res = run(job, device, out_dir)
+            longest = max(longest, clock() - t0)
+        results.append(res)
+        if results_path:
+            with open(results_path, "a") as f:
+                f.write(json.dumps(res) + "\n")
+    return results
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.acceptance.e2e", description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True)
     ap.add_argument("--jobs", required=True, help="JSON list of jobs (see the module docstring)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--deadline", type=float, default=None, help="time.time() after which no job may end")
+    ap.add_argument("--results", default=None, help="JSON-lines file that receives each job's result at once")
     args = ap.parse_args(argv)
     import torch
     device = torch.device(args.device)
@@ -122,8 +145,7 @@ def main(argv=None) -> None:
         allow_many_graphs()  # every job compiles its own network and loss in this process
     out_dir = os.path.join(args.work, "predictions")
     os.makedirs(out_dir, exist_ok=True)
-    results = [run_job(job, device, out_dir) for job in json.loads(args.jobs)]
-    print(json.dumps(results))
+    print(json.dumps(run_jobs(json.loads(args.jobs), device, out_dir, args.deadline, args.results)))
 
 
 if __name__ == "__main__":

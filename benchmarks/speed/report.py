@@ -425,18 +425,61 @@ def _acceptance_section(acceptance: List[dict]) -> List[str]:
              "test suite does).", ""]
     gpu = [a for a in acceptance if "gpu" in a["meta"]]
     if not gpu:
-        return lines + ["**The GPU acceptance run is ready but has not run on a GPU yet** (no GPU was available "
-                        "to the sessions so far). On a CUDA machine with the environment installed: "
-                        "`bash benchmarks/acceptance/gpu.sh` (about 8 minutes on a data-centre GPU is the aim; "
-                        "`--no-compile` or `--sections loss step` shorten it), then `python -m benchmarks.speed.run` "
-                        "lists the run here.", ""]
-    lines += ["| date | GPU | command | checks | failed | wall time | summary |", "|---|---|---|---|---|---|---|"]
-    for a in sorted(gpu, key=lambda a: a["meta"]["date_utc"]):
-        failed = [c for c in a["checks"] if not c["ok"]]
-        lines.append(f"| {a['meta']['date_utc']} | {a['meta']['gpu']['name']} | `{a['meta']['command']}` | "
-                     f"{len(a['checks'])} | {len(failed)} | {a['meta']['wall_s'] / 60:.1f} min | "
-                     f"`{a['_file'][:-5]}.md` |")
-    return lines + [""]
+        lines += ["**The GPU acceptance run is ready but has not run on a GPU yet** (no GPU was available "
+                  "to the sessions so far). On a CUDA machine with the environment installed: "
+                  "`bash benchmarks/acceptance/gpu.sh` (it fits 420 s by default, `--budget SECONDS` changes that; "
+                  "`--no-compile` or `--sections loss step` shorten it), then `python -m benchmarks.speed.run` "
+                  "lists the run here. On a lent machine without network: *On the first GPU* below.", ""]
+    else:
+        lines += ["| date | GPU | command | checks | failed | skipped (budget) | wall time | summary |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for a in sorted(gpu, key=lambda a: a["meta"]["date_utc"]):
+            failed = [c for c in a["checks"] if c["ok"] is False]
+            skipped = [c for c in a["checks"] if c["ok"] is None]
+            lines.append(f"| {a['meta']['date_utc']} | {a['meta']['gpu']['name']} | `{a['meta']['command']}` | "
+                         f"{len(a['checks'])} | {len(failed)} | {len(skipped)} | {a['meta']['wall_s'] / 60:.1f} min | "
+                         f"`{a['_file'][:-5]}.md` |")
+        lines.append("")
+    return lines + _first_gpu_section()
+
+
+def _first_gpu_section() -> List[str]:
+    """The plan for a lent GPU machine (no network, 64 MiB per call), with the kit's parts if it was built."""
+    lines = ["### On the first GPU", "",
+             "A lent GPU machine has Python 3.12 with torch 2.11 and the packages listed in "
+             "`benchmarks/acceptance/device_packages.txt`, no network, and takes at most 64 MiB per call (the "
+             "working tree plus the folders the call carries); it stays warm 30 s after a call, and a session has "
+             "15 minutes of it. The plan:", "",
+             "1. Here, in the checkout the device tool sends: `python -m benchmarks.acceptance.kit build` (about "
+             "3 minutes, needs a Python 3.12; pyenv's is found). It resolves the run's dependencies for the "
+             "device's Python, keeps every one the image lacks (wheels downloaded, or built here for a package "
+             "with only a source archive), splits them into parts that each travel with the tree under 60 MiB "
+             "(`.gpu_kit/part<N>/`, ignored by git), writes `benchmarks/acceptance/gpu_kit.json` and prints "
+             "the exact calls with their carry, commands and expected times (`kit plan` prints them again).",
+             "2. Here, to check the plan: `python -m benchmarks.acceptance.dry_run`: a fresh Python 3.12 "
+             "environment with only what the image has, the printed calls in order on a copy of the tree, the "
+             "acceptance run as `--device cpu --smoke`; it prints the size of each carry and the time of each "
+             "step.",
+             "3. On the machine: the printed calls, back to back. Each carries one part and installs it with "
+             "`pip install --no-index --no-deps`; the last also installs this package from the tree, checks "
+             "the installs (`kit verify`, which stops the call if the machine went cold between calls) and runs "
+             "`python3 -m benchmarks.acceptance.gpu --out \"$OUT\"`: within its default budget of 420 s, the "
+             "e2e checks of every trainer with AMP + compile first, then the loss ratios, the training steps "
+             "and the contour comparison, the results written after every section; what would not fit is "
+             "skipped and listed. Give the machine back right after.",
+             "4. Copy the returned `gpu-<date>.json` and `.md` into `benchmarks/results/`; the next "
+             "`python -m benchmarks.speed.run` lists the run above.", ""]
+    manifest = os.path.join(REPO, "benchmarks", "acceptance", "gpu_kit.json")
+    if os.path.isfile(manifest):
+        with open(manifest) as f:
+            kit = json.load(f)
+        lines += ["| part | wheels | MiB | largest |", "|---|---|---|---|"]
+        for p in kit["parts"]:
+            wheels = sorted((w for w in kit["wheels"] if w["part"] == p["name"]), key=lambda w: -w["bytes"])
+            lines.append(f"| {p['name']} | {len(wheels)} | {p['bytes'] / 2 ** 20:.1f} | "
+                         f"{', '.join(w['name'] for w in wheels[:3])} |")
+        lines.append("")
+    return lines
 
 
 def render(results: List[dict], keep: Dict[str, str], acceptance: List[dict] = ()) -> str:

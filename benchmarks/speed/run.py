@@ -112,6 +112,8 @@ def _git_commit() -> str:
                              timeout=10)
         dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
+        if out.returncode != 0:  # not a git checkout (a tree copied onto a GPU machine)
+            return "unknown (no git)"
         return out.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
     except Exception:
         return "unknown"

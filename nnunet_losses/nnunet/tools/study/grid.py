@@ -1,0 +1,334 @@
+"""The grid: prepare a study folder, build each run's spec, run the runs through an executor (retry once,
+resume, interrupt), and successive halving.
+
+Successive halving (``--halving``): every arm starts with the full schedule and pauses after 1/4 of its
+epochs (a checkpoint; the learning-rate schedule is the full one); the worse half of the arms other than
+the baseline, by the mean over their runs of nnU-Net's validation pseudo Dice (the EMA of the foreground
+Dice it logs), stops; the others continue to 1/2, the worse half stops again, and the survivors finish.
+A survivor's training is the training of a full run (same epochs, same schedule, resumed with ``--c``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from typing import Any, Callable, Dict, List, Optional
+
+from nnunet_losses.nnunet.testing.short_schedule import Schedule, write_short_schedule_trainers
+from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
+from nnunet_losses.nnunet.tools.study.folder import SUFFIX, StudyFolder, run_id
+from nnunet_losses.nnunet.tools.study.run import execute_run, test_cases
+
+__all__ = ["prepare_study", "run_specs", "run_grid", "halving_milestones", "validation_dice", "Interrupted",
+           "NNUNET_EPOCHS"]
+
+NNUNET_EPOCHS = 1000  # nnU-Net's default schedule: 1000 epochs of 250 iterations
+POLL_S = 0.5
+
+
+class Interrupted(KeyboardInterrupt):
+    """The study command received SIGTERM / SIGINT."""
+
+
+# ------------------------------------------------------------------------------------------ preparation
+def _versions() -> Dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("nnunet-losses", "nnunetv2", "torch", "numpy", "submitit"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        out["commit"] = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                       timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["commit"] = None
+    return out
+
+
+def _dataset(definition: StudyDefinition, paths: Dict[str, str]) -> Dict[str, Any]:
+    """Dataset name, file ending, test images/labels (given, or imagesTs/labelsTs of the raw dataset)."""
+    import json
+
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    name = maybe_convert_to_dataset_name(definition.dataset)
+    pre = os.path.join(paths["nnUNet_preprocessed"], name)
+    plans = os.path.join(pre, f"{definition.plans}.json")
+    if not os.path.isfile(plans):
+        raise ValueError(f"{plans} not found: run nnUNetv2_plan_and_preprocess -d {definition.dataset} first "
+                         f"(or give the plans of the study with --plans)")
+    with open(plans) as f:
+        if definition.configuration not in json.load(f)["configurations"]:
+            raise ValueError(f"configuration {definition.configuration!r} is not in {plans}")
+    with open(os.path.join(pre, "dataset.json")) as f:
+        ending = json.load(f)["file_ending"]
+    raw = os.path.join(paths["nnUNet_raw"] or "", name)
+    images = definition.test_images or (os.path.join(raw, "imagesTs") if os.path.isdir(os.path.join(raw, "imagesTs"))
+                                        else None)
+    labels = definition.test_labels or (os.path.join(raw, "labelsTs") if os.path.isdir(os.path.join(raw, "labelsTs"))
+                                        else None)
+    if images and not labels:
+        images = None  # no labels: nothing to score the test predictions against
+    if images and test_cases(images, ending) == 0:
+        raise ValueError(f"{images} holds no images ending in _0000{ending}")
+    return {"name": name, "file_ending": ending, "test_images": images, "test_labels": labels,
+            "gt": os.path.join(pre, "gt_segmentations")}
+
+
+def prepare_study(folder: StudyFolder, definition: StudyDefinition) -> Dict[str, Any]:
+    """Write (or check) ``study.json`` and the generated trainers; the study record."""
+    paths = {k: os.environ.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed")}
+    if not paths["nnUNet_preprocessed"]:
+        raise ValueError("nnUNet_preprocessed is not set: set nnU-Net's folders (nnUNet_raw, nnUNet_preprocessed) as "
+                         "for nnUNetv2_train")
+    epochs = definition.epochs
+    schedule = Schedule(epochs=epochs, iterations=definition.iterations, val_iterations=definition.val_iterations,
+                        threads=definition.threads, seed=None,
+                        save_every=1 if epochs is not None and epochs <= 50 else None)
+    record = {"definition": definition.to_json(), "dataset": _dataset(definition, paths), "nnunet_paths": paths,
+              "schedule": {k: getattr(schedule, k) for k in ("epochs", "iterations", "val_iterations", "threads",
+                                                               "save_every")},
+              "trainers": {a.name: a.trainer + SUFFIX for a in definition.arms}, "versions": _versions(),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if folder.exists():
+        old = folder.read_study()
+        if old["definition"] != record["definition"]:
+            changed = [k for k in record["definition"] if old["definition"].get(k) != record["definition"][k]]
+            raise ValueError(f"{folder.root} holds another study (it differs in {changed}): run the same definition "
+                             f"to continue it, or choose a new folder")
+        record["created"] = old.get("created", record["created"])
+        record["versions_first"] = old.get("versions_first", old.get("versions"))
+    write_short_schedule_trainers(folder.trainers_dir, "nnunet_losses_study_trainers",
+                                  {a.trainer + SUFFIX: a.trainer for a in definition.arms}, schedule,
+                                  writer="nnunet_losses_study")
+    folder.write_study(record)
+    return record
+
+
+# ------------------------------------------------------------------------------------------ specs
+def run_specs(folder: StudyFolder, record: Dict[str, Any], definition: StudyDefinition) -> Dict[str, dict]:
+    """The spec of every run (what :func:`execute_run` needs), by run id."""
+    ds = record["dataset"]
+    specs = {}
+    for arm, fold, seed, rid in folder.iter_runs(definition):
+        a = definition.arm(arm)
+        specs[rid] = {"root": folder.root, "run": rid, "arm": arm, "fold": fold, "seed": seed,
+                      "trainer": a.trainer + SUFFIX, "options": a.options, "dataset": definition.dataset,
+                      "configuration": definition.configuration, "plans": definition.plans,
+                      "results": folder.results_dir(arm, seed), "trainers_dir": folder.trainers_dir,
+                      "fold_dir": folder.fold_dir(definition, arm, fold, seed, ds["name"]),
+                      "prediction": folder.prediction_dir(arm, fold, seed), "log": folder.log_path(rid),
+                      "test_images": ds["test_images"], "file_ending": ds["file_ending"], "tta": definition.tta,
+                      "nnunet_paths": record["nnunet_paths"], "threads": definition.threads}
+    return specs
+
+
+# ------------------------------------------------------------------------------------------ halving
+def halving_milestones(epochs: int) -> List[Optional[int]]:
+    """Pause epochs of successive halving: 1/4 and 1/2 of the schedule, then the end (``None``)."""
+    out = sorted({max(1, epochs // 4), max(1, epochs // 2)} - {epochs})
+    return out + [None]
+
+
+def validation_dice(spec: dict) -> float:
+    """nnU-Net's validation pseudo Dice of a paused run: the last EMA of the foreground Dice it logged."""
+    import torch
+
+    for name in ("checkpoint_latest.pth", "checkpoint_final.pth"):
+        path = os.path.join(spec["fold_dir"], name)
+        if os.path.isfile(path):
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            values = ckpt.get("logging", {}).get("ema_fg_dice") or []
+            return float(values[-1]) if values else float("nan")
+    return float("nan")
+
+
+# ------------------------------------------------------------------------------------------ running
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale(folder: StudyFolder, specs: Dict[str, dict], echo: Callable[[str], None]) -> None:
+    """Runs left "running" by a study command that was killed: stop their process if it still lives here,
+    then they count as interrupted (continued with ``--c``)."""
+    for rid in specs:
+        st = folder.read_state(rid)
+        if st.get("status") != "running":
+            continue
+        pid = st.get("pid")
+        if st.get("host") == socket.gethostname() and pid and _pid_alive(int(pid)):
+            echo(f"  {rid}: stopping its process {pid} left by an earlier study command")
+            for sig, wait in ((signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.kill(int(pid), sig)
+                except ProcessLookupError:
+                    break
+                t0 = time.time()
+                while time.time() - t0 < wait and _pid_alive(int(pid)):
+                    time.sleep(0.2)
+        folder.write_state(rid, status="pending", interrupted=True, attempts=max(0, int(st.get("attempts") or 1) - 1))
+
+
+def _finished(folder: StudyFolder, rid: str, pause_at: Optional[int]) -> bool:
+    st = folder.read_state(rid)
+    if st.get("status") in ("done", "stopped"):  # a failed run is tried again by the next command
+        return True
+    return pause_at is not None and st.get("status") == "paused" and (st.get("epoch") or 0) >= pause_at
+
+
+def _execute(folder: StudyFolder, executor, specs: Dict[str, dict], rids: List[str], pause_at: Optional[int],
+             echo: Callable[[str], None]) -> None:
+    """Run ``rids`` (each at most twice); the executor's slots bound how many run at a time."""
+    queue = deque(rids)
+    active: Dict[Any, tuple] = {}
+    tries: Dict[str, int] = {}  # submissions of each run by this call (a failure is retried once)
+    free = list(executor.slots) if executor.slots else []
+
+    def spec_for(rid: str, slot: Optional[str]) -> dict:
+        attempt = int(folder.read_state(rid).get("attempts") or 0) + 1
+        device = (slot or executor.device).split(":")[0]
+        return {**specs[rid], "pause_at": pause_at, "device": device, "attempt": attempt}
+
+    def submitting(rid: str, spec: dict) -> None:  # before the job can write its own pid
+        folder.write_state(rid, status="running", attempts=spec["attempt"], submitted=time.time(), log=spec["log"],
+                           pid=None, host=None)
+
+    def submitted(job, rid: str, slot: Optional[str], spec: dict) -> None:
+        tries[rid] = tries.get(rid, 0) + 1
+        active[job] = (rid, slot, spec["attempt"])
+        echo(f"  started {rid} (attempt {spec['attempt']}{', on ' + slot if slot else ''}, job {job.job_id}; "
+             f"log {spec['log']})")
+
+    if executor.slots is None and queue:  # SLURM: one job array for everything that is ready
+        batch = [spec_for(r, None) for r in queue]
+        for spec in batch:
+            submitting(spec["run"], spec)
+        for job, spec in zip(executor.submit_array(execute_run, batch), batch):
+            submitted(job, spec["run"], None, spec)
+        queue.clear()
+    try:
+        while queue or active:
+            while queue and (free or executor.slots is None):  # SLURM: retries go in as they come
+                rid, slot = queue.popleft(), (free.pop(0) if free else None)
+                spec = spec_for(rid, slot)
+                submitting(rid, spec)
+                submitted(executor.submit(execute_run, spec, slot), rid, slot, spec)
+            for job in [j for j in active if j.done()]:
+                rid, slot, attempt = active.pop(job)
+                if slot is not None:
+                    free.append(slot)
+                error = None
+                try:
+                    job.result()
+                except Exception as e:  # the run's exception, re-raised by submitit
+                    error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                st = folder.read_state(rid)
+                if error is None and st.get("status") in ("done", "paused"):
+                    echo(f"  {st['status']}: {rid}")
+                    continue
+                log = specs[rid]["log"]
+                if tries[rid] < 2:
+                    echo(f"  failed: {rid} ({error}); retrying once (log {log})")
+                    folder.write_state(rid, status="pending", error=error)
+                    queue.append(rid)
+                else:
+                    echo(f"  FAILED twice: {rid} ({error}); log {log}")
+                    folder.write_state(rid, status="failed", error=error, finished=time.time())
+            time.sleep(POLL_S)
+    finally:
+        for job, (rid, _, _) in list(active.items()):  # interrupted: stop what runs, it continues next time
+            try:
+                job.cancel(check=False)
+            except Exception:  # noqa: BLE001 - best effort while shutting down
+                pass
+        t0 = time.time()
+        while active and time.time() - t0 < 20 and not all(j.done() for j in active):
+            time.sleep(0.2)
+        for job, (rid, _, attempt) in active.items():  # an interrupted attempt does not count
+            if folder.read_state(rid).get("status") == "running":
+                folder.write_state(rid, status="pending", interrupted=True, attempts=attempt - 1)
+
+
+def run_grid(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, dict], executor,
+             halving: bool = False, halving_metric: Callable[[dict], float] = validation_dice,
+             echo: Callable[[str], None] = print) -> None:
+    """Run every unfinished run of the grid (see the module docstring for ``halving``)."""
+    def on_signal(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        recover_stale(folder, specs, echo)
+        arms = [a.name for a in definition.arms]
+        milestones = halving_milestones(definition.epochs or NNUNET_EPOCHS) if halving else [None]
+        for i, pause_at in enumerate(milestones):
+            stopped = {r for r in specs if folder.read_state(r).get("status") == "stopped"}
+            rids = [r for r in specs if specs[r]["arm"] in arms and r not in stopped
+                    and not _finished(folder, r, pause_at)]
+            if rids:
+                what = f"to epoch {pause_at} (halving round {i + 1})" if pause_at else "to the end"
+                echo(f"{len(rids)} run(s) {what}")
+                _execute(folder, executor, specs, rids, pause_at, echo)
+            if pause_at is None:
+                break
+            arms = _halve(folder, definition, specs, arms, halving_metric, pause_at, echo)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _halve(folder, definition, specs, arms, metric, pause_at, echo) -> List[str]:
+    """Stop the worse half of the arms other than the baseline; the arms that go on. A decision is recorded
+    in ``halving.json`` and reused when the study continues (the checkpoints have moved on since)."""
+    import json
+
+    from nnunet_losses._io import atomic_write_json
+
+    record_path = folder.path("halving.json")
+    decisions = {}
+    if os.path.isfile(record_path):
+        with open(record_path) as f:
+            decisions = json.load(f)
+    if str(pause_at) in decisions:
+        drop = decisions[str(pause_at)]["stopped"]
+        return [a for a in arms if a not in drop]
+    base = definition.baseline_arm
+    scores = {}
+    for arm in arms:
+        runs = [s for s in specs.values() if s["arm"] == arm and folder.read_state(s["run"]).get("status") == "paused"]
+        values = [metric(s) for s in runs]
+        values = [v for v in values if not math.isnan(v)]
+        scores[arm] = sum(values) / len(values) if values else float("-inf")
+    others = sorted([a for a in arms if a != base], key=lambda a: scores[a], reverse=True)
+    keep = others[:math.ceil(len(others) / 2)]
+    drop = others[len(keep):]
+    echo(f"halving after epoch {pause_at}: validation Dice " + ", ".join(f"{a} {scores[a]:.4f}" for a in arms)
+         + f"; stopping {drop or 'none'}")
+    decisions[str(pause_at)] = {"scores": {a: (None if math.isinf(v) else v) for a, v in scores.items()},
+                                "stopped": drop}
+    atomic_write_json(record_path, decisions, indent=1)
+    for s in specs.values():
+        if s["arm"] in drop:
+            folder.write_state(s["run"], status="stopped", stopped_at=pause_at,
+                               reason=f"successive halving after epoch {pause_at}: validation Dice "
+                                      f"{scores[s['arm']]:.4f}")
+    return [a for a in arms if a not in drop]
+
+
+def run_ids(definition: StudyDefinition) -> List[str]:
+    return [run_id(a, f, s) for a, f, s in definition.runs()]

@@ -1,0 +1,255 @@
+"""The report of a study, rebuilt from its folder alone: ``nnunet_losses_compare`` on the test predictions
+(``evaluation/test``) and on nnU-Net's cross-validation predictions (``evaluation/cv``), then ``report.md``,
+``per_case.csv``, ``per_run.csv``, ``paired.csv``, ``ranking.csv``, ``run_level.csv``, ``screen.csv`` and
+``plots/``.
+
+The runs scored are the (fold, seed) runs that every arm still in the study finished (arms stopped by
+successive halving or with a failed run are listed, not scored), so every comparison is paired.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import subprocess
+from typing import Callable, Dict, List, Optional
+
+from nnunet_losses._io import atomic_write_bytes
+from nnunet_losses.nnunet.tools.commands import command_path
+from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
+from nnunet_losses.nnunet.tools.study.folder import StudyFolder
+from nnunet_losses.nnunet.tools.study.grid import run_specs
+from nnunet_losses.nnunet.tools.study.statistics import run_level_tests, run_values, screen
+
+__all__ = ["build_report", "scored_runs"]
+
+COPIED = ("per_case.csv", "paired.csv", "ranking.csv")
+
+
+def scored_runs(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, dict]):
+    """(arms scored, [(fold, seed)] every one of them finished, arms left out with the reason)."""
+    status = {rid: folder.read_state(rid).get("status") for rid in specs}
+    left_out = {}
+    for a in definition.arms:
+        st = [status[r] for r, s in specs.items() if s["arm"] == a.name]
+        if "stopped" in st:
+            left_out[a.name] = "stopped by successive halving"
+        elif "done" not in st:
+            left_out[a.name] = "no finished run"
+    arms = [a.name for a in definition.arms if a.name not in left_out]
+    runs = [(f, s) for s in definition.seeds for f in definition.folds
+            if all(status[rid] == "done" for rid, sp in specs.items()
+                   if sp["arm"] in arms and sp["fold"] == f and sp["seed"] == s)]
+    return arms, runs, left_out
+
+
+def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arms, runs, specs, which: str,
+             echo: Callable[[str], None]) -> Optional[str]:
+    ds = record["dataset"]
+    by = {(s["arm"], s["fold"], s["seed"]): s for s in specs.values()}
+    if which == "test":
+        if not ds["test_images"]:
+            return None
+        dirs = {a: [by[(a, f, s)]["prediction"] for f, s in runs] for a in arms}
+        ref, images = ds["test_labels"], ds["test_images"]
+    else:
+        dirs = {a: [os.path.join(by[(a, f, s)]["fold_dir"], "validation") for f, s in runs] for a in arms}
+        if not all(os.path.isdir(d) for v in dirs.values() for d in v):
+            echo("  cross-validation: some fold has no validation/ folder (final validation skipped), not scored")
+            return None
+        ref, images = ds["gt"], None  # every training case; each fold predicted its own validation cases
+    out = folder.path("evaluation", which)
+    cmd = [command_path("nnunet_losses_compare"), "-d", definition.dataset, "-ref", ref, "-o", out, "--overwrite",
+           "--no-progress", "--lesions", "--metrics", *definition.metrics, "--baseline", definition.baseline_arm,
+           "--ranking", "--overlays", "0", "-i", *[f"{a}={','.join(dirs[a])}" for a in arms]]
+    if images:
+        cmd += ["--images", images]
+    if which == "cv":
+        cmd.append("--allow-missing")
+    env = dict(os.environ, **{k: v for k, v in record["nnunet_paths"].items() if v})
+    os.makedirs(folder.path("logs"), exist_ok=True)
+    log = folder.path("logs", f"compare_{which}.log")
+    with open(log, "wb") as f:
+        f.write(("$ " + " ".join(cmd) + "\n").encode())
+        f.flush()
+        rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise RuntimeError(f"nnunet_losses_compare failed on the {which} predictions (exit {rc}); see {log}")
+    return out
+
+
+def _read(path: str) -> List[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: str, rows: List[dict], columns: List[str]) -> None:
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def _fmt(v, d=4) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
+
+
+def _plot_runs(path: str, values: Dict[str, Dict[tuple, float]], arms: List[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(arms), 3.2))
+    for i, a in enumerate(arms):
+        ys = list(values.get(a, {}).values())
+        ax.plot([i] * len(ys), ys, "o", alpha=0.7)
+        if ys:
+            ax.hlines(sum(ys) / len(ys), i - 0.3, i + 0.3, color="k")
+    ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
+    ax.set_ylabel("mean Dice of a run")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _status_table(folder: StudyFolder, specs: Dict[str, dict]) -> List[str]:
+    lines = ["| run | status | attempts | train s | predict s | note |", "|---|---|---|---|---|---|"]
+    for rid in specs:
+        st = folder.read_state(rid)
+        sec = st.get("seconds") or {}
+        note = st.get("reason") or st.get("error") or ""
+        if st.get("status") == "failed":
+            note = f"{note}; log {st.get('log')}"
+        lines.append(f"| {rid} | {st.get('status')} | {st.get('attempts', 0)} | {_fmt(sec.get('train'), 0)} | "
+                     f"{_fmt(sec.get('predict'), 0)} | {note} |")
+    return lines
+
+
+def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evaluate: bool = True) -> str:
+    """Evaluate (unless ``evaluate=False``: reuse ``evaluation/``) and write the report; its path."""
+    record = folder.read_study()
+    definition = StudyDefinition.from_json(record["definition"])
+    specs = run_specs(folder, record, definition)
+    arms, runs, left_out = scored_runs(folder, definition, specs)
+    base = definition.baseline_arm
+    md = [f"# Study {os.path.basename(folder.root)}", "",
+          f"Dataset {record['dataset']['name']}, configuration {definition.configuration}, plans {definition.plans}; "
+          f"arms {', '.join(a.name for a in definition.arms)} (baseline {base}); folds {definition.folds}; "
+          f"seeds {definition.seeds}; schedule {record['schedule']['epochs'] or 'nnU-Net default'} epochs x "
+          f"{record['schedule']['iterations'] or 'default'} iterations. Versions: "
+          + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + ".", ""]
+    for a in definition.arms:
+        md.append(f"- **{a.name}**: `{a.trainer}`" + (f" with options `{a.options}`" if a.options else "")
+                  + (f" (not scored: {left_out[a.name]})" if a.name in left_out else ""))
+    md += ["", "## Runs", "", *_status_table(folder, specs), ""]
+    sources = {}
+    if base in left_out:
+        md += [f"The baseline {base} has no finished run: nothing is compared yet.", ""]
+    elif not runs:
+        md += ["No (fold, seed) run is finished by every scored arm yet: nothing is compared.", ""]
+    else:
+        for which in ("test", "cv"):
+            out = _compare(folder, record, definition, arms, runs, specs, which, echo) if evaluate else \
+                folder.path("evaluation", which)
+            if out and os.path.isfile(os.path.join(out, "per_case.csv")):
+                sources[which] = out
+    per_run: Dict[tuple, dict] = {}
+    for rid, sp in specs.items():
+        st = folder.read_state(rid)
+        per_run[(sp["arm"], sp["fold"], sp["seed"])] = {
+            "arm": sp["arm"], "fold": sp["fold"], "seed": sp["seed"], "status": st.get("status"),
+            "attempts": st.get("attempts", 0), "train_s": (st.get("seconds") or {}).get("train"),
+            "predict_s": (st.get("seconds") or {}).get("predict"), "log": st.get("log") or sp["log"],
+            "device": st.get("device")}
+    screen_rows: List[dict] = []
+    run_rows: List[dict] = []
+    for which, out in sources.items():
+        rows = _read(os.path.join(out, "per_case.csv"))
+        label = "test set" if which == "test" else "cross-validation (each fold's own validation cases)"
+        for metric in ("dice",) + tuple(m for m in ("precision", "recall") if m in rows[0]):
+            values = run_values(rows, runs, metric)
+            for arm, by in values.items():
+                for (f, s), v in by.items():
+                    per_run[(arm, f, s)][f"{which}_{metric}"] = v
+        values = run_values(rows, runs, "dice")
+        tests = run_level_tests(values, base, arms)
+        for t in tests:
+            run_rows.append({"evaluation": which, "metric": "dice", **t})
+        n = len(runs)
+        md += [f"## Run level, {label}: does training with this loss change the Dice?", "",
+               f"One value per run: the mean Dice over the cases and foreground classes of one (fold, seed) "
+               f"training; {n} runs per arm, paired with {base}'s run of the same fold and seed. Two-sided "
+               f"Wilcoxon signed-rank test over the runs, Holm's correction over the {len(tests)} arms. This level "
+               f"includes training randomness: it supports sentences about *the loss* (\"training with X gives a "
+               f"higher Dice on this dataset\"). The smallest p a test can reach with n runs is 2/2^n.", "",
+               "| arm | mean Dice of the runs | difference to the baseline | runs better / equal / worse | p | "
+               "p (Holm) | smallest reachable p |", "|---|---|---|---|---|---|---|"]
+        for arm in arms:
+            mean = [v for v in values.get(arm, {}).values() if not math.isnan(v)]
+            t = next((t for t in tests if t["arm"] == arm), None)
+            cells = ["(baseline)", "", "", "", ""] if t is None else [
+                f"{t['mean_diff']:+.4f}", f"{t['better']} / {t['equal']} / {t['worse']}", _fmt(t["p_value"], 3),
+                _fmt(t["p_holm"], 3), _fmt(t["smallest_p"], 3)]
+            md.append(f"| {arm} | {_fmt(sum(mean) / len(mean) if mean else float('nan'))} | " + " | ".join(cells)
+                      + " |")
+        _plot_runs(folder.path("plots", f"runs_{which}_dice.png"), values, arms,
+                   f"mean Dice per run ({label.split(' (')[0]})")
+        md += ["", f"![runs](plots/runs_{which}_dice.png)", "",
+               f"## Case level, {label}: do these trained models differ on cases like these?", "",
+               "The compare tool's paired comparison against the baseline: the models are fixed and the cases are "
+               "resampled (bootstrap interval, Wilcoxon over (case, run) pairs, Holm over arms and classes). It "
+               "supports sentences about *these models* only, not about the loss: a second training could rank "
+               "them otherwise.", ""]
+        summary = os.path.join(out, "summary.md")
+        if os.path.isfile(summary):
+            with open(summary) as f:
+                text = f.read()
+            for title in ("Paired differences: Dice", "Ranking: Dice"):
+                block = next((b for b in text.split("\n## ") if b.startswith(title)), None)
+                if block:
+                    md += ["### " + block.strip().replace("\n## ", "\n### "), ""]
+        md += [f"Full tables: `evaluation/{which}/summary.md`.", ""]
+        if not screen_rows:
+            screen_rows = screen(rows, runs, base)
+    flagged = [r for r in screen_rows if r["flag"]]
+    md += ["## Degenerate-solution screen", "",
+           "Per run and class: median over the cases of predicted / reference foreground volume, mean precision, "
+           "predicted components touching no reference structure. Flagged: volume ratio outside [0.5, 2], or "
+           "precision below half the baseline's in the same run.", ""]
+    if screen_rows:
+        md += ["| arm | fold | seed | class | volume ratio | precision | false components | flag |",
+               "|---|---|---|---|---|---|---|---|"]
+        for r in screen_rows:
+            md.append(f"| {r['arm']} | {r['fold']} | {r['seed']} | {r['class']} | {_fmt(r['volume_ratio'], 2)} | "
+                      f"{_fmt(r['precision'], 3)} | {r['false_components']} | {r['flag'] or 'ok'} |")
+        md += ["", f"{len(flagged)} flagged row(s)." if flagged else "No run flagged.", ""]
+    else:
+        md += ["Nothing scored yet.", ""]
+    # the files next to report.md
+    main = sources.get("test") or sources.get("cv")
+    for name in COPIED:
+        src = os.path.join(main, name) if main else None
+        if src and os.path.isfile(src):
+            shutil.copyfile(src, folder.path(name))
+    per_run_cols = ["arm", "fold", "seed", "status", "attempts", "train_s", "predict_s", "device", "log"] + sorted(
+        {k for r in per_run.values() for k in r if k.startswith(("test_", "cv_"))})
+    _write_csv(folder.path("per_run.csv"), list(per_run.values()), per_run_cols)
+    _write_csv(folder.path("run_level.csv"), run_rows, ["evaluation", "metric", "arm", "baseline", "n_runs",
+                                                        "mean_diff", "better", "equal", "worse", "p_value", "p_holm",
+                                                        "smallest_p"])
+    _write_csv(folder.path("screen.csv"), screen_rows, ["arm", "fold", "seed", "class", "volume_ratio", "precision",
+                                                       "false_components", "flag"])
+    md += ["Files: `per_run.csv` (one row per run), `run_level.csv` (run-level tests), `per_case.csv`, "
+           "`paired.csv`, `ranking.csv` (case level, " + ("test set" if "test" in sources else "cross-validation")
+           + "), `screen.csv`, `plots/`, `evaluation/`.", ""]
+    path = folder.path("report.md")
+    atomic_write_bytes(path, "\n".join(md).encode())
+    return path

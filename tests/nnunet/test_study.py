@@ -1,0 +1,298 @@
+"""``nnunet_losses_study`` on the tiny generated 3D dataset (``nnunet_tiny``: Dataset990, 3d_fullres, two folds).
+
+* the whole command, 2 arms x 2 folds x 1 seed, ``--jobs 2``, killed with SIGTERM in the middle and finished
+  by the same command without retraining finished runs; the report's run- and case-level tables and screen;
+  ``report`` rebuilds the files from the folder;
+* ``--halving`` on 4 arms through the SLURM code path on submitit's local back end, with a stub metric that
+  forces the ranking (the only place a stub is used);
+* the lock, the missing ``sbatch``, a changed definition; the run-level statistics against hand-worked values.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nnunet_losses.nnunet.tools.study.definition import StudyDefinition, parse_arm
+from nnunet_losses.nnunet.tools.study.folder import StudyFolder, StudyLocked
+from nnunet_losses.nnunet.tools.study.statistics import run_level_tests, screen, smallest_p
+
+SCHEDULE = ["--epochs", "2", "--iterations", "2", "--val-iterations", "1"]
+
+
+def _grid_args(arms, folds=("0", "1")):
+    return ["-d", "990", "-c", "3d_fullres", "-p", "nnUNetTinyPlans", "--arms", *arms, "--folds", *folds,
+            "--seeds", "0", *SCHEDULE]
+
+
+def _env(nnunet_tiny, tmp_path):
+    env = nnunet_tiny.env(str(tmp_path / "unused_results"))
+    env.pop("nnUNet_results")
+    return env
+
+
+def _study(env, *args, **kw):
+    return subprocess.Popen([nnunet_tiny_cli("nnunet_losses_study"), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def nnunet_tiny_cli(name):
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if not os.path.exists(path):
+        pytest.skip(f"{name} not installed next to {sys.executable}")
+    return path
+
+
+def _states(root):
+    folder = os.path.join(root, "runs")
+    if not os.path.isdir(folder):
+        return {}
+    out = {}
+    for n in os.listdir(folder):
+        try:
+            with open(os.path.join(folder, n)) as f:
+                out[n[:-5]] = json.load(f)
+        except (json.JSONDecodeError, OSError):
+            pass
+    return out
+
+
+def _fold_dir(root, rid):
+    arm, fold = rid.split("__")[0], rid.split("__")[1][4:]
+    trainer = "nnUNetTrainer_study" if arm == "nnU-Net" else "nnUNetTrainerCWCD_study"
+    return os.path.join(root, "results", arm, "seed_0", "Dataset990_SynthLabels3D",
+                        f"{trainer}__nnUNetTinyPlans__3d_fullres", f"fold_{fold}")
+
+
+def _training(root, rid):
+    """Whether run ``rid`` is inside its training: its log started, no final checkpoint yet."""
+    d = _fold_dir(root, rid)
+    return os.path.isdir(d) and any(n.startswith("training_log") for n in os.listdir(d)) and not os.path.isfile(
+        os.path.join(d, "checkpoint_final.pth"))
+
+
+def _train_commands(log_path):
+    with open(log_path) as f:
+        return [line for line in f if "$ " in line and "nnUNetv2_train" in line]
+
+
+@pytest.fixture(scope="module")
+def interrupted_study(nnunet_tiny, tmp_path_factory):
+    pytest.importorskip("submitit")
+    pytest.importorskip("nnunet_losses_trainers")
+    tmp = tmp_path_factory.mktemp("study")
+    root = str(tmp / "s")
+    env = _env(nnunet_tiny, tmp)
+    args = ["run", root, *_grid_args(["nnUNetTrainer", "nnUNetTrainerCWCD"]), "--jobs", "2"]
+    proc = _study(env, *args)
+    seen = {}
+    t0 = time.time()
+    training = []
+    while proc.poll() is None and time.time() - t0 < 900:  # kill once a run is done and another one trains
+        states = _states(root)
+        training = [r for r, v in states.items() if v.get("status") == "running" and _training(root, r)]
+        if any(v.get("status") == "done" for v in states.values()) and training:
+            seen = {k: dict(v) for k, v in states.items()}
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.2)
+    first_out = proc.communicate(timeout=300)[0]
+    done_first = sorted(k for k, v in seen.items() if v.get("status") == "done")
+    mtimes = {rid: os.path.getmtime(os.path.join(_fold_dir(root, rid), "checkpoint_final.pth")) for rid in done_first}
+    after_kill = _states(root)
+    second = _study(env, "run", root, "--jobs", "2")
+    second_out = second.communicate(timeout=1200)[0]
+    return {"root": root, "env": env, "first": (proc.returncode, first_out), "second": (second.returncode, second_out),
+            "done_first": done_first, "mtimes": mtimes, "after_kill": after_kill, "training": training}
+
+
+def test_killed_study_finishes_on_the_second_call_without_retraining(interrupted_study):
+    s = interrupted_study
+    rc, out = s["first"]
+    assert s["done_first"], f"the study was not caught with a finished and a running run:\n{out[-3000:]}"
+    assert rc != 0 and "run the same command again" in out, out[-2000:]
+    assert not any(v.get("status") == "running" for v in s["after_kill"].values()), s["after_kill"]
+    rc, out = s["second"]
+    assert rc == 0, out[-4000:]
+    states = _states(s["root"])
+    assert len(states) == 4 and all(v["status"] == "done" for v in states.values()), states
+    for rid in s["done_first"]:  # finished runs were not trained again
+        assert len(_train_commands(states[rid]["log"])) == 1, rid
+        assert os.path.getmtime(os.path.join(_fold_dir(s["root"], rid), "checkpoint_final.pth")) == s["mtimes"][rid]
+    assert s["training"], s["after_kill"]
+    for rid in s["training"]:  # stopped inside its training: trained again (the attempt is not counted)
+        assert s["after_kill"][rid]["interrupted"] and s["after_kill"][rid]["status"] == "pending"
+        assert states[rid]["attempts"] == 1 and len(_train_commands(states[rid]["log"])) == 2, rid
+    record = json.loads(open(os.path.join(s["root"], "study.json")).read())
+    assert record["versions"]["nnunetv2"] and record["dataset"]["name"] == "Dataset990_SynthLabels3D"
+    assert all(v["seed"] == 0 and "numpy" in v["seeding"] for v in states.values())
+    fold0 = os.path.join(s["root"], "results", "nnU-Net", "seed_0", "Dataset990_SynthLabels3D",
+                         "nnUNetTrainer_study__nnUNetTinyPlans__3d_fullres", "fold_0")
+    logs = "".join(open(os.path.join(fold0, n)).read() for n in os.listdir(fold0) if n.startswith("training_log"))
+    assert "nnUNetTrainer_study: nnUNetTrainer with 2 epochs x 2 iterations, seed 0" in logs
+
+
+def test_report_has_both_levels_and_the_screen(interrupted_study):
+    root = interrupted_study["root"]
+    report = open(os.path.join(root, "report.md")).read()
+    assert "## Run level, cross-validation" in report and "## Case level, cross-validation" in report
+    assert "smallest reachable p" in report and "| CWCD |" in report
+    assert "## Degenerate-solution screen" in report
+    with open(os.path.join(root, "per_run.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["arm"], r["fold"]) for r in rows} == {(a, f) for a in ("nnU-Net", "CWCD") for f in ("0", "1")}
+    assert all(0.0 <= float(r["cv_dice"]) <= 1.0 for r in rows)
+    with open(os.path.join(root, "run_level.csv")) as f:
+        level = list(csv.DictReader(f))
+    assert len(level) == 1 and level[0]["arm"] == "CWCD" and level[0]["n_runs"] == "2"
+    assert float(level[0]["smallest_p"]) in (0.5, 1.0)  # 2 / 2^(non-zero differences)
+    for name in ("per_case.csv", "paired.csv", "ranking.csv", "screen.csv", "plots/runs_cv_dice.png"):
+        assert os.path.getsize(os.path.join(root, name)) > 0, name
+    # the report step rebuilds the files from the folder alone (no training)
+    for name in ("report.md", "per_run.csv", "paired.csv"):
+        os.remove(os.path.join(root, name))
+    p = subprocess.run([nnunet_tiny_cli("nnunet_losses_study"), "report", root, "--no-evaluate"],
+                       env=interrupted_study["env"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert open(os.path.join(root, "report.md")).read() == report
+    assert os.path.isfile(os.path.join(root, "paired.csv")) and os.path.isfile(os.path.join(root, "per_run.csv"))
+    status = subprocess.run([nnunet_tiny_cli("nnunet_losses_study"), "status", root], capture_output=True, text=True,
+                            env=interrupted_study["env"], timeout=120)
+    assert "4 done" in status.stdout, status.stdout
+
+
+def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp_path, monkeypatch):
+    """4 arms, 4 epochs: pause at 1 and 2; the stub ranks A > B > C (the baseline always goes on)."""
+    pytest.importorskip("submitit")
+    pytest.importorskip("nnunet_losses_trainers")
+    from nnunet_losses.nnunet.tools.study.cli import run_study
+    from nnunet_losses.nnunet.tools.study.executor import SlurmOptions
+
+    for k, v in _env(nnunet_tiny, tmp_path).items():
+        monkeypatch.setenv(k, v)
+    definition = StudyDefinition(dataset="990", configuration="3d_fullres", plans="nnUNetTinyPlans", folds=[0],
+                                 seeds=[0], epochs=4, iterations=1, val_iterations=1,
+                                 arms=[parse_arm("nnUNetTrainer"), parse_arm('A=nnUNetTrainerCWCD:{"iterations": 1}'),
+                                       parse_arm('B=nnUNetTrainerCWCD:{"iterations": 2}'),
+                                       parse_arm("C=nnUNetTrainerCombo")])
+    scores = {"nnU-Net": 0.0, "A": 0.9, "B": 0.5, "C": 0.1}
+    seen = []
+
+    def stub(spec):
+        seen.append((spec["arm"], spec["pause_at"] if "pause_at" in spec else None))
+        return scores[spec["arm"]]
+
+    lines = []
+    folder = StudyFolder(str(tmp_path / "h"))
+    run_study(folder, definition, "slurm", jobs=4, halving=True, cluster="local", halving_metric=stub,
+              echo=lines.append, report=False, slurm=SlurmOptions(gpus=0, time_min=30))
+    states = _states(folder.root)
+    status = {k.split("__")[0]: v for k, v in states.items()}
+    assert status["C"]["status"] == "stopped" and status["C"]["stopped_at"] == 1, lines
+    assert status["B"]["status"] == "stopped" and status["B"]["stopped_at"] == 2, lines
+    assert status["A"]["status"] == "done" and status["nnU-Net"]["status"] == "done", lines
+    import torch
+
+    for arm, trainer, epochs in (("A", "nnUNetTrainerCWCD_study", 4), ("C", "nnUNetTrainerCombo_study", 1),
+                                 ("B", "nnUNetTrainerCWCD_study", 2)):
+        fold = os.path.join(folder.root, "results", arm, "seed_0", "Dataset990_SynthLabels3D",
+                            f"{trainer}__nnUNetTinyPlans__3d_fullres", "fold_0")
+        name = "checkpoint_final.pth" if arm == "A" else "checkpoint_latest.pth"
+        assert torch.load(os.path.join(fold, name), map_location="cpu", weights_only=False)["current_epoch"] == epochs
+    assert len(_train_commands(status["A"]["log"])) == 3  # epochs 0-1, --c to 2, --c to the end
+    assert sum("--c" in c for c in _train_commands(status["A"]["log"])) == 2
+    assert os.listdir(os.path.join(folder.root, "submitit"))  # the jobs went through submitit
+
+
+def test_second_concurrent_command_is_refused(tmp_path):
+    root = tmp_path / "locked"
+    holder = StudyFolder(str(root))
+    holder.lock()
+    try:
+        with pytest.raises(StudyLocked, match="another study command"):
+            StudyFolder(str(root)).lock()
+        p = subprocess.run([nnunet_tiny_cli("nnunet_losses_study"), "run", str(root),
+                            *_grid_args(["nnUNetTrainer", "nnUNetTrainerCWCD"])],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 3 and "another study command works on" in p.stderr, p.stderr
+        assert not (root / "study.json").exists()
+    finally:
+        holder.unlock()
+
+
+def test_slurm_without_sbatch_fails_at_once(tmp_path):
+    pytest.importorskip("submitit")
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable)  # no sbatch there
+    p = subprocess.run([nnunet_tiny_cli("nnunet_losses_study"), "run", str(tmp_path / "x"), "--executor", "slurm",
+                        *_grid_args(["nnUNetTrainer", "nnUNetTrainerCWCD"])], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2 and "sbatch is not on this machine's PATH" in p.stderr, p.stderr
+    assert not (tmp_path / "x" / "study.json").exists()
+
+
+def test_a_changed_definition_is_refused(tmp_path, nnunet_tiny, monkeypatch):
+    for k, v in _env(nnunet_tiny, tmp_path).items():
+        monkeypatch.setenv(k, v)
+    from nnunet_losses.nnunet.tools.study.grid import prepare_study
+
+    folder = StudyFolder(str(tmp_path / "c"))
+    d = StudyDefinition(dataset="990", configuration="3d_fullres", plans="nnUNetTinyPlans",
+                        arms=[parse_arm("nnUNetTrainer"), parse_arm("nnUNetTrainerCWCD")], folds=[0])
+    prepare_study(folder, d)
+    prepare_study(folder, d)  # the same study again: fine
+    other = StudyDefinition(**{**d.__dict__, "seeds": [0, 1]})
+    with pytest.raises(ValueError, match=r"another study \(it differs in \['seeds'\]\)"):
+        prepare_study(folder, other)
+
+
+def test_arm_parsing_and_definition_errors():
+    assert parse_arm('CWCD_i2=nnUNetTrainerCWCD:{"iterations": 2}').options == {"iterations": 2}
+    assert parse_arm("nnUNetTrainerOsC").name == "OsC"
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_arm("nnUNetTrainerCWCD:{iterations: 2}")
+    with pytest.raises(ValueError, match="arm names must differ"):
+        StudyDefinition(dataset="1", configuration="2d", arms=[parse_arm("nnUNetTrainerCWCD")] * 2)
+    with pytest.raises(ValueError, match="baseline"):
+        StudyDefinition(dataset="1", configuration="2d", arms=[parse_arm("nnUNetTrainer")], baseline="X")
+    with pytest.raises(ValueError, match="unknown keys"):
+        StudyDefinition.from_json({"dataset": 1, "configuration": "2d", "arms": {"a": "nnUNetTrainer"}, "epoch": 3})
+
+
+def test_run_level_statistics_by_hand():
+    # 3 runs; arm X better in every run (+0.1, +0.2, +0.3): exact two-sided Wilcoxon p = 2 / 2^3 = 0.25
+    values = {"base": {(0, 0): 0.5, (1, 0): 0.6, (2, 0): 0.7},
+              "X": {(0, 0): 0.6, (1, 0): 0.8, (2, 0): 1.0},
+              "Y": {(0, 0): 0.5, (1, 0): 0.5, (2, 0): 0.8}}  # equal, worse (-0.1), better (+0.1)
+    rows = {r["arm"]: r for r in run_level_tests(values, "base", ["base", "X", "Y"])}
+    assert rows["X"]["better"] == 3 and rows["X"]["worse"] == 0 and rows["X"]["mean_diff"] == pytest.approx(0.2)
+    assert rows["X"]["p_value"] == pytest.approx(0.25) and rows["X"]["smallest_p"] == pytest.approx(0.25)
+    assert (rows["Y"]["better"], rows["Y"]["equal"], rows["Y"]["worse"]) == (1, 1, 1)
+    assert rows["Y"]["smallest_p"] == pytest.approx(0.5)  # two non-zero differences
+    # Holm over 2 arms: the smaller p times 2, the larger max(previous, p)
+    ps = sorted([rows["X"]["p_value"], rows["Y"]["p_value"]])
+    assert rows["X"]["p_holm"] == pytest.approx(min(1.0, 2 * ps[0]))
+    assert rows["Y"]["p_holm"] == pytest.approx(min(1.0, max(2 * ps[0], ps[1])))
+    assert smallest_p(6) == pytest.approx(0.03125)
+
+
+def test_screen_flags_a_loss_that_paints_background():
+    def row(method, fold, case, n_ref, n_pred, precision, false=0):
+        return {"method_name": method, "fold": str(fold), "case": case, "class_name": "small", "n_ref": n_ref,
+                "n_pred": n_pred, "precision": precision, "n_false_lesions": false}
+
+    rows = [row("base", 0, "a", 100, 90, 0.9), row("base", 0, "b", 100, 110, 0.8),
+            row("paint", 0, "a", 100, 400, 0.25, 3), row("paint", 0, "b", 100, 300, 0.3, 2),
+            row("ok", 0, "a", 100, 100, 0.85), row("ok", 0, "b", 100, 120, 0.8),
+            {**row("base", 0, "a", 0, 0, 0.0), "class_name": "mean"}]
+    out = {r["arm"]: r for r in screen(rows, [(0, 0)], "base")}
+    assert out["paint"]["volume_ratio"] == pytest.approx(3.5) and out["paint"]["false_components"] == 5
+    assert "volume ratio 3.50" in out["paint"]["flag"] and "below half the baseline" in out["paint"]["flag"]
+    assert out["ok"]["flag"] == "" and out["base"]["flag"] == ""
+    assert out["base"]["volume_ratio"] == pytest.approx(1.0) and out["base"]["precision"] == pytest.approx(0.85)
