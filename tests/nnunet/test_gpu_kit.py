@@ -54,6 +54,18 @@ def test_carried_wheels_are_what_the_device_lacks(manifest):
     assert "nnunet-losses" not in carried and "torch" not in carried
 
 
+def test_every_direct_requirement_is_on_the_device_or_carried(manifest):
+    """A dependency added to setup.py without rebuilding the kit would be missing on the GPU machine."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    device, carried = kit.read_device_packages(), {w["name"] for w in manifest["wheels"]}
+    needed = {kit.normalize(Requirement(r).name) for r in metadata.requires("nnunet-losses")
+              if Requirement(r).marker is None or Requirement(r).marker.evaluate({"extra": "nnunet"})}
+    assert "nnunetv2" in needed
+    assert needed - set(device) - carried == set(), "rebuild the kit: python -m benchmarks.acceptance.kit build"
+
+
 def test_manifest_calls_are_the_plan_this_code_makes(manifest):
     parts = [p["name"] for p in manifest["parts"]]
     assert manifest["calls"] == kit.plan_calls(parts)
