@@ -8,10 +8,12 @@ skipped while ``torch.compile`` traces and can be switched off globally with
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
-from typing import Iterable, Optional, Sequence
+import warnings
+from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 
@@ -222,3 +224,46 @@ def check_class_weights(name: str, weights: Optional[Iterable[float]]):
     if not w:
         raise ValueError(f"{name} must not be empty")
     return w
+
+
+def renamed_arguments(**renames: str):
+    """Class decorator: constructor keywords renamed in this release (``old="new"``) keep working for one
+    release, with a DeprecationWarning naming the new keyword; the signature shows the new names only.
+    ``cls.renamed_arguments`` (old -> new, inherited) lets callers that store option names translate
+    them (nnU-Net's ``loss_options.json`` of older runs).
+
+    >>> import warnings
+    >>> @renamed_arguments(iterations="contour_width")
+    ... class Loss:
+    ...     def __init__(self, contour_width=6):
+    ...         self.contour_width = contour_width
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     Loss(iterations=2).contour_width, w[0].category.__name__
+    (2, 'DeprecationWarning')
+    """
+    def wrap(cls):
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            rename_keywords(type(self).__name__, kwargs, renames, "argument")
+            init(self, *args, **kwargs)
+
+        cls.__init__ = __init__
+        cls.renamed_arguments = {**getattr(cls, "renamed_arguments", {}), **renames}
+        return cls
+    return wrap
+
+
+def rename_keywords(owner: str, kwargs: dict, renames: Dict[str, str], what: str = "argument") -> dict:
+    """Replace old keywords of ``kwargs`` by their new names (in place) with a DeprecationWarning each;
+    TypeError when both names are given."""
+    for old, new in renames.items():
+        if old in kwargs:
+            if new in kwargs:
+                raise TypeError(f"{owner}: give {new!r} only ({old!r} is its deprecated old name)")
+            warnings.warn(f"{owner}: the {what} {old!r} is now called {new!r}; the old name will be removed in "
+                          f"the next release", DeprecationWarning, stacklevel=3)
+            kwargs[new] = kwargs.pop(old)
+    return kwargs

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_data, check_ignore_index, check_logits, check_mask, normalise_target
+from ._checks import check_data, check_ignore_index, check_logits, check_mask, normalise_target, rename_keywords
 
 #: softmax mode, above this many classes the sums with g of SDL / CWCD and the top-K losses use per-voxel
 #: values at the label and ``scatter_add`` (no one-hot copy, two C-wide products instead of four); below,
@@ -297,6 +297,8 @@ class LossBase(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None,
                 **maps) -> torch.Tensor:
+        if self.renamed_maps:
+            rename_keywords(type(self).__name__, maps, self.renamed_maps, "map keyword")
         unknown = set(maps) - set(self.map_names)
         if unknown:
             allowed = ", ".join(self.map_names) or "none"
@@ -306,6 +308,9 @@ class LossBase(nn.Module):
             prep = prepare(logits, target, self.sigmoid, self.ignore_index, mask)
             loss = self.compute(prep, **maps)
         return loss if loss.dtype == torch.float64 else loss.float()
+
+    #: map keywords renamed in this release (old -> new): accepted for one release with a DeprecationWarning
+    renamed_maps: dict = {}
 
     #: names of the precomputed maps ``forward`` accepts as keyword arguments
     map_names: tuple = ()

@@ -3,7 +3,7 @@ segmentation", ICIP 2024, arXiv 2407.06176): CWCE, separable Dice (SDL) and thei
 
 Maps (docs/losses.md, section 3.3; built by :mod:`nnunet_losses.morphology.torch_ops` or precomputed):
 
-* class contours K (B, C_fg, *sp): inner contour ``g_c AND NOT erode(g_c, box k, iterations)`` of
+* class contours K (B, C_fg, *sp): inner contour ``g_c AND NOT erode(g_c, box k, contour_width)`` of
   every foreground class (sigmoid mode: every region); the image/patch edge is never a contour.
 * boundary band (B, 1, *sp): union of the inner contours of every class incl. background
   (sigmoid: of every region and its complement), i.e. both sides of every boundary.
@@ -16,7 +16,12 @@ Our choices where the paper and the authors' code differ (see docs/losses.md): 3
 with 6 iterations (paper text; the code uses 2x2x2 and 1 iteration); SDL per class then mean (the
 paper's equations; the code pools all classes into one Dice per set); CWCE weight 1 + band (the
 code's ``mean((1 + 2 band) CE) + mean(CE)`` is twice ``mean((1 + band) CE)``: the same ratio).
-With ``contour=None`` / ``band=None`` the maps are computed from the target on its device.
+With ``contour=None`` / ``boundary_band=None`` the maps are computed from the target on its device.
+
+Names: ``contour_width`` (the erosion depth, element steps; called ``iterations`` before) is the
+same width that :class:`~nnunet_losses.OffsetCurvesLoss` calls ``contour_width``; the map keyword
+``boundary_band`` (called ``band`` before) is CWCE's band of every class's contour, not OsC's
+``offset_band``. The old names work for one more release, with a DeprecationWarning.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Optional
 
 import torch
 
-from ._checks import check_kernel_size, check_map, check_number
+from ._checks import check_kernel_size, check_map, check_number, renamed_arguments
 from ._core import (LABEL_SUMS_MIN_CLASSES, LossBase, Prepared, as_dtype, cross_entropy_map, masked_mean,
                     spatial_sum)
 from ._distributed import sum_across_ranks
@@ -35,9 +40,9 @@ from .morphology.torch_ops import boundary_band, class_contours, contours_and_ba
 class _ContourMaps:
     """Shared settings and on-the-fly construction of the contour maps."""
 
-    def _init_maps(self, kernel_size, iterations):
+    def _init_maps(self, kernel_size, contour_width):
         self.kernel_size = check_kernel_size(kernel_size)
-        self.iterations = check_number("iterations", iterations, 1, integer=True)
+        self.contour_width = check_number("contour_width", contour_width, 1, integer=True)
 
     def _target(self, prep: Prepared) -> torch.Tensor:
         return prep.g if prep.sigmoid else prep.labels
@@ -46,23 +51,24 @@ class _ContourMaps:
         b, c = prep.x.shape[:2]
         c_fg = c if prep.sigmoid else c - 1
         if contour is None:
-            contour = class_contours(self._target(prep), c, prep.sigmoid, self.kernel_size, self.iterations,
+            contour = class_contours(self._target(prep), c, prep.sigmoid, self.kernel_size, self.contour_width,
                                      prep.ignored)
         else:
             contour = check_map("contour", contour, (b, c_fg, *prep.x.shape[2:]), binary=True)
         return as_dtype(contour, prep.x.dtype, prep.x.device)
 
     def band_for(self, prep: Prepared, band: Optional[torch.Tensor]) -> torch.Tensor:
+        """The boundary band: ``band`` checked, or built from the target when None."""
         b, c = prep.x.shape[:2]
         if band is None:
-            band = boundary_band(self._target(prep), c, prep.sigmoid, self.kernel_size, self.iterations,
+            band = boundary_band(self._target(prep), c, prep.sigmoid, self.kernel_size, self.contour_width,
                                  prep.ignored)
         else:
-            band = check_map("band", band, (b, 1, *prep.x.shape[2:]), binary=True)
+            band = check_map("boundary_band", band, (b, 1, *prep.x.shape[2:]), binary=True)
         return as_dtype(band, prep.x.dtype, prep.x.device)
 
     def _maps_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, iterations={self.iterations}"
+        return f"kernel_size={self.kernel_size}, contour_width={self.contour_width}"
 
 
 def contour_weighted_ce(prep: Prepared, band: torch.Tensor, contour_weight: float) -> torch.Tensor:
@@ -70,14 +76,15 @@ def contour_weighted_ce(prep: Prepared, band: torch.Tensor, contour_weight: floa
     return masked_mean((1.0 + contour_weight * band) * cross_entropy_map(prep), prep.m)
 
 
+@renamed_arguments(iterations="contour_width")
 class ContourWeightedCELoss(LossBase, _ContourMaps):
     """Contour-weighted CE (CWCE): ``mean_i (1 + contour_weight * band_i) CE_i`` over the counted voxels.
 
-    ``band`` is the boundary band (B, 1, *sp): the union of the inner contours of every class including
+    ``boundary_band`` is the boundary band (B, 1, *sp): the union of the inner contours of every class including
     background (sigmoid mode: of every region and its complement), inner contour = ``g AND NOT
-    erode(g, box kernel_size, iterations)``. CE as in :class:`DiceCELoss`. Huang et al.,
+    erode(g, box kernel_size, contour_width)``. CE as in :class:`DiceCELoss`. Huang et al.,
     "Contour-weighted loss for class-imbalanced image segmentation", ICIP 2024 (arXiv 2407.06176);
-    docs/losses.md, section 3.3. ``forward(logits, target, mask=None, band=None)``: a precomputed
+    docs/losses.md, section 3.3. ``forward(logits, target, mask=None, boundary_band=None)``: a precomputed
     binary band, or None to build it from the target on its device.
 
     Args:
@@ -85,8 +92,8 @@ class ContourWeightedCELoss(LossBase, _ContourMaps):
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
             :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
-        iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
-            Default: ``6``.
+        contour_width: times the element is applied (erosion depth of the contour), a whole number >= 1
+            (called ``iterations`` before this release). Default: ``6``.
         contour_weight: extra weight of the voxels on the band, >= 0. Default: ``1.0``.
         sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
             (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
@@ -111,26 +118,28 @@ class ContourWeightedCELoss(LossBase, _ContourMaps):
         0.0
     """
 
-    map_names = ("band",)
+    map_names = ("boundary_band",)
+    renamed_maps = {"band": "boundary_band"}
 
-    def __init__(self, kernel_size=3, iterations: int = 6, contour_weight: float = 1.0, sigmoid: bool = False,
+    def __init__(self, kernel_size=3, contour_width: int = 6, contour_weight: float = 1.0, sigmoid: bool = False,
                  ignore_index: Optional[int] = None):
         super().__init__(sigmoid, ignore_index)
-        self._init_maps(kernel_size, iterations)
+        self._init_maps(kernel_size, contour_width)
         self.contour_weight = check_number("contour_weight", contour_weight, 0)
 
-    def compute(self, prep: Prepared, band: Optional[torch.Tensor] = None, **maps) -> torch.Tensor:
-        return contour_weighted_ce(prep, self.band_for(prep, band), self.contour_weight)
+    def compute(self, prep: Prepared, boundary_band: Optional[torch.Tensor] = None, **maps) -> torch.Tensor:
+        return contour_weighted_ce(prep, self.band_for(prep, boundary_band), self.contour_weight)
 
     def extra_repr(self) -> str:
         return f"{self._maps_repr()}, contour_weight={self.contour_weight}, {super().extra_repr()}"
 
 
+@renamed_arguments(iterations="contour_width")
 class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
     """Separable Dice (SDL): ``lam (1 - mean_c Dice_contour_c) + (1 - lam)(1 - mean_c Dice_inner_c)``.
 
     Per foreground class c (sigmoid mode: every region) with its inner contour ``K_c = g_c AND NOT
-    erode(g_c, box kernel_size, iterations)``: ``Dice_contour_c = Dice(p_c K_c, g_c K_c)`` and
+    erode(g_c, box kernel_size, contour_width)``: ``Dice_contour_c = Dice(p_c K_c, g_c K_c)`` and
     ``Dice_inner_c = Dice(p_c (1 - K_c), g_c (1 - K_c))``, soft Dice as in :class:`SoftDiceLoss`.
     Huang et al., ICIP 2024 (arXiv 2407.06176); docs/losses.md, section 3.3.
     ``forward(logits, target, mask=None, contour=None)``: precomputed binary contours (B, C_fg, *sp), or
@@ -142,8 +151,8 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
             :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
-        iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
-            Default: ``6``.
+        contour_width: times the element is applied (erosion depth of the contour), a whole number >= 1
+            (called ``iterations`` before this release). Default: ``6``.
         lam: weight of the contour Dice (the inner Dice gets ``1 - lam``), in [0, 1]. Default: ``0.5``.
         sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
             (B, *sp). ``True``: region mode, a sigmoid per channel and a binary ``target`` (B, C, *sp).
@@ -175,11 +184,11 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
 
     map_names = ("contour",)
 
-    def __init__(self, kernel_size=3, iterations: int = 6, lam: float = 0.5, sigmoid: bool = False,
+    def __init__(self, kernel_size=3, contour_width: int = 6, lam: float = 0.5, sigmoid: bool = False,
                  ignore_index: Optional[int] = None, batch_dice: bool = False, smooth: float = SMOOTH,
                  ddp: bool = False):
         super().__init__(sigmoid, ignore_index)
-        self._init_maps(kernel_size, iterations)
+        self._init_maps(kernel_size, contour_width)
         self._init_dice_options(False, batch_dice, smooth, ddp)
         self.lam = check_number("lam", lam, 0, 1)
 
@@ -258,12 +267,13 @@ class SeparableDiceLoss(LossBase, _ContourMaps, DiceOptions):
                 f"{super().extra_repr()}")
 
 
+@renamed_arguments(iterations="contour_width")
 class CWCDLoss(SeparableDiceLoss):
     """CWCD: ``weight_ce * CWCE + weight_dice * SDL`` (:class:`ContourWeightedCELoss` plus
     :class:`SeparableDiceLoss` on one softmax; maps built on the fly share their common work).
 
     Huang et al., ICIP 2024 (arXiv 2407.06176), the paper's training loss; docs/losses.md, section 3.3.
-    ``forward(logits, target, mask=None, contour=None, band=None)``: precomputed maps, or None to build
+    ``forward(logits, target, mask=None, contour=None, boundary_band=None)``: precomputed maps, or None to build
     them from the target.
 
     Args:
@@ -273,8 +283,8 @@ class CWCDLoss(SeparableDiceLoss):
             axis (2 or 3 of them, at least one >= 2; 1 = no erosion along that axis, see
             :func:`nnunet_losses.morphology.elements.anisotropic_kernel`). Even sides are anchored as in SciPy.
             Default: ``3``.
-        iterations: times the element is applied (erosion depth of the contour), a whole number >= 1.
-            Default: ``6``.
+        contour_width: times the element is applied (erosion depth of the contour), a whole number >= 1
+            (called ``iterations`` before this release). Default: ``6``.
         contour_weight: CWCE's extra weight of the voxels on the boundary band, >= 0. Default: ``1.0``.
         lam: SDL's weight of the contour Dice (the inner Dice gets ``1 - lam``), in [0, 1]. Default: ``0.5``.
         sigmoid: ``False``: softmax over the channels, ``target`` holds labels 0..C-1 as (B, 1, *sp) or
@@ -305,22 +315,24 @@ class CWCDLoss(SeparableDiceLoss):
         0.0
     """
 
-    map_names = ("contour", "band")
+    map_names = ("contour", "boundary_band")
+    renamed_maps = {"band": "boundary_band"}
 
-    def __init__(self, weight_ce: float = 1.0, weight_dice: float = 1.0, kernel_size=3, iterations: int = 6,
+    def __init__(self, weight_ce: float = 1.0, weight_dice: float = 1.0, kernel_size=3, contour_width: int = 6,
                  contour_weight: float = 1.0, lam: float = 0.5, sigmoid: bool = False,
                  ignore_index: Optional[int] = None, batch_dice: bool = False, smooth: float = SMOOTH,
                  ddp: bool = False):
-        super().__init__(kernel_size, iterations, lam, sigmoid, ignore_index, batch_dice, smooth, ddp)
+        super().__init__(kernel_size, contour_width, lam, sigmoid, ignore_index, batch_dice, smooth, ddp)
         self.weight_ce = check_number("weight_ce", weight_ce, 0)
         self.weight_dice = check_number("weight_dice", weight_dice, 0)
         self.contour_weight = check_number("contour_weight", contour_weight, 0)
 
-    def compute(self, prep: Prepared, contour: Optional[torch.Tensor] = None, band: Optional[torch.Tensor] = None,
-                **maps) -> torch.Tensor:
+    def compute(self, prep: Prepared, contour: Optional[torch.Tensor] = None,
+                boundary_band: Optional[torch.Tensor] = None, **maps) -> torch.Tensor:
+        band = boundary_band
         if contour is None and band is None:  # on the fly: build both maps with the shared work done once
             contour, band = contours_and_band(self._target(prep), prep.x.shape[1], prep.sigmoid, self.kernel_size,
-                                              self.iterations, prep.ignored)
+                                              self.contour_width, prep.ignored)
         band = self.band_for(prep, band)
         if prep.sigmoid:
             return (self.weight_ce * contour_weighted_ce(prep, band, self.contour_weight)

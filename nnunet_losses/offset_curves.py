@@ -3,7 +3,7 @@ Segmentation", ICPR 2020, arXiv 2012.02463). RECONSTRUCTION: the authors publish
 formula is rebuilt from the abstract (pixel-wise term + attention band of offset curves around
 the boundary + boundary-length regulariser), see docs/losses.md.
 
-    B_c = dilate(g_c, cube3, band) AND NOT erode(g_c, cube3, band)      (per foreground class)
+    B_c = dilate(g_c, cube3, w) AND NOT erode(g_c, cube3, w)      (per foreground class, w = contour_width)
     OsC = CE
         + lambda_band   * mean_{b,c} [ sum(B_c (p_c - g_c)^2) / (sum(B_c) + s) ]
         + lambda_length * mean_{b,c} mean_x sqrt( sum_axes (forward difference of p_c)^2 + eps )
@@ -11,6 +11,8 @@ the boundary + boundary-length regulariser), see docs/losses.md.
 Forward differences are taken on the common interior (every axis cropped by one at its end).
 With an ignore label or mask, the length term averages over interior voxels whose forward
 neighbours all count (our choice). forward takes ``offset_band=`` (B, C_fg, *sp) or None.
+The width ``contour_width`` was called ``band`` before this release (the old keyword works for one
+more release, with a DeprecationWarning): the same name as the contour width of CWCE / SDL / CWCD.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from ._checks import check_map, check_number
+from ._checks import check_map, check_number, renamed_arguments
 from ._core import LossBase, Prepared, as_dtype, cross_entropy
 from .dice import SMOOTH
 from .morphology import torch_ops
@@ -143,10 +145,11 @@ class _BandAndLength(torch.autograd.Function):
         return grad.mul_(p), None, None, None, None, None, None, None, None, None, None, None  # d p / d log p = p
 
 
+@renamed_arguments(band="contour_width")
 class OffsetCurvesLoss(LossBase):
     """Offset Curves loss (OsC), a RECONSTRUCTION from the paper's abstract (no code is public).
 
-    ``B_c = dilate(g_c, cube3, band) AND NOT erode(g_c, cube3, band)`` per foreground class c (sigmoid
+    ``B_c = dilate(g_c, cube3, contour_width) AND NOT erode(g_c, cube3, contour_width)`` per foreground class c (sigmoid
     mode: every region)::
 
         OsC = CE + lambda_band   * mean_{b,c} [ sum(B_c (p_c - g_c)^2) / (sum(B_c) + smooth) ]
@@ -159,7 +162,8 @@ class OffsetCurvesLoss(LossBase):
     a precomputed binary band (B, C_fg, *sp), or None to build it from the target.
 
     Args:
-        band: number of offset curves on each side of the boundary (iterations of the cube of side 3), a
+        contour_width: number of offset curves on each side of the boundary (iterations of the cube of side 3;
+            called ``band`` before this release), a
             whole number >= 1. Default: ``3``.
         lambda_band: weight of the band term, >= 0. Default: ``1.0``.
         lambda_length: weight of the length term, >= 0. Default: ``0.01``.
@@ -190,10 +194,10 @@ class OffsetCurvesLoss(LossBase):
 
     map_names = ("offset_band",)
 
-    def __init__(self, band: int = 3, lambda_band: float = 1.0, lambda_length: float = 0.01, eps: float = 1e-8,
+    def __init__(self, contour_width: int = 3, lambda_band: float = 1.0, lambda_length: float = 0.01, eps: float = 1e-8,
                  sigmoid: bool = False, ignore_index: Optional[int] = None, smooth: float = SMOOTH):
         super().__init__(sigmoid, ignore_index)
-        self.band = check_number("band", band, 1, integer=True)
+        self.contour_width = check_number("contour_width", contour_width, 1, integer=True)
         self.lambda_band = check_number("lambda_band", lambda_band, 0)
         self.lambda_length = check_number("lambda_length", lambda_length, 0)
         self.eps = check_number("eps", eps, 0, low_inclusive=False)
@@ -205,9 +209,9 @@ class OffsetCurvesLoss(LossBase):
         k = c if prep.sigmoid else c - 1
         if offset_band is None:
             if prep.sigmoid:
-                bmap = torch_ops.offset_band(prep.g, c, True, self.band, prep.ignored)
+                bmap = torch_ops.offset_band(prep.g, c, True, self.contour_width, prep.ignored)
             else:  # one window pass for all classes, same band as torch_ops.offset_band
-                bmap = torch_ops.offset_band_bits(prep.labels, c, self.band, prep.ignored)
+                bmap = torch_ops.offset_band_bits(prep.labels, c, self.contour_width, prep.ignored)
         else:
             bmap = check_map("offset_band", offset_band, (b, k, *prep.x.shape[2:]), binary=True)
         bmap = as_dtype(bmap, p.dtype, p.device)
@@ -221,5 +225,5 @@ class OffsetCurvesLoss(LossBase):
         return cross_entropy(prep) + terms
 
     def extra_repr(self) -> str:
-        return (f"band={self.band}, lambda_band={self.lambda_band}, lambda_length={self.lambda_length}, "
+        return (f"contour_width={self.contour_width}, lambda_band={self.lambda_band}, lambda_length={self.lambda_length}, "
                 f"eps={self.eps}, {super().extra_repr()}")

@@ -14,4 +14,4 @@ from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerCWCD(nnUNetTrainerLossBase):
     loss_class = CWCDLoss
-    auto_options = {"iterations": "contour_iterations"}  # default "auto": from the thickness of the structures
+    auto_options = {"contour_width": "contour_iterations"}  # default "auto": from the thickness of the structures

@@ -13,4 +13,4 @@ from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerOsC(nnUNetTrainerLossBase):
     loss_class = OffsetCurvesLoss
-    auto_options = {"band": "osc_band"}  # default "auto": from the thickness of the structures
+    auto_options = {"contour_width": "osc_band"}  # default "auto": from the thickness of the structures

@@ -12,4 +12,4 @@ from nnunet_losses.nnunet.training.trainer_base import nnUNetTrainerLossBase
 
 class nnUNetTrainerSDL(nnUNetTrainerLossBase):
     loss_class = SeparableDiceLoss
-    auto_options = {"iterations": "contour_iterations"}  # default "auto": from the thickness of the structures
+    auto_options = {"contour_width": "contour_iterations"}  # default "auto": from the thickness of the structures

@@ -77,8 +77,8 @@ def _rows() -> List[Row]:
         Row("CETopKDice", "CETopKDiceLoss", "-", 1.5),
         Row("DWCE", "DistanceWeightedCELoss", "stored weight map", None, False, ("weight_map",)),
     ]
-    contour = [("CWCE", "ContourWeightedCELoss", ("band",)), ("SDL", "SeparableDiceLoss", ("contour",)),
-               ("CWCD", "CWCDLoss", ("contour", "band"))]
+    contour = [("CWCE", "ContourWeightedCELoss", ("boundary_band",)), ("SDL", "SeparableDiceLoss", ("contour",)),
+               ("CWCD", "CWCDLoss", ("contour", "boundary_band"))]
     for short, cls, names in contour:
         rows.append(Row(f"{short} stored", cls, "stored", 1.25, False, names))
         rows.append(Row(f"{short} on the fly", cls, "on the fly", 1.35, True, ()))
@@ -183,9 +183,9 @@ def stored_maps(prob: Problem) -> Dict[str, List[torch.Tensor]]:
     """Every map of every scale, computed before timing (what a map-aware data loader delivers)."""
     from nnunet_losses.nnunet.maps.online import unet_weight_maps
     c = prob.num_classes
-    maps = {"band": [], "contour": [], "offset_band": []}
+    maps = {"boundary_band": [], "contour": [], "offset_band": []}
     for t in prob.targets:
-        maps["band"].append(morphology.boundary_band(t, c).contiguous())
+        maps["boundary_band"].append(morphology.boundary_band(t, c).contiguous())
         maps["contour"].append(morphology.class_contours(t, c).contiguous())
         maps["offset_band"].append(morphology.offset_band(t, c, band=3).contiguous())
     cpu_targets = [t.cpu() for t in prob.targets]

@@ -71,7 +71,7 @@ def test_no_foreground_is_a_clear_error(tmp_path):
     ctx = _bars_dataset(tmp_path)
     for i in range(2):
         _write_case(ctx.folder, f"case_{i}", np.zeros((1, 8, 8, 8), np.int8))
-    with pytest.raises(ValueError, match="no foreground voxels.*iterations=1"):
+    with pytest.raises(ValueError, match="no foreground voxels.*contour_width=1"):
         A.resolve_auto("contour_iterations", ctx)
     with pytest.raises(ValueError, match="unknown auto rule"):
         A.resolve_auto("nope", ctx)
@@ -109,8 +109,8 @@ def _record(tr):
 
 
 @pytest.mark.parametrize("cls,name,attr,rule", [
-    (T.nnUNetTrainerCWCD, "iterations", "iterations", "contour_iterations"),
-    (T.nnUNetTrainerOsC, "band", "band", "osc_band"),
+    (T.nnUNetTrainerCWCD, "contour_width", "contour_width", "contour_iterations"),
+    (T.nnUNetTrainerOsC, "contour_width", "contour_width", "osc_band"),
 ])
 def test_trainers_configure_the_width_per_dataset(nnunet_tiny, monkeypatch, tmp_path, cls, name, attr, rule):
     nnunet_tiny.use(monkeypatch, str(tmp_path))
@@ -140,14 +140,14 @@ def test_resume_keeps_the_saved_width(nnunet_tiny, monkeypatch, tmp_path):
     first.initialize()
     ckpt = os.path.join(first.output_folder, "checkpoint_latest.pth")
     first.save_checkpoint(ckpt)
-    saved = _record(first)["resolved"]["iterations"]
+    saved = _record(first)["resolved"]["contour_width"]
     path = os.path.join(first.output_folder, "loss_options.json")
     with open(path) as f:
         rec = json.load(f)
-    rec["resolved"]["iterations"] = saved + 2   # as if the rule or the data had changed since the start
+    rec["resolved"]["contour_width"] = saved + 2   # as if the rule or the data had changed since the start
     with open(path, "w") as f:
         json.dump(rec, f)
     resumed = _trainer(nnunet_tiny, T.nnUNetTrainerCWCD)
     resumed.load_checkpoint(ckpt)
-    assert resumed.loss.loss.iterations == saved + 2
-    assert _record(resumed)["resolved"]["iterations_source"].startswith("auto")
+    assert resumed.loss.loss.contour_width == saved + 2
+    assert _record(resumed)["resolved"]["contour_width_source"].startswith("auto")

@@ -315,7 +315,7 @@ def test_damaged_thickness_cache_with_the_real_command(nnunet_tiny, data, monkey
 @pytest.mark.parametrize("cls,key,config,options,expect", [
     ("nnUNetTrainerCWCD", "labels3d", "3d_fullres", "kernel_size=[3,3]", "kernel_size"),
     ("nnUNetTrainerFocal", "labels3d", "3d_fullres", "alpha=[0.25]", "alpha"),
-    ("nnUNetTrainerCWCD", "labels3d", "3d_fullres", "iterations=1e400", "'iterations'"),
+    ("nnUNetTrainerCWCD", "labels3d", "3d_fullres", "contour_width=1e400", "'contour_width'"),
     ("nnUNetTrainerCWCD", "labels3d", "3d_fullres", "batch_dice=maybe", "'batch_dice'"),
 ])
 def test_option_errors_come_before_any_file_is_written(nnunet_tiny, monkeypatch, tmp_path, cls, key, config,

@@ -72,10 +72,10 @@ def _recompute(tr, target):
         regions, mask = split_region_ignore(target)
         c = regions.shape[1]
         prep = prepare(torch.zeros((target.shape[0], c, *target.shape[2:])), regions, True, None, mask)
-        return contours_and_band(prep.g, c, True, core.kernel_size, core.iterations, prep.ignored)
+        return contours_and_band(prep.g, c, True, core.kernel_size, core.contour_width, prep.ignored)
     c = lm.num_segmentation_heads
     prep = prepare(torch.zeros((target.shape[0], c, *target.shape[2:])), target, False, core.ignore_index)
-    return contours_and_band(prep.labels, c, False, core.kernel_size, core.iterations, prep.ignored)
+    return contours_and_band(prep.labels, c, False, core.kernel_size, core.contour_width, prep.ignored)
 
 
 def _interior(shape, margin):
@@ -96,23 +96,23 @@ def test_alignment_without_spatial_augmentation(nnunet_tiny, monkeypatch, tmp_pa
     _private(nnunet_tiny, monkeypatch, tmp_path, key)
     torch.manual_seed(0)
     np.random.seed(0)
-    tr = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerCWCD, key, config, True, {"maps": "stored", "iterations": 1})
+    tr = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerCWCD, key, config, True, {"maps": "stored", "contour_width": 1})
     dl_tr, _ = _loaders(tr, spatial_aug=False)
     n_checked, misaligned = 0, False
     for _ in range(4):
         batch = next(dl_tr)
         targets, maps = tr.loss.stored(list(batch["target"]))
-        assert set(maps) == {"contour", "band"} and len(maps["band"]) == len(targets) > 1
+        assert set(maps) == {"contour", "boundary_band"} and len(maps["boundary_band"]) == len(targets) > 1
         contour0, band0 = _recompute(tr, targets[0])
         inner = _interior(band0.shape, 1)
-        assert (maps["band"][0].bool() == band0)[inner.expand_as(band0)].all()
+        assert (maps["boundary_band"][0].bool() == band0)[inner.expand_as(band0)].all()
         assert (maps["contour"][0].bool() == contour0)[inner.expand_as(contour0)].all()
-        flipped = torch.flip(maps["band"][0].bool(), (-1,))  # the comparison can see a misalignment
+        flipped = torch.flip(maps["boundary_band"][0].bool(), (-1,))  # the comparison can see a misalignment
         misaligned = misaligned or not (flipped == band0)[inner.expand_as(band0)].all()
         for s in range(1, len(targets)):
             shape = targets[s].shape[2:]
             keep = _down(inner, shape)
-            assert (maps["band"][s].bool() == _down(band0, shape))[keep.expand_as(maps["band"][s])].all()
+            assert (maps["boundary_band"][s].bool() == _down(band0, shape))[keep.expand_as(maps["boundary_band"][s])].all()
             assert (maps["contour"][s].bool() == _down(contour0, shape))[keep.expand_as(maps["contour"][s])].all()
         n_checked += int(band0.sum())
     assert n_checked > 0 and misaligned
@@ -150,10 +150,10 @@ def test_full_augmentation_keeps_maps_close(nnunet_tiny, monkeypatch, tmp_path, 
     for _ in range(12):
         batch = next(dl_tr)
         targets, maps = tr.loss.stored([batch["target"]])
-        stored.append(maps["band"][0].bool())
+        stored.append(maps["boundary_band"][0].bool())
         recomputed.append(_recompute(tr, targets[0])[1])
     a, b = torch.cat(stored), torch.cat(recomputed)
-    inner = _interior(b.shape, tr.loss.loss.iterations + 2)
+    inner = _interior(b.shape, tr.loss.loss.contour_width + 2)
     d = _dice(a[inner], b[inner])
     assert d >= FULL_AUG_DICE, d
     for shift in ((2, 0), (-2, 0), (0, 2), (0, -2)):
@@ -291,7 +291,7 @@ def test_missing_maps_built_at_start_and_damaged_file_rebuilt(nnunet_tiny, monke
     assert "computing stored maps {'contour': 4}" in log and "nnunet_losses_precompute -d" in log
     # other parameters: built at the next start, beside the first set (which stays valid)
     tr2 = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerSDL, "regions2d", "2d", True,
-                   {"maps": "stored", "iterations": 2})
+                   {"maps": "stored", "contour_width": 2})
     tr2.get_dataloaders()
     assert "computing stored maps {'contour': 4} (cases: missing)" in open(tr2.log_file).read()
     files2 = sorted(f for f in os.listdir(maps_dir) if "_contour_" in f and f.endswith(".b2nd") and f not in files)
@@ -301,7 +301,7 @@ def test_missing_maps_built_at_start_and_damaged_file_rebuilt(nnunet_tiny, monke
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
     tr3 = _trainer(nnunet_tiny, monkeypatch, T.nnUNetTrainerSDL, "regions2d", "2d", True,
-                   {"maps": "stored", "iterations": 2})
+                   {"maps": "stored", "contour_width": 2})
     tr3.get_dataloaders()
     log = open(tr3.log_file).read()
     assert f"map file {victim} is damaged" in log and "rebuilding it" in log

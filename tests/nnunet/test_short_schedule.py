@@ -59,3 +59,42 @@ def test_bad_names_and_values_are_refused(tmp_path):
     with pytest.raises(ValueError, match="seed"):
         Schedule(seed=-1)
     assert not os.listdir(tmp_path)
+
+
+class _FakeTrainer:
+    """Stands in for nnU-Net's trainer: builds two loader augmenters the way nnUNetTrainer.get_dataloaders does."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=None):
+        import numpy as np
+
+        self.first_draw = np.random.random()  # what the base trainer draws while it builds the network
+
+    def get_dataloaders(self):
+        import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as m
+
+        train = m.NonDetMultiThreadedAugmenter(data_loader=None, transform=None, num_processes=3, seeds=None)
+        val = m.NonDetMultiThreadedAugmenter(data_loader=None, transform=None, num_processes=2, seeds=None)
+        return train, val
+
+
+def test_seed_reaches_the_generators_and_the_loader_workers(monkeypatch):
+    import numpy as np
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as m
+
+    from nnunet_losses.nnunet.testing.short_schedule import SEED_VARIABLE, short_schedule_trainer
+
+    original = m.NonDetMultiThreadedAugmenter
+    monkeypatch.setattr(m, "NonDetMultiThreadedAugmenter", lambda **kw: kw["seeds"])
+    monkeypatch.delenv(SEED_VARIABLE, raising=False)
+    cls = short_schedule_trainer(_FakeTrainer, "Fake_x", Schedule(seed=7))
+    a, b = cls(None, "2d", 0, None), cls(None, "2d", 0, None)
+    np.random.seed(7)
+    assert a.first_draw == b.first_draw == np.random.random()  # seeded before the base trainer's draws
+    assert a.get_dataloaders() == ([7000, 7001, 7002], [7500, 7501])
+    assert m.NonDetMultiThreadedAugmenter is not original and m.NonDetMultiThreadedAugmenter(seeds=1) == 1  # restored
+    monkeypatch.setenv(SEED_VARIABLE, "3")  # one generated class serves every seed of a study
+    c = cls(None, "2d", 0, None)
+    assert c.short_schedule_seed == 3 and c.get_dataloaders() == ([3000, 3001, 3002], [3500, 3501])
+    unseeded = short_schedule_trainer(_FakeTrainer, "Fake_y", Schedule())
+    monkeypatch.delenv(SEED_VARIABLE)
+    assert unseeded(None, "2d", 0, None).get_dataloaders() == (None, None)

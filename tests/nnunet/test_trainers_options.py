@@ -66,8 +66,9 @@ def test_tunable_options_of_every_trainer():
         assert not set(tun) & {"sigmoid", "ignore_index", "ddp", "self"}, name
     assert T.nnUNetTrainerAsymFbeta.tunable_options()["beta"] == 1.5
     assert T.nnUNetTrainerCETopKDice.tunable_options()["k"] == 10
-    assert T.nnUNetTrainerCWCD.tunable_options()["iterations"] == "auto"  # from the dataset's thickness
-    assert T.nnUNetTrainerOsC.tunable_options()["band"] == "auto"
+    assert T.nnUNetTrainerCWCD.tunable_options()["contour_width"] == "auto"  # from the dataset's thickness
+    assert T.nnUNetTrainerOsC.tunable_options()["contour_width"] == "auto"
+    assert "iterations" not in T.nnUNetTrainerCWCD.tunable_options()   # the old name is no option of its own
     assert T.nnUNetTrainerDWCE.tunable_options()["w0"] == 10.0
     assert T.nnUNetTrainerDWCE.tunable_options()["sigma"] == 5.0
     assert T.nnUNetTrainerGDL.tunable_options()["include_background"] is True
@@ -99,7 +100,7 @@ def test_options_reach_the_loss_and_the_output_folder(nnunet_tiny, monkeypatch, 
 @pytest.mark.parametrize("cls,text,match", [
     ("nnUNetTrainerAsymFbeta", "beta=-1", "beta"),
     ("nnUNetTrainerCETopKDice", "k=0", "k"),
-    ("nnUNetTrainerCWCD", "k=5", r"unknown option.*iterations='auto'"),
+    ("nnUNetTrainerCWCD", "k=5", r"unknown option.*contour_width='auto'"),
     ("nnUNetTrainerDWCE", "sigma=0", "sigma"),
     ("nnUNetTrainerFocal", "sigmoid=true", "set by nnU-Net"),
 ])

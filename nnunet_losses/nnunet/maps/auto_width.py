@@ -1,4 +1,4 @@
-"""Contour widths set per dataset: ``iterations="auto"`` (CWCD, CWCE, SDL) and ``band="auto"`` (OsC).
+"""Contour widths set per dataset: ``contour_width="auto"`` (CWCD, CWCE, SDL, OsC).
 
 In nnU-Net's spirit the width of the contour a loss weights is derived from the data instead of one
 constant: the **thickness of each foreground class** (median local thickness along its skeleton, in
@@ -7,7 +7,7 @@ dataset and configuration on nnU-Net's preprocessed training segmentations, cach
 in ``<nnUNet_preprocessed>/<Dataset>/nnunet_losses_thickness_<data identifier>.json`` (measured
 again when a segmentation file changes: size or modification time), and a rule turns the thinnest class's thickness into the option's value
 (:data:`RULES`; the evidence for the rules: docs/quality.md, "Contour width"). The value used and
-where it came from are written to ``loss_options.json`` (``"iterations": 1, "iterations_source":
+where it came from are written to ``loss_options.json`` (``"contour_width": 1, "contour_width_source":
 "auto: ..."``); an explicit value in ``NNUNET_LOSSES_OPTIONS`` wins.
 """
 from __future__ import annotations
@@ -140,7 +140,7 @@ def thinnest(record: dict) -> Tuple[str, float]:
     measured = [(name, c["median"]) for name, c in record["classes"].items() if c["median"] is not None]
     if not measured:
         raise ValueError("contour width \"auto\": no foreground voxels in the preprocessed training cases; set the "
-                         "width explicitly (e.g. NNUNET_LOSSES_OPTIONS='iterations=1')")
+                         "width explicitly (e.g. NNUNET_LOSSES_OPTIONS='contour_width=1')")
     return min(measured, key=lambda x: x[1])
 
 

@@ -53,7 +53,7 @@ def _contour_request(loss, values: Mapping[str, Any]) -> dict:
     if k is None:
         raise ValueError(f"maps=\"stored\" needs a cubic kernel_size, got {loss.kernel_size!r}; use maps=\"online\" "
                          f"for other elements")
-    return {"kernel_size": int(k), "iterations": int(loss.iterations), "element": "cube"}
+    return {"kernel_size": int(k), "iterations": int(loss.contour_width), "element": "cube"}
 
 
 CONTOUR = MapKind(
@@ -63,14 +63,14 @@ CONTOUR = MapKind(
         Param("kernel_size", loss_default(CWCDLoss, "kernel_size"), whole_number("contour kernel_size"),
               "--kernel-size", "structuring element side (the authors' code: 2)"),
         Param("iterations", AUTO, whole_number("contour iterations"), "--iterations",
-              "erosion iterations, or 'auto': from the thickness of the structures (the trainers' default)",
+              "erosion iterations (the losses' contour_width), or 'auto': from the thickness of the structures (the trainers' default)",
               auto="contour_iterations"),
         Param("element", "cube", one_of("contour element", ("cube", "auto")), "--element",
               "'cube' (what the losses use) or 'auto': spacing-aware element when max/min spacing > 3",
               choices=("cube", "auto")),
     ),
     binary=True,
-    loss_keywords=(("band", 0, 1), ("contour", 1, None)),
+    loss_keywords=(("boundary_band", 0, 1), ("contour", 1, None)),
     channels=lambda ctx: ["band"] + [f"contour:{c}" for c in _foreground_names(ctx)],
     compute=_contour_compute,
     request=_contour_request,
@@ -88,13 +88,13 @@ OSC = MapKind(
     name="osc",
     description="offset-curve band of every foreground class / region (Offset Curves)",
     params=(Param("band", AUTO, whole_number("osc band"), "--osc-band",
-                  "number of offset curves on each side of the boundary, or 'auto': from the thickness of the "
+                  "number of offset curves on each side of the boundary (OsC's contour_width), or 'auto': from the thickness of the "
                   "structures (the trainers' default)", auto="osc_band"),),
     binary=True,
     loss_keywords=(("offset_band", 0, None),),
     channels=lambda ctx: [f"band:{c}" for c in _foreground_names(ctx)],
     compute=_osc_compute,
-    request=lambda loss, values: {"band": int(loss.band)},
+    request=lambda loss, values: {"band": int(loss.contour_width)},
     resolve_extra=lambda ctx, p: {"kernel": list(_lead(ctx) + (3,) * len(ctx.spacing))},
 )
 

@@ -17,6 +17,10 @@ training with a message listing the allowed names and defaults.
 The values used are written to ``<output_folder>/loss_options.json``. ``--c`` (resume) and ``--val``
 restore them from that file; an ``NNUNET_LOSSES_OPTIONS`` that contradicts the saved values is an
 error (start a new output folder, or unset the variable, to change them).
+
+Options a loss renamed (``cls.renamed_arguments``, e.g. ``iterations`` -> ``contour_width``) are
+accepted under their old names for one release (DeprecationWarning and a log line), and
+``loss_options.json`` files of older runs are read with the new names (:func:`rename_record`).
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ import inspect
 import json
 import math
 import os
-from typing import Any, Dict, Mapping, Optional
+import warnings
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nnunet_losses._io import atomic_write_json
 
@@ -146,6 +151,44 @@ def coerce_booleans(options: Mapping[str, Any], allowed: Mapping[str, Any]) -> D
     return out
 
 
+def rename_options(options: Mapping[str, Any], renames: Mapping[str, str]) -> Tuple[Dict[str, Any], List[str]]:
+    """Options given under an old name (``renames``: old -> new) under the new one; returns (options, the
+    old names used). Both names at once is a ValueError.
+
+    >>> rename_options({"iterations": 2, "lam": 0.5}, {"iterations": "contour_width"})
+    ({'contour_width': 2, 'lam': 0.5}, ['iterations'])
+    """
+    out, used = {}, []
+    for name, value in options.items():
+        new = renames.get(name)
+        if new is None:
+            out[name] = value
+            continue
+        if new in options:
+            raise ValueError(f"{ENV_VAR}: give {new!r} only ({name!r} is its deprecated old name)")
+        out[new] = value
+        used.append(name)
+    for name in used:
+        warnings.warn(f"{ENV_VAR}: the option {name!r} is now called {renames[name]!r}; the old name will be removed "
+                      f"in the next release", DeprecationWarning, stacklevel=2)
+    return out, used
+
+
+def rename_record(record: Mapping[str, Any], renames: Mapping[str, str]) -> Dict[str, Any]:
+    """A ``loss_options.json`` record of an older run with renamed options under their new names (its
+    ``options``, and in ``resolved`` also the ``<name>_source`` entries)."""
+    if not renames:
+        return dict(record)
+    out = dict(record)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        out["options"] = rename_options(record.get("options", {}), renames)[0]
+        if isinstance(record.get("resolved"), dict):
+            sources = {f"{old}_source": f"{new}_source" for old, new in renames.items()}
+            out["resolved"] = rename_options(record["resolved"], {**renames, **sources})[0]
+    return out
+
+
 def check_option_names(options: Mapping[str, Any], allowed: Mapping[str, Any], owner: str) -> None:
     """Unknown names -> ValueError listing the allowed ones (with defaults)."""
     unknown = sorted(set(options) - set(allowed))
@@ -186,13 +229,16 @@ def load_options(folder: str) -> Optional[Dict[str, Any]]:
 
 
 def resolve_options(env_text: Optional[str], saved: Optional[Mapping[str, Any]], restoring: bool,
-                    allowed: Mapping[str, Any], owner: str) -> Dict[str, Any]:
+                    allowed: Mapping[str, Any], owner: str, renames: Optional[Mapping[str, str]] = None
+                    ) -> Dict[str, Any]:
     """The user options to use: the saved ones when restoring (``--c``/``--val``), else the environment's.
+    Old names of renamed options (``renames``) are read as the new ones (saved records: pass them through
+    :func:`rename_record` first).
 
     Raises ValueError for unknown names, or when restoring and the environment contradicts the
     saved options.
     """
-    given = parse_options(env_text)
+    given = rename_options(parse_options(env_text), renames or {})[0]
     check_option_names(given, allowed, owner)
     given = coerce_booleans(given, allowed)
     if restoring and saved is not None:

@@ -66,7 +66,7 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         default_maps: for a loss with maps, ``"online"``, ``"stored"`` or ``"loader"`` (the ``maps`` option's
             default; ``"loader"`` only for a kind with a loader computation).
         auto_options: options whose default is ``"auto"``, set per dataset: ``{option: rule}`` with a rule
-            of :mod:`nnunet_losses.nnunet.maps.auto_width` (e.g. ``{"iterations": "contour_iterations"}``).
+            of :mod:`nnunet_losses.nnunet.maps.auto_width` (e.g. ``{"contour_width": "contour_iterations"}``).
     """
 
     loss_class: type = None
@@ -137,8 +137,17 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
         allowed = self.tunable_options()
         owner = f"{type(self).__name__} ({self.loss_class.__name__})"
         folder = self.output_folder
+        renames = getattr(self.loss_class, "renamed_arguments", {})
         saved = opt.load_options(folder) if (self._nnunet_losses_restoring and folder) else None
-        user = opt.resolve_options(os.environ.get(opt.ENV_VAR), saved, self._nnunet_losses_restoring, allowed, owner)
+        if saved is not None:  # a record of an older run: renamed options under their new names
+            saved = opt.rename_record(saved, renames)
+        old = [n for n in opt.parse_options(os.environ.get(opt.ENV_VAR)) if n in renames]
+        if old:
+            self.print_to_log_file(f"WARNING: {opt.ENV_VAR}: " + ", ".join(f"{n!r} is now called {renames[n]!r}"
+                                                                       for n in old)
+                                   + "; the old names will be removed in the next release")
+        user = opt.resolve_options(os.environ.get(opt.ENV_VAR), saved, self._nnunet_losses_restoring, allowed, owner,
+                                   renames)
         if self._nnunet_losses_restoring and saved is None:
             self.print_to_log_file(f"WARNING: no {opt.OPTIONS_FILE} in {folder}: continuing with "
                                    f"{opt.ENV_VAR}={os.environ.get(opt.ENV_VAR)!r} (or the defaults)")
