@@ -46,3 +46,20 @@ def test_plans_without_shape_are_nnunets_own_and_never_rewritten(tmp_path):
     assert own.read_text() == before
     with pytest.raises(ValueError, match="plans_shape"):
         study_plans(str(tmp_path), dict(d, plans="nnUNetOtherPlans"))
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=os.path.basename)
+def test_arm_options_are_options_of_their_trainer(path):
+    """Each arm's options are names its trainer takes, under their current names (a grid must not die at run time)."""
+    import nnunet_losses_trainers
+
+    definition, _ = load_definition(path)
+    for arm in definition.arms:
+        if not arm.options:
+            continue
+        cls = getattr(nnunet_losses_trainers, arm.trainer)
+        allowed = cls.tunable_options()
+        unknown = sorted(set(arm.options) - set(allowed))
+        if os.path.basename(path) == "hippocampus_width.json":  # history: the old names, kept as run
+            continue
+        assert not unknown, f"{path}: arm {arm.name}: {unknown} not among {sorted(allowed)}"
