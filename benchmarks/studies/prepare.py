@@ -12,7 +12,8 @@ Steps (each skipped when its output exists), under ``--root``:
 2. ``nnUNetv2_plan_and_preprocess`` of the definition's configuration;
 3. the definition's plans: nnU-Net's configuration shrunk (``plans_shape``:
    :func:`nnunet_losses.nnunet.testing.tiny_plans.shrink_configuration`, then ``convs`` convolutions per
-   stage), same preprocessed data.
+   stage), same preprocessed data; without ``plans_shape`` (the GPU definitions) nnU-Net's own
+   ``nnUNetPlans``, unchanged.
 """
 from __future__ import annotations
 
@@ -90,6 +91,17 @@ def shrunk_plans(pre: str, configuration: str, plans: str, shape: dict) -> str:
                              {**source, "plans_name": plans, "configurations": {configuration: cfg}})
 
 
+def study_plans(pre: str, definition: dict) -> str:
+    """The plans file the study trains with: shrunk when the definition has ``plans_shape``, else nnU-Net's own."""
+    shape = definition["prepare"].get("plans_shape")
+    if shape is not None:
+        return shrunk_plans(pre, definition["configuration"], definition["plans"], shape)
+    if definition["plans"] != "nnUNetPlans":
+        raise ValueError(f"plans {definition['plans']!r} without a prepare.plans_shape: give the shape to shrink "
+                         "nnU-Net's plans to, or use \"plans\": \"nnUNetPlans\" (nnU-Net's own, unchanged)")
+    return os.path.join(pre, "nnUNetPlans.json")
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.studies.prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("definition", help="a study definition with a 'prepare' section (benchmarks/studies/*.json)")
@@ -110,7 +122,7 @@ def main(argv=None) -> dict:
     if not os.path.isdir(os.path.join(pre, f"nnUNetPlans_{d['configuration']}")):
         _run([command_path("nnUNetv2_plan_and_preprocess"), "-d", str(d["dataset"]), "-c", d["configuration"],
               "-np", "2", "-npfp", "2"], env, log)
-    plans = shrunk_plans(pre, d["configuration"], d["plans"], d["prepare"]["plans_shape"])
+    plans = study_plans(pre, d)
     print(f"plans: {plans}\nnext:\n  export nnUNet_raw={paths['nnUNet_raw']} "
           f"nnUNet_preprocessed={paths['nnUNet_preprocessed']} nnUNet_n_proc_DA=0\n"
           f"  nnunet_losses_study run {os.path.join(root, 'study')} --definition {os.path.abspath(a.definition)} "
