@@ -159,7 +159,7 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
 
 def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=None,
                 num_processes: int = 1):
-    """At training start: register this process's use of the requested parameter sets
+    """At training start: register this process's use (rank 0) of the requested parameter sets
     (:func:`.usage.register_use`: ``--prune`` keeps them while it runs; returns the
     :class:`.usage.MapsUse` to release at the end of training, None where the folder cannot be
     written), then build missing, stale or damaged maps (rank 0, with a log line naming the
@@ -181,7 +181,9 @@ def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=
         log(f"nnunet-losses: computing stored maps {n} (cases: {', '.join(reasons)}) in {ctx.maps_dir}; "
             f"to do this beforehand: {fix_command(ctx.dataset_name, ctx.configuration, ctx.plans_identifier, requested)}")
 
-    use = register_use(ctx.maps_dir, [resolve_map(ctx, n, p) for n, p in as_request(requested).items()], log=log)
+    use = None
+    if is_rank0:       # under DDP the other ranks live and die with rank 0 of their node
+        use = register_use(ctx.maps_dir, [resolve_map(ctx, n, p) for n, p in as_request(requested).items()], log=log)
     try:
         if is_rank0 and any(find_missing_or_stale(ctx, requested).values()):
             precompute(ctx, requested, num_processes=num_processes, progress=False, log=log, on_build=announce)
