@@ -179,6 +179,75 @@ def test_parameter_sets_of_one_kind_live_side_by_side_and_prune(nnunet_tiny, dat
     assert len([f for f in os.listdir(ctx.maps_dir) if f.endswith(".b2nd")]) == len(cases)
 
 
+def test_prune_keeps_the_set_a_running_training_uses(nnunet_tiny, data, tiny_trainers_dir, tmp_path, monkeypatch):
+    """A real training uses dwce set A (the defaults) while a prune asks for set B (w0=5): A is kept and
+    reported in use by the training's PID; once the training is gone (SIGKILL, or a normal end) prune removes A."""
+    env, folder, did = data
+    env = {**env, "nnUNet_extTrainer": tiny_trainers_dir, "TINY_SKIP_VAL": "1", "TINY_ITERS": "1"}
+    monkeypatch.setenv("nnUNet_preprocessed", env["nnUNet_preprocessed"])
+    ctx = M.MapContext.from_ids(did, CONFIG, nnunet_tiny.plans)
+    a = {"dwce": {}}
+    for extra in ([], ["--w0", "5"]):
+        r = subprocess.run(_precompute(nnunet_tiny, did, "--maps", "dwce", "-np", "1", *extra), env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    train = [nnunet_tiny.cli("nnUNetv2_train"), did, CONFIG, "0", "-p", nnunet_tiny.plans, "-tr",
+             "nnUNetTrainerDWCE_tiny", "-device", "cpu"]
+    prune_b = _precompute(nnunet_tiny, did, "--maps", "dwce", "--w0", "5", "--prune", "--verify")
+    log = tmp_path / "train.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(train, env={**env, "TINY_EPOCHS": "1000"}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: "Epoch 0" in log.read_text() or proc.poll() is not None, 240, "the training to start")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        r = subprocess.run(prune_b, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "kept the dwce maps" in r.stdout and f"in use by PID {proc.pid}" in r.stdout
+        assert "removed the dwce maps" not in r.stdout
+        assert M.find_missing_or_stale(ctx, a, deep=True) == {"dwce": {}}
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        _end(proc)
+    r = subprocess.run(prune_b, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "removed the dwce maps" in r.stdout and "kept" not in r.stdout, r.stdout[-2000:]
+    assert set(M.find_missing_or_stale(ctx, a)["dwce"]) == set(ctx.identifiers())
+    # a training that ends normally leaves no use behind
+    r = subprocess.run(train, env={**env, "TINY_EPOCHS": "1"}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert os.listdir(os.path.join(ctx.maps_dir, "in_use")) == []
+    r = subprocess.run(prune_b, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "removed the dwce maps" in r.stdout, r.stdout[-2000:]
+
+
+def test_a_use_from_another_host_counts_until_its_heartbeat_is_old(nnunet_tiny, data, monkeypatch):
+    from nnunet_losses.nnunet.maps import usage
+    env, folder, did = data
+    monkeypatch.setenv("nnUNet_preprocessed", env["nnUNet_preprocessed"])
+    ctx = M.MapContext.from_ids(did, CONFIG, nnunet_tiny.plans)
+    use = usage.register_use(ctx.maps_dir, [M.resolve_map(ctx, "dwce")])
+    (path,) = use.paths
+    sha = M.resolve_map(ctx, "dwce").fingerprint
+    assert [u["pid"] for u in usage.live_uses(ctx.maps_dir)[sha]] == [os.getpid()]
+    record = json.load(open(path))
+    with open(path, "w") as f:
+        json.dump(dict(record, host="another-node", pid=1), f)
+    assert sha in usage.live_uses(ctx.maps_dir)                      # fresh: in use
+    old = time.time() - usage.STALE_AFTER_S - 60
+    os.utime(path, (old, old))
+    assert usage.live_uses(ctx.maps_dir) == {}                       # no heartbeat for an hour: stale
+    with open(path, "w") as f:                                      # this host, a PID that has ended
+        json.dump(dict(record, pid=_ended_pid()), f)
+    assert usage.live_uses(ctx.maps_dir, remove_stale=True) == {} and not os.path.exists(path)
+    use.release()
+
+
+def _ended_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
 def test_maps_of_manifest_format_2_are_recognised_and_reused(nnunet_tiny, data, monkeypatch):
     """Format 2 (one parameter set per kind, files <case>_<kind>.b2nd): read, reused as they are."""
     env, folder, did = data

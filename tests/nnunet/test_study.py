@@ -178,8 +178,8 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
         monkeypatch.setenv(k, v)
     definition = StudyDefinition(dataset="990", configuration="3d_fullres", plans="nnUNetTinyPlans", folds=[0],
                                  seeds=[0], epochs=4, iterations=1, val_iterations=1,
-                                 arms=[parse_arm("nnUNetTrainer"), parse_arm('A=nnUNetTrainerCWCD:{"iterations": 1}'),
-                                       parse_arm('B=nnUNetTrainerCWCD:{"iterations": 2}'),
+                                 arms=[parse_arm("nnUNetTrainer"), parse_arm('A=nnUNetTrainerCWCD:{"contour_width": 1}'),
+                                       parse_arm('B=nnUNetTrainerCWCD:{"contour_width": 2}'),
                                        parse_arm("C=nnUNetTrainerCombo")])
     scores = {"nnU-Net": 0.0, "A": 0.9, "B": 0.5, "C": 0.1}
     seen = []
@@ -253,7 +253,7 @@ def test_a_changed_definition_is_refused(tmp_path, nnunet_tiny, monkeypatch):
 
 
 def test_arm_parsing_and_definition_errors():
-    assert parse_arm('CWCD_i2=nnUNetTrainerCWCD:{"iterations": 2}').options == {"iterations": 2}
+    assert parse_arm('CWCD_i2=nnUNetTrainerCWCD:{"contour_width": 2}').options == {"contour_width": 2}
     assert parse_arm("nnUNetTrainerOsC").name == "OsC"
     with pytest.raises(ValueError, match="not JSON"):
         parse_arm("nnUNetTrainerCWCD:{iterations: 2}")

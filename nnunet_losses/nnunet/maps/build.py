@@ -9,7 +9,8 @@ leave the manifest first; a file enters it only once it is on disk). A run holds
 maps folder (:mod:`.lock`: a process that waits for it says for which PID, and gives up after a
 timeout). Up-to-date maps are skipped; ``force`` rebuilds everything requested; ``verify``
 decompresses and hashes every stored file and rebuilds the ones that fail. Parameter sets of one
-kind are stored side by side; :func:`prune` removes the ones no longer asked for.
+kind are stored side by side; :func:`prune` removes the ones no longer asked for that no running
+training uses (:mod:`.usage`).
 
 Worker processes die with the build: they ask the kernel for SIGKILL when their parent ends
 (Linux ``prctl(PR_SET_PDEATHSIG)``), SIGTERM of the build ends it like Ctrl-C (finished maps are
@@ -51,6 +52,7 @@ from .map_files import encode, is_temporary, map_path, write_map_file
 from .registry import map_kind, requested
 from .request import resolve_map
 from .segmentations import read_seg
+from .usage import describe_use, live_uses
 
 __all__ = ["precompute", "prune", "stored_sets", "compute_map", "preprocessed_bytes", "die_with_parent"]
 
@@ -339,14 +341,17 @@ def stored_sets(ctx: MapContext) -> List[dict]:
 
 def prune(ctx: MapContext, maps: Union[str, Iterable[str], Mapping[str, Optional[dict]]], log=print) -> List[dict]:
     """Remove the stored parameter sets of the kinds in ``maps`` other than the ones ``maps`` asks for
-    (and files no manifest entry lists); returns the removed sets (:func:`stored_sets` rows)."""
+    (and files no manifest entry lists), except the sets a live training uses (:func:`.usage.live_uses`:
+    kept, with a log line naming the PID and host); returns the removed sets (:func:`stored_sets` rows)."""
     req = requested(maps)
     keep = {resolve_map(ctx, n, p).fingerprint for n, p in req.items()}
     error = _not_writable(ctx.maps_dir)
     if error is not None:
         raise MapsFolderNotWritable(f"cannot prune {ctx.maps_dir}: it cannot be written ({error.strerror or error})")
     with _sigterm_ends_the_build(), maps_lock(ctx.maps_dir, log=log):
-        removed = [s for s in stored_sets(ctx) if s["kind"] in req and s["sha"] not in keep]
+        in_use = live_uses(ctx.maps_dir, remove_stale=True)
+        unasked = [s for s in stored_sets(ctx) if s["kind"] in req and s["sha"] not in keep]
+        removed = [s for s in unasked if s["sha"] not in in_use]
         gone = {s["sha"] for s in removed}
         man = read_manifest(ctx.folder)
         for c in list(man["cases"]):
@@ -361,6 +366,10 @@ def prune(ctx: MapContext, maps: Union[str, Iterable[str], Mapping[str, Optional
         for s in removed:
             log(f"nnunet_losses_precompute: removed the {s['kind']} maps {s['params']} ({s['cases']} cases, "
                 f"{s['bytes']} bytes)")
+        for s in unasked:
+            if s["sha"] in in_use:
+                log(f"nnunet_losses_precompute: kept the {s['kind']} maps {s['params']} ({s['sha']}): in use by "
+                    f"{describe_use(in_use[s['sha']])}")
     return removed
 
 

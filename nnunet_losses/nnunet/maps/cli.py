@@ -6,8 +6,9 @@
 The kinds, their parameters, flags and defaults come from the registry (:mod:`.registry`): the
 defaults are the ones the trainers use, so maps built with no parameter flag are reused as they are
 by every trainer with stored maps. Several parameter sets of a kind are stored side by side;
-``--verify`` also lists them, ``--prune`` removes those of the given kinds that the command does not
-ask for. A folder that cannot be written is verified without writing anything.
+``--verify`` also lists them (asked for, in use by a running training, or unused), ``--prune``
+removes those of the given kinds that the command does not ask for and no running training uses
+(:mod:`.usage`). A folder that cannot be written is verified without writing anything.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .build import precompute, preprocessed_bytes, prune, stored_sets
 from .context import MapContext
 from .registry import map_kinds
 from .request import resolve_map
+from .usage import describe_use, live_uses
 
 __all__ = ["main", "build_parser"]
 
@@ -32,12 +34,18 @@ def _human(n: float) -> str:
 
 
 def _list_sets(ctx: MapContext, req: dict) -> None:
-    """One line per stored parameter set: asked for by this command or not (``--prune`` removes those)."""
+    """One line per stored parameter set: asked for by this command, in use by a running training (by
+    whom), or unused (``--prune`` removes those of the kinds asked for)."""
     asked = {resolve_map(ctx, n, p).fingerprint for n, p in req.items()}
+    in_use = live_uses(ctx.maps_dir)
     for s in stored_sets(ctx):
-        mark = "asked for" if s["sha"] in asked else ("not asked for: --prune removes it" if s["kind"] in req
-                                                    else "other kind")
-        print(f"stored: {s['kind']} {s['params']} ({s['sha']}): {s['cases']} cases, {_human(s['bytes'])} [{mark}]")
+        marks = ["asked for"] if s["sha"] in asked else []
+        if s["sha"] in in_use:
+            marks.append(f"in use by {describe_use(in_use[s['sha']])}")
+        if not marks:
+            marks.append("unused: --prune removes it" if s["kind"] in req else "unused, other kind")
+        print(f"stored: {s['kind']} {s['params']} ({s['sha']}): {s['cases']} cases, {_human(s['bytes'])} "
+              f"[{'; '.join(marks)}]")
 
 
 def build_parser(default_num_processes: int = 8) -> argparse.ArgumentParser:
@@ -57,7 +65,8 @@ def build_parser(default_num_processes: int = 8) -> argparse.ArgumentParser:
                     help="decompress and hash every stored map, rebuild the ones that fail")
     ap.add_argument("--prune", action="store_true",
                     help="remove the stored parameter sets of these maps other than the ones asked for here "
-                         "(e.g. of an earlier width study); other kinds are kept")
+                         "(e.g. of an earlier width study), except those a running training uses; other kinds "
+                         "are kept")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = ap.add_argument_group("map parameters (the trainers' defaults; stored maps with other values are stale "
                               "and rebuilt)")

@@ -158,8 +158,11 @@ class nnUNetDatasetBlosc2WithMaps(nnUNetDatasetBlosc2):
 
 
 def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=None,
-                num_processes: int = 1) -> None:
-    """At training start: build missing, stale or damaged maps (rank 0, with a log line naming the
+                num_processes: int = 1):
+    """At training start: register this process's use (rank 0) of the requested parameter sets
+    (:func:`.usage.register_use`: ``--prune`` keeps them while it runs; returns the
+    :class:`.usage.MapsUse` to release at the end of training, None where the folder cannot be
+    written), then build missing, stale or damaged maps (rank 0, with a log line naming the
     reason and the command that does it beforehand; the other ranks wait at ``barrier``). Damaged
     files are found by the checksum of their bytes, without decoding them. While another process
     builds the same maps this one logs that it waits for that PID (the lock, :mod:`.lock`) and then
@@ -168,6 +171,9 @@ def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=
     from .build import precompute
     from .check import find_missing_or_stale
     from .errors import fix_command
+    from .registry import requested as as_request
+    from .request import resolve_map
+    from .usage import register_use
 
     def announce(todo):
         n = {name: len(c) for name, c in todo.items() if c}
@@ -175,7 +181,16 @@ def ensure_maps(ctx, requested: dict, log=print, is_rank0: bool = True, barrier=
         log(f"nnunet-losses: computing stored maps {n} (cases: {', '.join(reasons)}) in {ctx.maps_dir}; "
             f"to do this beforehand: {fix_command(ctx.dataset_name, ctx.configuration, ctx.plans_identifier, requested)}")
 
-    if is_rank0 and any(find_missing_or_stale(ctx, requested).values()):
-        precompute(ctx, requested, num_processes=num_processes, progress=False, log=log, on_build=announce)
-    if barrier is not None:
-        barrier()
+    use = None
+    if is_rank0:       # under DDP the other ranks live and die with rank 0 of their node
+        use = register_use(ctx.maps_dir, [resolve_map(ctx, n, p) for n, p in as_request(requested).items()], log=log)
+    try:
+        if is_rank0 and any(find_missing_or_stale(ctx, requested).values()):
+            precompute(ctx, requested, num_processes=num_processes, progress=False, log=log, on_build=announce)
+        if barrier is not None:
+            barrier()
+    except BaseException:
+        if use is not None:
+            use.release()
+        raise
+    return use

@@ -282,9 +282,18 @@ class nnUNetTrainerLossBase(nnUNetTrainer):
             if self.is_ddp:
                 import torch.distributed as dist
                 barrier = dist.barrier
-            ensure_maps(self._map_ctx, self._map_request, log=self.print_to_log_file, is_rank0=self.local_rank == 0,
-                        barrier=barrier, num_processes=max(1, get_allowed_n_proc_DA()))
+            self._maps_use = ensure_maps(self._map_ctx, self._map_request, log=self.print_to_log_file,
+                                         is_rank0=self.local_rank == 0, barrier=barrier,
+                                         num_processes=max(1, get_allowed_n_proc_DA()))
         return super().get_dataloaders()
+
+    def on_train_end(self):
+        try:
+            super().on_train_end()
+        finally:      # the stored maps are no longer in use: --prune may remove them now
+            use, self._maps_use = getattr(self, "_maps_use", None), None
+            if use is not None:
+                use.release()
 
     def get_tr_and_val_datasets(self):
         dataset_tr, dataset_val = super().get_tr_and_val_datasets()

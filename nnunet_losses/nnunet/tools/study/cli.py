@@ -1,7 +1,7 @@
 """``nnunet_losses_study``: the command line (``run``, ``status``, ``report``); docs/study.md.
 
     nnunet_losses_study run STUDY_DIR -d 4 -c 3d_fullres --arms nnUNetTrainer nnUNetTrainerCWCD \\
-        'CWCD_i2=nnUNetTrainerCWCD:{"iterations": 2}' --seeds 0 1 2 --jobs 2 --devices cuda:0 cuda:1
+        'CWCD_i2=nnUNetTrainerCWCD:{"contour_width": 2}' --seeds 0 1 2 --jobs 2 --devices cuda:0 cuda:1
     nnunet_losses_study run STUDY_DIR                      # continue (finished runs are skipped)
     nnunet_losses_study status STUDY_DIR
     nnunet_losses_study report STUDY_DIR                   # rebuild report.md and the CSVs, no training
@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-c", "--configuration", help="nnU-Net configuration (2d, 3d_fullres, ...)")
     g.add_argument("-p", "--plans", help="plans identifier (default nnUNetPlans)")
     g.add_argument("--arms", nargs="+", help="[NAME=]TRAINER[:JSON options], e.g. nnUNetTrainer nnUNetTrainerCWCD "
-                                              "'CWCD_i2=nnUNetTrainerCWCD:{\"iterations\": 2}'")
+                                              "'CWCD_i2=nnUNetTrainerCWCD:{\"contour_width\": 2}'")
     g.add_argument("--baseline", help="arm the others are compared with (default: the first)")
     g.add_argument("--folds", nargs="+", type=int, help="folds of nnU-Net's split (default 0 1 2 3 4)")
     g.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")

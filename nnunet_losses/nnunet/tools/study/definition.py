@@ -5,7 +5,7 @@ A study definition is a JSON object (a file in the repository, or built from the
     {"dataset": 4, "configuration": "3d_fullres", "plans": "nnUNetPlans",
      "arms": {"nnU-Net": {"trainer": "nnUNetTrainer"},
               "CWCD": {"trainer": "nnUNetTrainerCWCD"},
-              "CWCD_i2": {"trainer": "nnUNetTrainerCWCD", "options": {"iterations": 2}}},
+              "CWCD_i2": {"trainer": "nnUNetTrainerCWCD", "options": {"contour_width": 2}}},
      "baseline": "nnU-Net", "folds": [0, 1, 2, 3, 4], "seeds": [0],
      "epochs": null, "iterations": null}
 
@@ -45,8 +45,8 @@ class Arm:
 def parse_arm(text: str) -> Arm:
     """``[NAME=]TRAINER[:JSON]`` -> :class:`Arm`; the name defaults to the trainer without ``nnUNetTrainer``.
 
-    >>> parse_arm('CWCD_i2=nnUNetTrainerCWCD:{"iterations": 2}')
-    Arm(name='CWCD_i2', trainer='nnUNetTrainerCWCD', options={'iterations': 2})
+    >>> parse_arm('CWCD_i2=nnUNetTrainerCWCD:{"contour_width": 2}')
+    Arm(name='CWCD_i2', trainer='nnUNetTrainerCWCD', options={'contour_width': 2})
     >>> parse_arm("nnUNetTrainer").name
     'nnU-Net'
     """
@@ -56,7 +56,7 @@ def parse_arm(text: str) -> Arm:
         opts = json.loads(options) if options.strip() else {}
     except json.JSONDecodeError as e:
         raise ValueError(f"arm {text!r}: the options after ':' are not JSON ({e}); e.g. "
-                         f"'CWCD_i2=nnUNetTrainerCWCD:{{\"iterations\": 2}}'") from None
+                         f"'CWCD_i2=nnUNetTrainerCWCD:{{\"contour_width\": 2}}'") from None
     trainer = trainer.strip()
     if not name:
         name = "nnU-Net" if trainer == "nnUNetTrainer" else trainer.replace("nnUNetTrainer", "") or trainer
