@@ -9,12 +9,15 @@
 Columns: ``dataset, epoch, train_loss, val_loss, pseudo_dice`` (nnU-Net's pseudo Dice of the epoch, mean over the
 foreground classes), ``ema_pseudo_dice`` (nnU-Net's exponential moving average, ``0.9 ema + 0.1 x``, the value
 it picks ``checkpoint_best`` by and ``--halving`` screens by), ``epoch_time_s`` and ``pseudo_dice_per_class``.
+Beside it, ``<out>_final.csv``: nnU-Net's final validation Dice of each run that has one (``validation/summary.json``:
+``foreground_mean`` and per class).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import glob
+import json
 import os
 import re
 from typing import Dict, List
@@ -61,7 +64,28 @@ def fold_log(fold_dir: str) -> str:
     return "\n".join(open(p).read() for p in logs)
 
 
+def final_validation(fold_dir: str):
+    """nnU-Net's final validation Dice of a run: (foreground mean, {class: Dice}), or None before it has run."""
+    path = os.path.join(fold_dir, "validation", "summary.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    return summary["foreground_mean"]["Dice"], {k: v["Dice"] for k, v in summary["mean"].items()}
+
+
 def extract(runs: Dict[str, str], out: str) -> int:
+    finals = []
+    for name, fold_dir in runs.items():
+        final = final_validation(fold_dir)
+        if final is not None:
+            finals.append({"dataset": name, "validation_dice": f"{final[0]:.4f}",
+                           "validation_dice_per_class": " ".join(f"{k}:{v:.4f}" for k, v in sorted(final[1].items()))})
+    if finals:
+        with open(os.path.splitext(out)[0] + "_final.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, ["dataset", "validation_dice", "validation_dice_per_class"])
+            w.writeheader()
+            w.writerows(finals)
     rows = []
     for name, fold_dir in runs.items():
         for r in parse_log(fold_log(fold_dir)):

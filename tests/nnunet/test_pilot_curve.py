@@ -41,3 +41,16 @@ def test_extract_writes_csv_and_refuses_a_folder_without_logs(tmp_path):
     assert rows[1]["dataset"] == "Hippocampus" and rows[1]["pseudo_dice_per_class"] == "0.5000 0.7000"
     with pytest.raises(ValueError, match="no training_log"):
         extract({"x": str(tmp_path)}, str(out))
+
+
+def test_extract_writes_the_final_validation_beside_the_curve(tmp_path):
+    fold = tmp_path / "fold_0"
+    (fold / "validation").mkdir(parents=True)
+    (fold / "training_log_1.txt").write_text(LOG)
+    (fold / "validation" / "summary.json").write_text(
+        '{"foreground_mean": {"Dice": 0.25}, "mean": {"1": {"Dice": 0.5}, "2": {"Dice": 0.0}}}')
+    out = tmp_path / "curves.csv"
+    extract({"Hippocampus": str(fold)}, str(out))
+    rows = list(csv.DictReader(open(tmp_path / "curves_final.csv")))
+    assert rows == [{"dataset": "Hippocampus", "validation_dice": "0.2500",
+                     "validation_dice_per_class": "1:0.5000 2:0.0000"}]
