@@ -296,3 +296,11 @@ def test_screen_flags_a_loss_that_paints_background():
     assert "volume ratio 3.50" in out["paint"]["flag"] and "below half the baseline" in out["paint"]["flag"]
     assert out["ok"]["flag"] == "" and out["base"]["flag"] == ""
     assert out["base"]["volume_ratio"] == pytest.approx(1.0) and out["base"]["precision"] == pytest.approx(0.85)
+
+
+def test_a_one_arm_study_is_scored_without_case_level_statistics():
+    """A pilot of one trainer: the compare tool refuses --baseline/--ranking without a second method."""
+    from nnunet_losses.nnunet.tools.study.report import statistics_flags
+
+    assert statistics_flags(["nnU-Net"], "nnU-Net") == []
+    assert statistics_flags(["nnU-Net", "CWCD"], "nnU-Net") == ["--baseline", "nnU-Net", "--ranking"]

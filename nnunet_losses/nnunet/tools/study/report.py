@@ -44,6 +44,20 @@ def scored_runs(folder: StudyFolder, definition: StudyDefinition, specs: Dict[st
     return arms, runs, left_out
 
 
+def statistics_flags(arms: List[str], baseline: str) -> List[str]:
+    """The compare tool's case-level statistics (paired table vs ``baseline``, ranking): only with two arms or more.
+
+    A one-arm study (a pilot of nnU-Net's own trainer, say) is scored without them: the compare tool refuses
+    ``--baseline`` and ``--ranking`` when there is no other method.
+
+    >>> statistics_flags(["nnU-Net"], "nnU-Net")
+    []
+    >>> statistics_flags(["nnU-Net", "CWCD"], "nnU-Net")
+    ['--baseline', 'nnU-Net', '--ranking']
+    """
+    return ["--baseline", baseline, "--ranking"] if len(arms) >= 2 else []
+
+
 def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arms, runs, specs, which: str,
              echo: Callable[[str], None]) -> Optional[str]:
     ds = record["dataset"]
@@ -61,8 +75,8 @@ def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arm
         ref, images = ds["gt"], None  # every training case; each fold predicted its own validation cases
     out = folder.path("evaluation", which)
     cmd = [command_path("nnunet_losses_compare"), "-d", definition.dataset, "-ref", ref, "-o", out, "--overwrite",
-           "--no-progress", "--lesions", "--metrics", *definition.metrics, "--baseline", definition.baseline_arm,
-           "--ranking", "--overlays", "0", "-i", *[f"{a}={','.join(dirs[a])}" for a in arms]]
+           "--no-progress", "--lesions", "--metrics", *definition.metrics,
+           *statistics_flags(arms, definition.baseline_arm), "--overlays", "0", "-i", *[f"{a}={','.join(dirs[a])}" for a in arms]]
     if images:
         cmd += ["--images", images]
     if which == "cv":
