@@ -148,6 +148,8 @@ def test_report_has_both_levels_and_the_screen(interrupted_study):
         rows = list(csv.DictReader(f))
     assert {(r["arm"], r["fold"]) for r in rows} == {(a, f) for a in ("nnU-Net", "CWCD") for f in ("0", "1")}
     assert all(0.0 <= float(r["cv_dice"]) <= 1.0 for r in rows)
+    # how far each run trained and nnU-Net's validation pseudo Dice (EMA) it ended with, from its checkpoint
+    assert all(r["epochs"] == "2" and 0.0 <= float(r["val_ema_dice"]) <= 1.0 for r in rows), rows
     with open(os.path.join(root, "run_level.csv")) as f:
         level = list(csv.DictReader(f))
     assert len(level) == 1 and level[0]["arm"] == "CWCD" and level[0]["n_runs"] == "2"
@@ -208,6 +210,27 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
     assert len(_train_commands(status["A"]["log"])) == 3  # epochs 0-1, --c to 2, --c to the end
     assert sum("--c" in c for c in _train_commands(status["A"]["log"])) == 2
     assert os.listdir(os.path.join(folder.root, "submitit"))  # the jobs went through submitit
+
+
+def test_threads_are_a_speed_setting_the_definition_does_not_hold(nnunet_tiny, tmp_path, monkeypatch):
+    """--threads reaches every run; the default is cores / runs at a time; continuing with another value is
+    allowed (it changes no result), unlike any change to the definition."""
+    from nnunet_losses.nnunet.tools.study import grid
+    from nnunet_losses.nnunet.tools.study.cli import run_study
+
+    for k, v in _env(nnunet_tiny, tmp_path).items():
+        monkeypatch.setenv(k, v)
+    seen = []
+    monkeypatch.setattr(grid, "run_grid", lambda folder, definition, specs, *a, **kw: seen.append(specs))
+    definition = StudyDefinition(dataset="990", configuration="3d_fullres", plans="nnUNetTinyPlans", folds=[0, 1],
+                                 seeds=[0], epochs=1, iterations=1, arms=[parse_arm("nnUNetTrainer")])
+    folder = StudyFolder(str(tmp_path / "t"))
+    run_study(folder, definition, jobs=2, report=False, echo=lambda *_: None)
+    assert [s["threads"] for s in seen[0].values()] == [max(1, (os.cpu_count() or 1) // 2)] * 2
+    run_study(folder, None, jobs=1, report=False, echo=lambda *_: None, threads=1)
+    assert [s["threads"] for s in seen[1].values()] == [1, 1]
+    assert "threads" not in json.load(open(folder.definition_path))["definition"] or \
+        json.load(open(folder.definition_path))["definition"]["threads"] is None
 
 
 def test_second_concurrent_command_is_refused(tmp_path):

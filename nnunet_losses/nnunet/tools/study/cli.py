@@ -36,7 +36,7 @@ def _definition_from_args(a) -> Optional[StudyDefinition]:
                                      test_images=a.test_images and os.path.abspath(a.test_images),
                                      test_labels=a.test_labels and os.path.abspath(a.test_labels),
                                      **({"metrics": a.metrics} if a.metrics else {}), tta=not a.disable_tta,
-                                     threads=a.threads)
+                                     threads=None)
         return definition
     else:
         return None
@@ -51,9 +51,11 @@ def _definition_from_args(a) -> Optional[StudyDefinition]:
 def run_study(folder: StudyFolder, definition: Optional[StudyDefinition], executor_kind: str = "local",
               jobs: int = 1, device: str = "cpu", devices: Optional[List[str]] = None, halving: bool = False,
               slurm=None, report: bool = True, cluster: Optional[str] = None, halving_metric=None,
-              echo=print) -> dict:
+              echo=print, threads: Optional[int] = None) -> dict:
     """Prepare (or continue) the study in ``folder``, run its grid, write its report; the study record.
 
+    ``threads``: torch threads per run (default: the definition's, else on the CPU the cores / runs at a
+    time); it changes the speed only, so a study may continue with another value.
     ``cluster`` (tests only): submitit back end of the SLURM path (``"local"``); ``halving_metric`` (tests
     only): the score of a paused run instead of nnU-Net's validation Dice."""
     from nnunet_losses.nnunet.tools.study.executor import make_executor, parse_devices
@@ -67,8 +69,9 @@ def run_study(folder: StudyFolder, definition: Optional[StudyDefinition], execut
         executor = make_executor(executor_kind, folder.path("submitit"), slots, slurm, cluster=cluster)
         record = prepare_study(folder, definition)
         specs = run_specs(folder, record, definition)
-        if definition.threads is None and executor.kind == "local" and slots[0] == "cpu":
+        if threads is None and definition.threads is None and executor.kind == "local" and slots[0] == "cpu":
             threads = max(1, (os.cpu_count() or 1) // len(slots))
+        if threads is not None:  # how the runs use this machine, not what they train: not in the definition
             specs = {r: {**s, "threads": threads} for r, s in specs.items()}
         echo(f"nnunet_losses_study: {len(specs)} runs ({len(definition.arms)} arms x {len(definition.folds)} folds x "
              f"{len(definition.seeds)} seeds) in {folder.root}; executor {executor.kind}"
@@ -139,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--metrics", nargs="+", help="compare tool metrics (default dice iou hd95 nsd precision recall; "
                                                 "add cldice betti0_error betti1_error for topology)")
     g.add_argument("--disable-tta", action="store_true", help="predict the test set without mirroring")
-    g.add_argument("--threads", type=int, help="torch threads per run (default: cores / runs at a time on the CPU)")
+    g.add_argument("--threads", type=int, help="torch threads per run (default: cores / runs at a time on the CPU); "
+                   "a speed setting, not part of the study: a study may continue with another value")
     e = r.add_argument_group("how it runs")
     e.add_argument("--halving", action="store_true", help="successive halving: pause at 1/4 and 1/2 of the "
                                                           "schedule, stop the worse half of the arms each time")
@@ -182,7 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     slurm = SlurmOptions(partition=a.slurm_partition, time_min=a.slurm_time, gpus=a.slurm_gpus, mem_gb=a.slurm_mem,
                          cpus=a.slurm_cpus, account=a.slurm_account)
     run_study(folder, definition, a.executor, a.jobs, a.device, a.devices, a.halving, slurm,
-              report=not a.no_report)
+              report=not a.no_report, threads=a.threads)
     return 0
 
 
