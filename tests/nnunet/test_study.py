@@ -169,6 +169,34 @@ def test_report_has_both_levels_and_the_screen(interrupted_study):
     assert "4 done" in status.stdout, status.stdout
 
 
+def test_collect_copies_the_report_or_only_the_progress_while_the_study_runs(interrupted_study, tmp_path,
+                                                                            monkeypatch):
+    """benchmarks/studies/quality.py collect: the study's files into docs/data/studies/NAME; when another
+    command holds the study (a runner still training) it copies each run's progress and nothing else."""
+    from benchmarks.studies import quality
+
+    for k, v in interrupted_study["env"].items():
+        monkeypatch.setenv(k, v)
+    root = interrupted_study["root"]
+    out = quality.collect(root, "hippocampus_contour_width", root=str(tmp_path), echo=lambda *_: None)
+    record = json.load(open(os.path.join(out, "study.json")))
+    assert record["report"] is True and record["definition"]["arms"].keys() == {"nnU-Net", "CWCD"}
+    for name in ("per_run.csv", "run_level.csv", "per_case.csv", "paired.csv", "screen.csv"):
+        assert open(os.path.join(out, name)).read() == open(os.path.join(root, name)).read(), name
+    with pytest.raises(ValueError, match="unknown study name"):
+        quality.collect(root, "no_such_study", root=str(tmp_path))
+
+    locked_root = tmp_path / "while_running"
+    with StudyFolder(root):  # what a running study command holds
+        out = quality.collect(root, "hippocampus_contour_width", root=str(locked_root), echo=lambda *_: None)
+    assert json.load(open(os.path.join(out, "study.json")))["report"] is False
+    assert sorted(os.listdir(out)) == ["per_run.csv", "study.json"]
+    with open(os.path.join(out, "per_run.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(r["status"] == "done" and r["epochs"] == "2" for r in rows)
+    assert "test_dice" not in rows[0] and "cv_dice" not in rows[0]
+
+
 def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp_path, monkeypatch):
     """4 arms, 4 epochs: pause at 1 and 2; the stub ranks A > B > C (the baseline always goes on)."""
     pytest.importorskip("submitit")

@@ -24,7 +24,8 @@ from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
 from nnunet_losses.nnunet.tools.study.folder import SUFFIX, StudyFolder, run_id
 from nnunet_losses.nnunet.tools.study.run import execute_run, test_cases
 
-__all__ = ["prepare_study", "run_specs", "run_grid", "halving_milestones", "validation_dice", "Interrupted",
+__all__ = ["prepare_study", "run_specs", "run_grid", "halving_milestones", "validation_dice", "training_progress",
+           "Interrupted",
            "NNUNET_EPOCHS"]
 
 NNUNET_EPOCHS = 1000  # nnU-Net's default schedule: 1000 epochs of 250 iterations
@@ -139,8 +140,10 @@ def halving_milestones(epochs: int) -> List[Optional[int]]:
     return out + [None]
 
 
-def validation_dice(spec: dict) -> float:
-    """nnU-Net's validation pseudo Dice of a paused run: the last EMA of the foreground Dice it logged."""
+def training_progress(spec: dict) -> Tuple[int, float]:
+    """(epochs trained, nnU-Net's last validation pseudo Dice EMA) of a run, from its newest checkpoint;
+    ``(0, nan)`` before the first one. The EMA is ``0.9 ema + 0.1 x`` of the foreground Dice nnU-Net logs
+    after each epoch."""
     import torch
 
     for name in ("checkpoint_latest.pth", "checkpoint_final.pth"):
@@ -148,8 +151,13 @@ def validation_dice(spec: dict) -> float:
         if os.path.isfile(path):
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
             values = ckpt.get("logging", {}).get("ema_fg_dice") or []
-            return float(values[-1]) if values else float("nan")
-    return float("nan")
+            return len(values), (float(values[-1]) if values else float("nan"))
+    return 0, float("nan")
+
+
+def validation_dice(spec: dict) -> float:
+    """nnU-Net's validation pseudo Dice of a paused run: the last EMA of the foreground Dice it logged."""
+    return training_progress(spec)[1]
 
 
 # ------------------------------------------------------------------------------------------ running

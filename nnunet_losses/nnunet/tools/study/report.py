@@ -19,10 +19,10 @@ from nnunet_losses._io import atomic_write_bytes
 from nnunet_losses.nnunet.tools.commands import command_path
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
-from nnunet_losses.nnunet.tools.study.grid import run_specs
+from nnunet_losses.nnunet.tools.study.grid import run_specs, training_progress
 from nnunet_losses.nnunet.tools.study.statistics import run_level_tests, run_values, screen
 
-__all__ = ["build_report", "scored_runs"]
+__all__ = ["build_report", "scored_runs", "progress_rows", "PROGRESS_COLUMNS", "write_csv"]
 
 COPIED = ("per_case.csv", "paired.csv", "ranking.csv")
 
@@ -98,7 +98,7 @@ def _read(path: str) -> List[dict]:
         return list(csv.DictReader(f))
 
 
-def _write_csv(path: str, rows: List[dict], columns: List[str]) -> None:
+def write_csv(path: str, rows: List[dict], columns: List[str]) -> None:
     import io
 
     buf = io.StringIO()
@@ -147,6 +147,27 @@ def _status_table(folder: StudyFolder, specs: Dict[str, dict]) -> List[str]:
     return lines
 
 
+PROGRESS_COLUMNS = ["arm", "fold", "seed", "status", "epochs", "val_ema_dice", "attempts", "train_s", "predict_s",
+                    "device", "log"]
+
+
+def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, dict]:
+    """{(arm, fold, seed): the run's progress (``PROGRESS_COLUMNS``)}: its state and, from its newest
+    checkpoint, the epochs trained and nnU-Net's last validation pseudo Dice (EMA). Reads only, so it may run
+    while the study trains (no lock)."""
+    out: Dict[tuple, dict] = {}
+    for rid, sp in specs.items():
+        st = folder.read_state(rid)
+        epochs, ema = training_progress(sp)
+        out[(sp["arm"], sp["fold"], sp["seed"])] = {
+            "arm": sp["arm"], "fold": sp["fold"], "seed": sp["seed"], "status": st.get("status"),
+            "epochs": epochs, "val_ema_dice": ema,
+            "attempts": st.get("attempts", 0), "train_s": (st.get("seconds") or {}).get("train"),
+            "predict_s": (st.get("seconds") or {}).get("predict"), "log": st.get("log") or sp["log"],
+            "device": st.get("device")}
+    return out
+
+
 def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evaluate: bool = True) -> str:
     """Evaluate (unless ``evaluate=False``: reuse ``evaluation/``) and write the report; its path."""
     record = folder.read_study()
@@ -175,14 +196,7 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
                 folder.path("evaluation", which)
             if out and os.path.isfile(os.path.join(out, "per_case.csv")):
                 sources[which] = out
-    per_run: Dict[tuple, dict] = {}
-    for rid, sp in specs.items():
-        st = folder.read_state(rid)
-        per_run[(sp["arm"], sp["fold"], sp["seed"])] = {
-            "arm": sp["arm"], "fold": sp["fold"], "seed": sp["seed"], "status": st.get("status"),
-            "attempts": st.get("attempts", 0), "train_s": (st.get("seconds") or {}).get("train"),
-            "predict_s": (st.get("seconds") or {}).get("predict"), "log": st.get("log") or sp["log"],
-            "device": st.get("device")}
+    per_run = progress_rows(folder, specs)
     screen_rows: List[dict] = []
     run_rows: List[dict] = []
     for which, out in sources.items():
@@ -253,13 +267,13 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
         src = os.path.join(main, name) if main else None
         if src and os.path.isfile(src):
             shutil.copyfile(src, folder.path(name))
-    per_run_cols = ["arm", "fold", "seed", "status", "attempts", "train_s", "predict_s", "device", "log"] + sorted(
+    per_run_cols = PROGRESS_COLUMNS + sorted(
         {k for r in per_run.values() for k in r if k.startswith(("test_", "cv_"))})
-    _write_csv(folder.path("per_run.csv"), list(per_run.values()), per_run_cols)
-    _write_csv(folder.path("run_level.csv"), run_rows, ["evaluation", "metric", "arm", "baseline", "n_runs",
+    write_csv(folder.path("per_run.csv"), list(per_run.values()), per_run_cols)
+    write_csv(folder.path("run_level.csv"), run_rows, ["evaluation", "metric", "arm", "baseline", "n_runs",
                                                         "mean_diff", "better", "equal", "worse", "p_value", "p_holm",
                                                         "smallest_p"])
-    _write_csv(folder.path("screen.csv"), screen_rows, ["arm", "fold", "seed", "class", "volume_ratio", "precision",
+    write_csv(folder.path("screen.csv"), screen_rows, ["arm", "fold", "seed", "class", "volume_ratio", "precision",
                                                        "false_components", "flag"])
     md += ["Files: `per_run.csv` (one row per run), `run_level.csv` (run-level tests), `per_case.csv`, "
            "`paired.csv`, `ranking.csv` (case level, " + ("test set" if "test" in sources else "cross-validation")

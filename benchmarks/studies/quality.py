@@ -1,0 +1,478 @@
+"""docs/quality.md's study sections and README's "Which loss?" table, regenerated from committed study data.
+
+    # copy a study's data into the repository (docs/data/studies/NAME/); while the study trains (its folder
+    # is locked) only each run's progress is copied, otherwise its report is rebuilt first
+    python -m benchmarks.studies.quality collect /work/evidence_runs/hippo/every_trainer hippocampus_every_trainer
+    # rewrite every generated block of docs/quality.md and README.md from docs/data/
+    python -m benchmarks.studies.quality page
+    python -m benchmarks.studies.quality page --check      # exit 1 where a page and the data disagree
+
+A generated block sits between ``<!-- generated: KEY -->`` and ``<!-- /generated: KEY -->``; the text outside
+the blocks is written by hand and compares no losses. Keys: ``study NAME`` (one per entry of ``STUDIES``),
+``pilots`` and ``which-loss``.
+
+Every sentence a block writes about a difference between losses names its level (**runs**: one value per
+training, training randomness included; **cases**: the trained models fixed, the cases resampled), n, the
+test and Holm's corrected p, and says a difference *holds* only where the corrected p is below 0.05; every
+other difference reads "not established".
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join("docs", "data", "studies")
+ALPHA = 0.05
+#: the files of a study's data folder besides study.json (each optional but per_run.csv)
+FILES = ("per_run.csv", "run_level.csv", "per_case.csv", "paired.csv", "ranking.csv", "screen.csv", "halving.json")
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str        # folder under docs/data/studies/ and benchmarks/studies/NAME.json
+    title: str
+    dataset: str     # short name in README's table
+
+
+STUDIES = (
+    Study("hippocampus_every_trainer", "Every trainer with its shipped defaults, MSD Hippocampus", "Hippocampus"),
+    Study("drive_every_trainer", "Every trainer with its shipped defaults, DRIVE", "DRIVE"),
+    Study("hippocampus_contour_width", "CWCD's contour width, MSD Hippocampus", "Hippocampus"),
+)
+
+
+@dataclass(frozen=True)
+class Pilot:
+    csv: str                 # docs/data/..., made by benchmarks.studies.pilot_curve extract
+    dataset: str             # its ``dataset`` column
+    iterations_per_epoch: int
+    what: str
+
+
+PILOTS = (
+    Pilot("docs/data/pilot_curves.csv", "Hippocampus", 20, "15 epochs x 20 iterations (the first pilot)"),
+    Pilot("docs/data/pilot_curve_hippocampus_50x50.csv", "Hippocampus-50x50", 50,
+          "50 epochs x 50 iterations (the second pilot), stopped after epoch 26"),
+    Pilot("docs/data/pilot_curve_drive.csv", "DRIVE", 50, "40 epochs x 50 iterations"),
+)
+
+PAGES = ("docs/quality.md", "README.md")
+
+
+# ----------------------------------------------------------------------------------------------- reading
+def _read_csv(path: str) -> List[dict]:
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _f(v: float, d: int = 3) -> str:
+    return "–" if v is None or math.isnan(v) else f"{v:.{d}f}"
+
+
+def _p(v: float) -> str:
+    if math.isnan(v):
+        return "–"
+    return f"{v:.2g}" if v < 0.001 else f"{v:.3f}"
+
+
+class StudyData:
+    """One study's committed data folder."""
+
+    def __init__(self, root: str, study: Study):
+        self.study = study
+        self.dir = os.path.join(root, DATA, study.name)
+        path = os.path.join(self.dir, "study.json")
+        self.record = json.load(open(path)) if os.path.isfile(path) else None
+        self.per_run = _read_csv(os.path.join(self.dir, "per_run.csv"))
+        self.run_level = [r for r in _read_csv(os.path.join(self.dir, "run_level.csv"))
+                          if r["evaluation"] == "test" and r["metric"] == "dice"]
+        self.paired = [r for r in _read_csv(os.path.join(self.dir, "paired.csv")) if r["metric"] == "dice"]
+        self.screen = _read_csv(os.path.join(self.dir, "screen.csv"))
+        hp = os.path.join(self.dir, "halving.json")
+        self.halving = json.load(open(hp)) if os.path.isfile(hp) else {}
+
+    @property
+    def started(self) -> bool:
+        return self.record is not None
+
+    @property
+    def definition(self) -> dict:
+        return self.record["definition"]
+
+    @property
+    def baseline(self) -> str:
+        d = self.definition
+        return d.get("baseline") or next(iter(d["arms"]))
+
+    @property
+    def arms(self) -> List[str]:
+        return list(self.definition["arms"])
+
+
+# ----------------------------------------------------------------------------------------------- blocks
+def _progress(data: StudyData) -> List[str]:
+    d = data.definition
+    counts: Dict[str, int] = {}
+    for r in data.per_run:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    epochs = d.get("epochs")
+    paused = sorted({int(r["epochs"]) for r in data.per_run if r["status"] == "paused" and r.get("epochs")})
+    parts = []
+    for status in ("done", "paused", "stopped", "running", "failed", "pending"):
+        if counts.get(status):
+            extra = ""
+            if status == "paused" and paused:
+                extra = " at epoch " + "/".join(map(str, paused)) + f" of {epochs} (successive halving)"
+            if status == "stopped":
+                extra = " by successive halving"
+            parts.append(f"{counts[status]} {status}{extra}")
+    v = data.record["versions"]
+    folds = ", ".join(map(str, d["folds"]))
+    seeds = ", ".join(map(str, d["seeds"]))
+    lines = [f"**Progress** (data collected {data.record['collected']}): {len(data.per_run)} runs "
+             f"({len(d['arms'])} arms x folds {folds} x seeds {seeds}); " + ", ".join(parts) + ". "
+             f"Schedule {epochs} epochs x {d.get('iterations')} iterations, configuration `{d['configuration']}`, "
+             f"plans `{d['plans']}`; nnunet-losses {v.get('nnunet-losses', '?')} (commit {str(v.get('commit'))[:7]}), "
+             f"nnU-Net {v.get('nnunetv2', '?')}, torch {v.get('torch', '?')}. Data: `{DATA}/{data.study.name}/`.", ""]
+    return lines
+
+
+def _validation_table(data: StudyData) -> List[str]:
+    """Per arm: runs with a checkpoint, epochs, mean validation pseudo Dice (a screen, not a test)."""
+    by: Dict[str, List[dict]] = {}
+    for r in data.per_run:
+        if int(r.get("epochs") or 0) > 0:
+            by.setdefault(r["arm"], []).append(r)
+    if not by:
+        return []
+    lines = ["Validation pseudo Dice so far: nnU-Net's EMA of the foreground Dice on the fold's own validation "
+             "patches, the value successive halving screens by. One value per run at its last checkpoint, "
+             "averaged over the runs; **a screen, not a test**: no difference in this table is established.", "",
+             "| arm | runs with a checkpoint | epochs | mean validation pseudo Dice (EMA) | min - max over the runs |",
+             "|---|---|---|---|---|"]
+    for arm in data.arms:
+        rows = by.get(arm)
+        if not rows:
+            continue
+        ep = sorted({int(r["epochs"]) for r in rows})
+        vals = [_float(r["val_ema_dice"]) for r in rows]
+        vals = [v for v in vals if not math.isnan(v)]
+        mean = sum(vals) / len(vals) if vals else float("nan")
+        rng = f"{min(vals):.3f} - {max(vals):.3f}" if vals else "–"
+        lines.append(f"| {arm} | {len(rows)} | {ep[0]}" + (f"-{ep[-1]}" if len(ep) > 1 else "")
+                     + f" | {_f(mean)} | {rng} |")
+    return lines + [""]
+
+
+def _halving_table(data: StudyData) -> List[str]:
+    if not data.halving:
+        return []
+    rounds = sorted(data.halving, key=int)
+    lines = ["Successive halving decisions (the mean validation pseudo Dice of each arm's runs at the pause; "
+             "a screen, not a test):", "",
+             "| arm | " + " | ".join(f"after epoch {e}" for e in rounds) + " |",
+             "|---|" + "---|" * len(rounds)]
+    stopped_at: Dict[str, str] = {}
+    for e in rounds:
+        for a in data.halving[e]["stopped"]:
+            stopped_at[a] = e
+    for arm in data.arms:
+        cells = []
+        for e in rounds:
+            score = data.halving[e]["scores"].get(arm)
+            if arm in stopped_at and int(e) > int(stopped_at[arm]):
+                cells.append("")
+            elif score is None and arm not in data.halving[e]["scores"]:
+                cells.append("")
+            else:
+                cells.append(_f(_float(score)) + (" (stopped)" if stopped_at.get(arm) == e else ""))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def verdict(diff: float, p_holm: float) -> str:
+    """"higher, holds" / "lower, holds" where Holm's p < 0.05, else "not established"."""
+    if math.isnan(p_holm) or p_holm >= ALPHA or math.isnan(diff) or diff == 0:
+        return "not established"
+    return ("higher" if diff > 0 else "lower") + ", holds"
+
+
+def _mean_test_dice(data: StudyData, arm: str) -> float:
+    vals = [_float(r.get("test_dice")) for r in data.per_run if r["arm"] == arm]
+    vals = [v for v in vals if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def run_level_sentences(data: StudyData) -> List[str]:
+    """The study's run-level findings, one sentence each (level, n, test, corrected p in every one)."""
+    if not data.run_level:
+        return []
+    k = len(data.run_level)
+    out = []
+    held = [r for r in data.run_level if verdict(_float(r["mean_diff"]), _float(r["p_holm"])) != "not established"]
+    for r in held:
+        out.append(f"Training with {r['arm']} gives a {'higher' if _float(r['mean_diff']) > 0 else 'lower'} mean "
+                   f"test Dice than {r['baseline']} ({_float(r['mean_diff']):+.3f}; runs, n = {r['n_runs']}, "
+                   f"two-sided Wilcoxon signed-rank, Holm over {k} arms: p = {_p(_float(r['p_holm']))}).")
+    if not held:
+        n = sorted({r["n_runs"] for r in data.run_level})
+        best = min(_float(r["p_holm"]) for r in data.run_level)
+        out.append(f"No arm's mean test Dice differs from {data.baseline}'s at run level (n = {'/'.join(n)} runs "
+                   f"per arm, two-sided Wilcoxon signed-rank, Holm over {k} arms: smallest corrected p = "
+                   f"{_p(best)}): no loss is established as better or worse than nnU-Net's default here.")
+    return out
+
+
+def _run_level_table(data: StudyData) -> List[str]:
+    if not data.run_level:
+        return ["**Run level, test set**: no (fold, seed) run is finished by every scored arm yet; nothing is "
+                "compared.", ""]
+    k = len(data.run_level)
+    lines = [f"**Run level, test set** (does *training with the loss* change the Dice? One value per run: the "
+             f"mean Dice over the test cases and foreground classes; each run paired with {data.baseline}'s run of "
+             f"the same fold and seed; two-sided exact Wilcoxon signed-rank test over the runs, Holm over the "
+             f"{k} arms; the smallest p a test can reach with n runs is 2/2^n):", "",
+             "| arm | runs | mean test Dice | difference | runs better / equal / worse | p | p (Holm) | "
+             "smallest reachable p | result |", "|---|---|---|---|---|---|---|---|---|",
+             f"| {data.baseline} | {sum(1 for r in data.per_run if r['arm'] == data.baseline and r.get('test_dice'))} "
+             f"| {_f(_mean_test_dice(data, data.baseline))} | (baseline) | | | | | |"]
+    for r in data.run_level:
+        diff, ph = _float(r["mean_diff"]), _float(r["p_holm"])
+        lines.append(f"| {r['arm']} | {r['n_runs']} | {_f(_mean_test_dice(data, r['arm']))} | {diff:+.4f} | "
+                     f"{r['better']} / {r['equal']} / {r['worse']} | {_p(_float(r['p_value']))} | {_p(ph)} | "
+                     f"{_p(_float(r['smallest_p']))} | {verdict(diff, ph)} |")
+    return lines + [""] + run_level_sentences(data) + [""]
+
+
+def _case_level_table(data: StudyData) -> List[str]:
+    rows = [r for r in data.paired if r["class"] != "mean"] or data.paired
+    if not rows:
+        return []
+    lines = ["**Case level, test set** (do *these trained models* differ on cases like these? The models are "
+             "fixed; each (case, run) pair is one observation; bootstrap interval of the mean difference, "
+             "Wilcoxon signed-rank, Holm over arms and classes. It says nothing about a second training):", "",
+             "| arm | class | pairs | mean difference [95% interval] | p (Holm) | result |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        diff, ph = _float(r["mean_diff"]), _float(r["p_holm"])
+        lines.append(f"| {r['method']} | {r['class']} | {r['n']} | {diff:+.4f} [{_float(r['ci_low']):+.4f}, "
+                     f"{_float(r['ci_high']):+.4f}] | {_p(ph)} | {verdict(diff, ph)} |")
+    return lines + [""]
+
+
+def _screen_table(data: StudyData) -> List[str]:
+    if not data.screen:
+        return []
+    by: Dict[str, List[dict]] = {}
+    for r in data.screen:
+        by.setdefault(r["arm"], []).append(r)
+    lines = ["**Degenerate-solution screen** (per run and class: median predicted / reference volume outside "
+             "[0.5, 2], or precision below half the baseline's in the same run):", "",
+             "| arm | (run, class) rows | flagged | first reason |", "|---|---|---|---|"]
+    for arm in data.arms:
+        rows = by.get(arm, [])
+        if not rows:
+            continue
+        flagged = [r for r in rows if r["flag"]]
+        lines.append(f"| {arm} | {len(rows)} | {len(flagged)} | {flagged[0]['flag'] if flagged else ''} |")
+    return lines + [""]
+
+
+def study_block(root: str, study: Study) -> str:
+    data = StudyData(root, study)
+    if not data.started:
+        return (f"**Not started**: no data in `{DATA}/{study.name}/` yet. Definition: "
+                f"`benchmarks/studies/{study.name}.json`.\n")
+    lines = _progress(data) + _halving_table(data) + _validation_table(data) + _run_level_table(data) \
+        + _case_level_table(data) + _screen_table(data)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def pilots_block(root: str) -> str:
+    lines = []
+    for pilot in PILOTS:
+        rows = [r for r in _read_csv(os.path.join(root, pilot.csv)) if r["dataset"] == pilot.dataset]
+        if not rows:
+            lines += [f"- **{pilot.dataset}**, {pilot.what}: not run yet (`{pilot.csv}`).", ""]
+            continue
+        step = max(1, len(rows) // 10)
+        shown = rows[step - 1::step]
+        if shown[-1] is not rows[-1]:
+            shown.append(rows[-1])
+        its = [str((int(r["epoch"]) + 1) * pilot.iterations_per_epoch) for r in shown]
+        lines += [f"**{pilot.dataset}**, {pilot.what} (`{pilot.csv}`): nnU-Net's validation pseudo Dice "
+                  f"(mean over the foreground classes) and its EMA after each epoch.", "",
+                  "| training iterations | " + " | ".join(its) + " |", "|---|" + "---|" * len(its),
+                  "| pseudo Dice | " + " | ".join(_f(_float(r["pseudo_dice"])) for r in shown) + " |",
+                  "| EMA | " + " | ".join(_f(_float(r["ema_pseudo_dice"])) for r in shown) + " |", ""]
+        final = [r for r in _read_csv(os.path.join(root, pilot.csv[:-4] + "_final.csv"))
+                 if r.get("dataset") == pilot.dataset]
+        if final:
+            lines += [f"nnU-Net's final validation of that run: mean Dice {_f(_float(final[0]['validation_dice']))}.",
+                      ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def which_loss_block(root: str) -> str:
+    every = [s for s in STUDIES if s.name.endswith("every_trainer")]
+    datas = [StudyData(root, s) for s in every]
+    lines = ["| arm | " + " | ".join(f"{s.dataset}: run level, test Dice vs nnU-Net" for s in every) + " |",
+             "|---|" + "---|" * len(every)]
+    arms: List[str] = []
+    for d in datas:
+        for a in (d.arms if d.started else []):
+            if a not in arms:
+                arms.append(a)
+    for arm in arms:
+        cells = []
+        for d in datas:
+            row = next((r for r in d.run_level if r["arm"] == arm), None)
+            if not d.started:
+                cells.append("not started")
+            elif arm == d.baseline:
+                cells.append("(baseline)")
+            elif row is None:
+                status = {r["status"] for r in d.per_run if r["arm"] == arm}
+                cells.append("stopped by successive halving" if status == {"stopped"} else "not compared yet")
+            else:
+                cells.append(f"{_float(row['mean_diff']):+.3f}, n = {row['n_runs']}, p (Holm) = "
+                             f"{_p(_float(row['p_holm']))}: {verdict(_float(row['mean_diff']), _float(row['p_holm']))}")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    sentences = [s for d in datas if d.started for s in run_level_sentences(d)]
+    done = sum(1 for d in datas if d.started for r in d.per_run if r["status"] == "done")
+    total = sum(len(d.per_run) for d in datas if d.started)
+    lines += ["", f"Runs finished: {done} of {total} in the studies started so far. "
+              + (" ".join(sentences) if sentences else
+                 "No run-level comparison exists yet, so **no loss here is established as better than nnU-Net's "
+                 "default**: train nnU-Net's own trainer first and treat every other trainer as an experiment.")]
+    return "\n".join(lines) + "\n"
+
+
+def blocks(root: str) -> Dict[str, str]:
+    out = {f"study {s.name}": study_block(root, s) for s in STUDIES}
+    out["pilots"] = pilots_block(root)
+    out["which-loss"] = which_loss_block(root)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- pages
+def _markers(key: str):
+    return f"<!-- generated: {key} -->", f"<!-- /generated: {key} -->"
+
+
+def render(text: str, generated: Dict[str, str], page: str = "page") -> str:
+    """``text`` with every generated block it holds replaced by ``generated[key]``."""
+    out = text
+    for key, body in generated.items():
+        start, end = _markers(key)
+        if start not in out:
+            continue
+        i = out.index(start) + len(start)
+        j = out.find(end, i)
+        if j < 0:
+            raise ValueError(f"{page}: '{start}' has no closing '{end}'")
+        out = out[:i] + "\n" + body + out[j:]
+    return out
+
+
+def write_pages(root: str = ROOT, check: bool = False) -> List[str]:
+    """Rewrite (or with ``check`` only compare) the pages; the pages whose blocks differ from the data."""
+    generated = blocks(root)
+    stale = []
+    for page in PAGES:
+        path = os.path.join(root, page)
+        text = open(path).read()
+        new = render(text, generated, page)
+        if new != text:
+            stale.append(page)
+            if not check:
+                with open(path, "w") as f:
+                    f.write(new)
+    return stale
+
+
+# ----------------------------------------------------------------------------------------------- collect
+def collect(study_dir: str, name: str, root: str = ROOT, echo=print) -> str:
+    """Copy a study folder's data to ``docs/data/studies/NAME``; its path. When no runner holds the folder
+    the report is rebuilt first (nnU-Net's predictions scored again); otherwise only each run's progress."""
+    from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
+    from nnunet_losses.nnunet.tools.study.folder import StudyFolder, StudyLocked
+    from nnunet_losses.nnunet.tools.study.grid import run_specs
+    from nnunet_losses.nnunet.tools.study.report import PROGRESS_COLUMNS, build_report, progress_rows, write_csv
+
+    if name not in {s.name for s in STUDIES}:
+        raise ValueError(f"unknown study name {name!r}: one of {', '.join(s.name for s in STUDIES)} "
+                         f"(benchmarks/studies/quality.py STUDIES)")
+    folder = StudyFolder(study_dir)
+    record = folder.read_study()
+    out = os.path.join(root, DATA, name)
+    os.makedirs(out, exist_ok=True)
+    try:
+        with folder:
+            build_report(folder, echo=echo)
+        reported = True
+    except StudyLocked:
+        reported = False
+    if reported:
+        for f in FILES:
+            src, dst = folder.path(f), os.path.join(out, f)
+            if os.path.isfile(src):
+                shutil.copyfile(src, dst)
+            elif os.path.isfile(dst):
+                os.remove(dst)
+    else:
+        echo(f"{study_dir} is in use by a running study: copying each run's progress only")
+        definition = StudyDefinition.from_json(record["definition"])
+        rows = progress_rows(folder, run_specs(folder, record, definition))
+        write_csv(os.path.join(out, "per_run.csv"), list(rows.values()), PROGRESS_COLUMNS)
+        if os.path.isfile(folder.path("halving.json")):
+            shutil.copyfile(folder.path("halving.json"), os.path.join(out, "halving.json"))
+    kept = {"definition": record["definition"], "dataset": record.get("dataset", {}).get("name"),
+            "schedule": record.get("schedule"), "versions": record.get("versions", {}),
+            "collected": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "report": reported}
+    with open(os.path.join(out, "study.json"), "w") as f:
+        json.dump(kept, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.quality", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("collect", help="copy a study folder's data into docs/data/studies/NAME")
+    c.add_argument("study_dir")
+    c.add_argument("name", choices=[s.name for s in STUDIES])
+    g = sub.add_parser("page", help="rewrite the generated blocks of docs/quality.md and README.md")
+    g.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page is stale")
+    a = p.parse_args(argv)
+    if a.command == "collect":
+        print(f"collected into {collect(a.study_dir, a.name)}; now run: python -m benchmarks.studies.quality page")
+        return 0
+    stale = write_pages(check=a.check)
+    if a.check and stale:
+        print(f"stale: {', '.join(stale)} (run: python -m benchmarks.studies.quality page)", file=sys.stderr)
+        return 1
+    print("rewritten: " + (", ".join(stale) or "nothing (up to date)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""docs/quality.md and README's "Which loss?" are what the committed study data gives
+(benchmarks/studies/quality.py), and their sentences say "holds" only with a corrected p below 0.05."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+
+from benchmarks.studies import quality
+
+ARMS = {"nnU-Net": {"trainer": "nnUNetTrainer"}, "CWCD": {"trainer": "nnUNetTrainerCWCD"},
+        "Combo": {"trainer": "nnUNetTrainerCombo"}, "OsC": {"trainer": "nnUNetTrainerOsC"}}
+
+
+def _write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _fake_root(tmp_path, p_holm_cwcd=0.012):
+    """A repository with the two pages (only their generated markers) and one study's data: 3 arms against
+    nnU-Net over 10 runs; CWCD's difference holds, Combo's does not, OsC was stopped by halving."""
+    root = tmp_path / "repo"
+    d = root / quality.DATA / "hippocampus_every_trainer"
+    d.mkdir(parents=True)
+    (root / "docs").mkdir(exist_ok=True)
+    for page in quality.PAGES:
+        keys = ["which-loss"] + ([f"study {s.name}" for s in quality.STUDIES] + ["pilots"]
+                                 if page.endswith("quality.md") else [])
+        (root / page).write_text("# page\n\n" + "".join(f"<!-- generated: {k} -->\nSTALE TEXT\n<!-- /generated: {k} -->\n\n"
+                                                        for k in keys) + "hand-written tail\n")
+    json.dump({"definition": {"arms": ARMS, "baseline": "nnU-Net", "folds": [0, 1, 2, 3, 4], "seeds": [0, 1],
+                              "epochs": 20, "iterations": 50, "configuration": "2d", "plans": "nnUNetPilotPlans"},
+               "versions": {"nnunet-losses": "0.1.0", "nnunetv2": "2.8.1", "torch": "2.14.1", "commit": "abcdef0123"},
+               "collected": "2026-12-05 23:00 UTC", "report": True}, open(d / "study.json", "w"))
+    runs = []
+    for arm in ARMS:
+        for fold in range(5):
+            for seed in (0, 1):
+                stopped = arm == "OsC"
+                runs.append({"arm": arm, "fold": fold, "seed": seed, "status": "stopped" if stopped else "done",
+                             "epochs": 5 if stopped else 20, "val_ema_dice": 0.2 if stopped else 0.8,
+                             "test_dice": "" if stopped else {"nnU-Net": 0.80, "CWCD": 0.83, "Combo": 0.79}[arm]})
+    _write_csv(d / "per_run.csv", runs)
+    _write_csv(d / "run_level.csv", [
+        {"evaluation": "test", "metric": "dice", "arm": "CWCD", "baseline": "nnU-Net", "n_runs": 10, "mean_diff": 0.03,
+         "better": 10, "equal": 0, "worse": 0, "p_value": 0.002, "p_holm": p_holm_cwcd, "smallest_p": 0.002},
+        {"evaluation": "test", "metric": "dice", "arm": "Combo", "baseline": "nnU-Net", "n_runs": 10,
+         "mean_diff": -0.01, "better": 3, "equal": 0, "worse": 7, "p_value": 0.04, "p_holm": 0.08, "smallest_p": 0.002},
+        {"evaluation": "cv", "metric": "dice", "arm": "CWCD", "baseline": "nnU-Net", "n_runs": 10, "mean_diff": 9.0,
+         "better": 10, "equal": 0, "worse": 0, "p_value": 0.002, "p_holm": 0.004, "smallest_p": 0.002}])
+    json.dump({"5": {"scores": {"nnU-Net": 0.3, "CWCD": 0.35, "Combo": 0.31, "OsC": 0.1}, "stopped": ["OsC"]}},
+              open(d / "halving.json", "w"))
+    return root
+
+
+def test_the_committed_pages_agree_with_the_committed_data():
+    stale = quality.write_pages(quality.ROOT, check=True)
+    assert not stale, f"{stale} differ from docs/data: run python -m benchmarks.studies.quality page"
+
+
+def test_blocks_say_holds_only_below_the_corrected_threshold(tmp_path):
+    root = _fake_root(tmp_path)
+    assert quality.write_pages(str(root)) == list(quality.PAGES)
+    page = (root / "docs" / "quality.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert "STALE TEXT" not in page and page.endswith("hand-written tail\n")
+    # the held difference: level, n, test, the corrected p, in one sentence; on both pages
+    sentence = ("Training with CWCD gives a higher mean test Dice than nnU-Net (+0.030; runs, n = 10, two-sided "
+                "Wilcoxon signed-rank, Holm over 2 arms: p = 0.012).")
+    assert sentence in page and sentence in readme
+    # Combo's raw p 0.04 is not significant after Holm: not established, never "holds"
+    assert "| Combo | 10 | 0.790 | -0.0100 | 3 / 0 / 7 | 0.040 | 0.080 | 0.002 | not established |" in page
+    assert "Training with Combo" not in page
+    # the cross-validation row is not the test-set table's
+    assert "+9.0" not in page
+    # the arm halving stopped: its screen score, no test-set comparison
+    assert "| OsC | 0.100 (stopped) |" in page
+    assert "| OsC | stopped by successive halving |" in readme
+    assert "| CWCD | +0.030, n = 10, p (Holm) = 0.012: higher, holds |" in readme
+    # nothing of an unstarted study is invented
+    assert "**Not started**: no data in `docs/data/studies/drive_every_trainer/`" in page
+    assert quality.write_pages(str(root), check=True) == []
+
+
+def test_a_change_in_the_data_makes_the_pages_stale(tmp_path):
+    root = _fake_root(tmp_path)
+    quality.write_pages(str(root))
+    _fake_root(tmp_path / "again", p_holm_cwcd=0.2)  # same study, CWCD's corrected p no longer below 0.05
+    src = tmp_path / "again" / "repo" / quality.DATA / "hippocampus_every_trainer" / "run_level.csv"
+    (root / quality.DATA / "hippocampus_every_trainer" / "run_level.csv").write_text(src.read_text())
+    assert quality.write_pages(str(root), check=True) == list(quality.PAGES)
+    quality.write_pages(str(root))
+    page = (root / "docs" / "quality.md").read_text()
+    assert "Training with CWCD" not in page
+    assert "No arm's mean test Dice differs from nnU-Net's at run level (n = 10 runs per arm" in page
+    assert "smallest corrected p = 0.080" in page
+
+
+@pytest.mark.parametrize("diff,p,expected", [(0.03, 0.049, "higher, holds"), (-0.03, 0.01, "lower, holds"),
+                                             (0.03, 0.05, "not established"), (0.0, 0.001, "not established"),
+                                             (0.03, float("nan"), "not established")])
+def test_verdict(diff, p, expected):
+    assert quality.verdict(diff, p) == expected
+
+
+def test_an_unclosed_block_is_an_error():
+    with pytest.raises(ValueError, match="has no closing"):
+        quality.render("<!-- generated: pilots -->\ntext", {"pilots": "x\n"}, "docs/quality.md")
