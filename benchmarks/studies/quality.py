@@ -449,7 +449,7 @@ def collect(study_dir: str, name: str, root: str = ROOT, echo=print) -> str:
             "schedule": record.get("schedule"), "versions": record.get("versions", {}),
             "collected": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "report": reported}
     with open(os.path.join(out, "study.json"), "w") as f:
-        json.dump(kept, f, indent=1, sort_keys=True)
+        json.dump(kept, f, indent=1)
         f.write("\n")
     return out
 
