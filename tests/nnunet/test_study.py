@@ -355,3 +355,18 @@ def test_a_one_arm_study_is_scored_without_case_level_statistics():
 
     assert statistics_flags(["nnU-Net"], "nnU-Net") == []
     assert statistics_flags(["nnU-Net", "CWCD"], "nnU-Net") == ["--baseline", "nnU-Net", "--ranking"]
+
+
+def test_training_progress_prefers_the_final_checkpoint(tmp_path):
+    """A run stopped between nnU-Net's writing checkpoint_final.pth and removing checkpoint_latest.pth keeps an
+    older latest checkpoint: the progress is the final one's."""
+    import torch
+
+    from nnunet_losses.nnunet.tools.study.grid import training_progress, validation_dice
+
+    spec = {"fold_dir": str(tmp_path)}
+    assert training_progress(spec)[0] == 0
+    torch.save({"logging": {"ema_fg_dice": [0.1, 0.2]}}, tmp_path / "checkpoint_latest.pth")
+    assert training_progress(spec) == (2, 0.2) and validation_dice(spec) == 0.2
+    torch.save({"logging": {"ema_fg_dice": [0.1, 0.2, 0.3]}}, tmp_path / "checkpoint_final.pth")
+    assert training_progress(spec) == (3, 0.3)

@@ -146,7 +146,9 @@ def training_progress(spec: dict) -> Tuple[int, float]:
     after each epoch."""
     import torch
 
-    for name in ("checkpoint_latest.pth", "checkpoint_final.pth"):
+    # the final checkpoint first: a run stopped between writing it and removing checkpoint_latest.pth (nnU-Net's
+    # order at the end of training) leaves an older latest one behind
+    for name in ("checkpoint_final.pth", "checkpoint_latest.pth"):
         path = os.path.join(spec["fold_dir"], name)
         if os.path.isfile(path):
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
