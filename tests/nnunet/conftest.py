@@ -24,16 +24,17 @@ Usage: ``nnunet_tiny.env(results_dir)`` is an environment for subprocesses of nn
 Never write into ``nnunet_tiny.raw`` or ``.preprocessed`` from a test (shared by the session).
 
 ``tiny_trainers_dir`` (session): a folder, for ``nnUNet_extTrainer``, holding test-only subclasses
-of every trainer: ``<name>_tiny`` (deep supervision on) and ``<name>_tinyNoDS`` (off); epochs and
-iterations from ``TINY_EPOCHS`` (1) and ``TINY_ITERS`` (2); ``TINY_SKIP_VAL=1`` skips the final
-validation. Using it also proves that a user's own ``nnUNet_extTrainer`` coexists with ours.
+of every trainer: ``<name>_tiny`` (deep supervision on) and ``<name>_tinyNoDS`` (off), written by the
+package's short-schedule generator (``nnunet_losses.nnunet.testing.short_schedule``): 1 epoch of 2
+iterations unless ``NNUNET_LOSSES_EPOCHS`` / ``NNUNET_LOSSES_ITERATIONS`` say otherwise;
+``NNUNET_LOSSES_FINAL_VALIDATION=0`` skips the final validation. Using it also proves that a user's own
+``nnUNet_extTrainer`` coexists with ours.
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from typing import Dict
 
@@ -146,43 +147,15 @@ def nnunet_tiny(tmp_path_factory) -> TinyNnUNet:
     return tiny
 
 
-TINY_TRAINERS_MODULE = textwrap.dedent('''
-    """Test-only variants of the nnunet-losses trainers: few epochs and iterations (see conftest)."""
-    import os
-
-    import torch
-
-    import nnunet_losses_trainers as _T
-
-
-    def _make(base, deep_supervision):
-        def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-            base.__init__(self, plans, configuration, fold, dataset_json, device)
-            self.num_epochs = int(os.environ.get("TINY_EPOCHS", "1"))
-            self.num_iterations_per_epoch = int(os.environ.get("TINY_ITERS", "2"))
-            self.num_val_iterations_per_epoch = 1
-            self.enable_deep_supervision = deep_supervision
-
-        def perform_actual_validation(self, save_probabilities=False):
-            if os.environ.get("TINY_SKIP_VAL") == "1":
-                self.print_to_log_file("TINY_SKIP_VAL=1: final validation skipped")
-                return
-            return base.perform_actual_validation(self, save_probabilities)
-
-        suffix = "_tiny" if deep_supervision else "_tinyNoDS"
-        return type(base.__name__ + suffix, (base,), {"__init__": __init__, "__module__": __name__,
-                                                     "perform_actual_validation": perform_actual_validation})
-
-
-    for _name in _T.__all__:
-        for _ds in (True, False):
-            _cls = _make(getattr(_T, _name), _ds)
-            globals()[_cls.__name__] = _cls
-''')
-
-
 @pytest.fixture(scope="session")
 def tiny_trainers_dir(tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("user_ext_trainers")
-    (folder / "tiny_test_trainers.py").write_text(TINY_TRAINERS_MODULE)
-    return str(folder)
+    import nnunet_losses_trainers
+    from nnunet_losses.nnunet.testing.short_schedule import Schedule, short_names, write_short_schedule_trainers
+
+    folder = str(tmp_path_factory.mktemp("user_ext_trainers"))
+    tiny = dict(epochs=1, iterations=2, val_iterations=1, note="NNUNET_LOSSES_FINAL_VALIDATION=0")
+    for module, suffix, deep_supervision in (("tiny_test_trainers", "_tiny", None),
+                                             ("tiny_test_trainers_nods", "_tinyNoDS", False)):
+        write_short_schedule_trainers(folder, module, short_names(nnunet_losses_trainers.__all__, suffix),
+                                      Schedule(**tiny, deep_supervision=deep_supervision), writer="the tests")
+    return folder

@@ -183,7 +183,7 @@ def test_prune_keeps_the_set_a_running_training_uses(nnunet_tiny, data, tiny_tra
     """A real training uses dwce set A (the defaults) while a prune asks for set B (w0=5): A is kept and
     reported in use by the training's PID; once the training is gone (SIGKILL, or a normal end) prune removes A."""
     env, folder, did = data
-    env = {**env, "nnUNet_extTrainer": tiny_trainers_dir, "TINY_SKIP_VAL": "1", "TINY_ITERS": "1"}
+    env = {**env, "nnUNet_extTrainer": tiny_trainers_dir, "NNUNET_LOSSES_FINAL_VALIDATION": "0", "NNUNET_LOSSES_ITERATIONS": "1"}
     monkeypatch.setenv("nnUNet_preprocessed", env["nnUNet_preprocessed"])
     ctx = M.MapContext.from_ids(did, CONFIG, nnunet_tiny.plans)
     a = {"dwce": {}}
@@ -196,7 +196,7 @@ def test_prune_keeps_the_set_a_running_training_uses(nnunet_tiny, data, tiny_tra
     prune_b = _precompute(nnunet_tiny, did, "--maps", "dwce", "--w0", "5", "--prune", "--verify")
     log = tmp_path / "train.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(train, env={**env, "TINY_EPOCHS": "1000"}, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(train, env={**env, "NNUNET_LOSSES_EPOCHS": "1000"}, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_for(lambda: "Epoch 0" in log.read_text() or proc.poll() is not None, 240, "the training to start")
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -213,7 +213,7 @@ def test_prune_keeps_the_set_a_running_training_uses(nnunet_tiny, data, tiny_tra
     assert r.returncode == 0 and "removed the dwce maps" in r.stdout and "kept" not in r.stdout, r.stdout[-2000:]
     assert set(M.find_missing_or_stale(ctx, a)["dwce"]) == set(ctx.identifiers())
     # a training that ends normally leaves no use behind
-    r = subprocess.run(train, env={**env, "TINY_EPOCHS": "1"}, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(train, env={**env, "NNUNET_LOSSES_EPOCHS": "1"}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert os.listdir(os.path.join(ctx.maps_dir, "in_use")) == []
     r = subprocess.run(prune_b, env=env, capture_output=True, text=True, timeout=120)
@@ -331,14 +331,14 @@ def test_read_only_preprocessed_folder(nnunet_tiny, read_only, tmp_path):
     assert r.returncode == 0 and "all map files OK" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     # missing stored maps: one clear error naming the folder, the command, NNUNET_LOSSES_MAPS_DIR and maps=online
     train = [nnunet_tiny.cli("nnUNetv2_train"), did, CONFIG, "0", "-p", nnunet_tiny.plans, "-device", "cpu"]
-    r = run(train + ["-tr", "nnUNetTrainerDWCE_tiny"], TINY_EPOCHS="1", TINY_ITERS="1", TINY_SKIP_VAL="1")
+    r = run(train + ["-tr", "nnUNetTrainerDWCE_tiny"], NNUNET_LOSSES_EPOCHS="1", NNUNET_LOSSES_ITERATIONS="1", NNUNET_LOSSES_FINAL_VALIDATION="0")
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "MapsFolderNotWritable" in out and "PermissionError" not in out
     assert str(folder / ident / "nnunet_losses_maps") in out and "cannot be written" in out
     assert f"nnunet_losses_precompute -d {folder.name}" in out and "maps=online" in out
     assert "NNUNET_LOSSES_MAPS_DIR" in out
     # "auto" width with no cache: measured in memory, training runs
-    r = run(train + ["-tr", "nnUNetTrainerCWCD_tiny"], TINY_EPOCHS="1", TINY_ITERS="1", TINY_SKIP_VAL="1")
+    r = run(train + ["-tr", "nnUNetTrainerCWCD_tiny"], NNUNET_LOSSES_EPOCHS="1", NNUNET_LOSSES_ITERATIONS="1", NNUNET_LOSSES_FINAL_VALIDATION="0")
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "measured the thickness of" in r.stdout and "in memory" in r.stdout
     # NNUNET_LOSSES_MAPS_DIR: maps and the thickness cache go to a writable folder of the user's choice

@@ -486,13 +486,13 @@ def test_stored_maps_train_resume_predict_cli(nnunet_tiny, tiny_trainers_dir, tm
     key, config = "labels3d", "3d_fullres"
     pre = tmp_path / "pre"
     shutil.copytree(nnunet_tiny.folder(key), pre / nnunet_tiny.datasets[key], ignore=_NO_MAPS)
-    env = nnunet_tiny.env(str(tmp_path / "results"), nnUNet_extTrainer=tiny_trainers_dir, TINY_ITERS=2,
-                          TINY_SKIP_VAL=1, nnUNet_preprocessed=str(pre), NNUNET_LOSSES_OPTIONS='{"maps": "stored"}')
+    env = nnunet_tiny.env(str(tmp_path / "results"), nnUNet_extTrainer=tiny_trainers_dir, NNUNET_LOSSES_ITERATIONS=2,
+                          NNUNET_LOSSES_FINAL_VALIDATION=0, nnUNet_preprocessed=str(pre), NNUNET_LOSSES_OPTIONS='{"maps": "stored"}')
     did = nnunet_tiny.datasets[key][7:10]
     train = [nnunet_tiny.cli("nnUNetv2_train"), did, config, "0", "-p", nnunet_tiny.plans, "-tr",
              "nnUNetTrainerCWCD_tiny", "-device", "cpu"]
     for extra, epochs in (([], "1"), (["--c"], "2")):
-        p = subprocess.run(train + extra, env={**env, "TINY_EPOCHS": epochs}, capture_output=True, text=True,
+        p = subprocess.run(train + extra, env={**env, "NNUNET_LOSSES_EPOCHS": epochs}, capture_output=True, text=True,
                            timeout=300)
         assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     fold = tmp_path / "results" / nnunet_tiny.datasets[key] / f"nnUNetTrainerCWCD_tiny__{nnunet_tiny.plans}__{config}" \

@@ -98,3 +98,59 @@ def test_seed_reaches_the_generators_and_the_loader_workers(monkeypatch):
     unseeded = short_schedule_trainer(_FakeTrainer, "Fake_y", Schedule())
     monkeypatch.delenv(SEED_VARIABLE)
     assert unseeded(None, "2d", 0, None).get_dataloaders() == (None, None)
+
+
+class _Base:
+    """The attributes of nnU-Net's trainer a schedule changes, with nnU-Net's defaults."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=None):
+        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 1000, 250, 50
+        self.enable_deep_supervision = True
+        self.validated = False
+
+    def print_to_log_file(self, *args):
+        pass
+
+    def perform_actual_validation(self, save_probabilities=False):
+        self.validated = True
+
+
+def test_environment_overrides_and_deep_supervision(monkeypatch):
+    from nnunet_losses.nnunet.testing.short_schedule import short_schedule_trainer
+
+    for name in ("NNUNET_LOSSES_EPOCHS", "NNUNET_LOSSES_ITERATIONS", "NNUNET_LOSSES_FINAL_VALIDATION"):
+        monkeypatch.delenv(name, raising=False)
+    tiny = short_schedule_trainer(_Base, "B_tiny", Schedule(epochs=1, iterations=2, val_iterations=1))
+    no_ds = short_schedule_trainer(_Base, "B_nods", Schedule(epochs=1, deep_supervision=False, final_validation=False))
+    t = tiny(None, None, 0, None)
+    assert (t.num_epochs, t.num_iterations_per_epoch, t.num_val_iterations_per_epoch) == (1, 2, 1)
+    assert t.enable_deep_supervision is True
+    assert no_ds(None, None, 0, None).enable_deep_supervision is False
+    t.perform_actual_validation()
+    assert t.validated
+    monkeypatch.setenv("NNUNET_LOSSES_EPOCHS", "4")
+    monkeypatch.setenv("NNUNET_LOSSES_ITERATIONS", "3")
+    monkeypatch.setenv("NNUNET_LOSSES_FINAL_VALIDATION", "0")
+    t = tiny(None, None, 0, None)
+    assert (t.num_epochs, t.num_iterations_per_epoch) == (4, 3)
+    t.perform_actual_validation()
+    assert not t.validated
+    monkeypatch.setenv("NNUNET_LOSSES_FINAL_VALIDATION", "1")
+    v = no_ds(None, None, 0, None)
+    v.perform_actual_validation()
+    assert v.validated  # the variable wins over the schedule's final_validation=False
+    monkeypatch.setenv("NNUNET_LOSSES_FINAL_VALIDATION", "yes")
+    with pytest.raises(ValueError, match="NNUNET_LOSSES_FINAL_VALIDATION='yes'"):
+        t.perform_actual_validation()
+    with pytest.raises(ValueError, match="deep_supervision"):
+        Schedule(deep_supervision="off")
+
+
+def test_study_runs_ignore_the_schedule_variables(monkeypatch):
+    """A study's definition is its schedule: a stray variable in the user's shell must not change it."""
+    from nnunet_losses.nnunet.tools.study.run import run_environment
+
+    monkeypatch.setenv("NNUNET_LOSSES_EPOCHS", "1")
+    monkeypatch.setenv("NNUNET_LOSSES_FINAL_VALIDATION", "0")
+    env = run_environment({"nnunet_paths": {}, "results": "/r", "trainers_dir": "/t", "seed": 0, "options": {}})
+    assert "NNUNET_LOSSES_EPOCHS" not in env and "NNUNET_LOSSES_FINAL_VALIDATION" not in env

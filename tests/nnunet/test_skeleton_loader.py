@@ -165,7 +165,7 @@ def test_loader_mode_trains_end_to_end(nnunet_tiny, tiny_trainers_dir, tmp_path)
     """nnUNetv2_train with NNUNET_LOSSES_OPTIONS=maps=loader and one loader worker process: trains, checkpoints
     and records the mode."""
     results = str(tmp_path / "results")
-    env = nnunet_tiny.env(results, nnUNet_extTrainer=tiny_trainers_dir, TINY_ITERS=2, TINY_EPOCHS=1, TINY_SKIP_VAL=1,
+    env = nnunet_tiny.env(results, nnUNet_extTrainer=tiny_trainers_dir, NNUNET_LOSSES_ITERATIONS=2, NNUNET_LOSSES_EPOCHS=1, NNUNET_LOSSES_FINAL_VALIDATION=0,
                           nnUNet_n_proc_DA=1, NNUNET_LOSSES_OPTIONS="maps=loader")
     did = nnunet_tiny.datasets["labels3d"][7:10]
     cmd = [nnunet_tiny.cli("nnUNetv2_train"), did, "3d_fullres", "0", "-p", nnunet_tiny.plans,

@@ -81,7 +81,7 @@ class _Setup:
 
     def env(self, results, pre=None, **extra):
         return self.tiny.env(results, nnUNet_preprocessed=pre or self.pre, nnUNet_extTrainer=self.ext_dir,
-                             TINY_ITERS=2, **extra)
+                             NNUNET_LOSSES_ITERATIONS=2, **extra)
 
     def train(self, tr, config, *extra):
         return [self.tiny.cli("nnUNetv2_train"), self.did, config, "0", "-p", CASCADE_PLANS, "-tr", tr,
@@ -97,12 +97,12 @@ def _chain(s: _Setup, name: str):
     tr = name + "_tiny"
     results = os.path.join(s.root, "results_" + name)
     env = s.env(results)
-    steps = {"lowres": _run(s.train(tr, "3d_lowres"), {**env, "TINY_EPOCHS": "2"})}
+    steps = {"lowres": _run(s.train(tr, "3d_lowres"), {**env, "NNUNET_LOSSES_EPOCHS": "2"})}
     if steps["lowres"]["rc"] == 0:
-        steps["cascade"] = _run(s.train(tr, "3d_cascade_fullres"), {**env, "TINY_EPOCHS": "1", "TINY_SKIP_VAL": "1"})
+        steps["cascade"] = _run(s.train(tr, "3d_cascade_fullres"), {**env, "NNUNET_LOSSES_EPOCHS": "1", "NNUNET_LOSSES_FINAL_VALIDATION": "0"})
     if steps.get("cascade", {}).get("rc") == 0:
         steps["resume"] = _run(s.train(tr, "3d_cascade_fullres", "--c"),
-                               {**env, "TINY_EPOCHS": "2", "TINY_SKIP_VAL": "1"})
+                               {**env, "NNUNET_LOSSES_EPOCHS": "2", "NNUNET_LOSSES_FINAL_VALIDATION": "0"})
     if steps.get("resume", {}).get("rc") == 0:
         raw = os.path.join(s.tiny.raw, s.name, "imagesTr")
         case = sorted(os.listdir(raw))[-1]
@@ -123,7 +123,7 @@ def _chain(s: _Setup, name: str):
 
 def _stored_maps_run(s: _Setup, pre: str):
     """nnUNetTrainerCWCD with maps="stored" on 3d_cascade_fullres, in its own copy ``pre`` of the data."""
-    env = s.env(os.path.join(s.root, "results_stored"), pre=pre, TINY_EPOCHS=1, TINY_SKIP_VAL=1,
+    env = s.env(os.path.join(s.root, "results_stored"), pre=pre, NNUNET_LOSSES_EPOCHS=1, NNUNET_LOSSES_FINAL_VALIDATION=0,
                 NNUNET_LOSSES_OPTIONS='{"maps": "stored"}')
     step = _run(s.train("nnUNetTrainerCWCD_tiny", "3d_cascade_fullres"), env)
     step["maps_dir"] = os.path.join(pre, s.name, "nnUNetPlans_3d_fullres", "nnunet_losses_maps")

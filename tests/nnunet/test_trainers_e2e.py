@@ -64,14 +64,14 @@ def _chain(name, tiny, ext_dir, root):
     tr = name + ("_tiny" if ds else "_tinyNoDS")
     did = tiny.datasets[key][7:10]
     results = os.path.join(root, name)
-    env = tiny.env(results, nnUNet_extTrainer=ext_dir, TINY_ITERS=2, TINY_SKIP_VAL=1)
+    env = tiny.env(results, nnUNet_extTrainer=ext_dir, NNUNET_LOSSES_ITERATIONS=2, NNUNET_LOSSES_FINAL_VALIDATION=0)
     train = [tiny.cli("nnUNetv2_train"), did, config, "0", "-p", tiny.plans, "-tr", tr, "-device", "cpu"]
-    steps = {"train": _run(train, {**env, "TINY_EPOCHS": "1"})}
+    steps = {"train": _run(train, {**env, "NNUNET_LOSSES_EPOCHS": "1"})}
     if steps["train"]["rc"] == 0:
-        steps["resume"] = _run(train + ["--c"], {**env, "TINY_EPOCHS": "2"})
+        steps["resume"] = _run(train + ["--c"], {**env, "NNUNET_LOSSES_EPOCHS": "2"})
     if steps.get("resume", {}).get("rc") == 0 and name == FULL_VALIDATION:
-        env_val = {**env, "TINY_EPOCHS": "2"}
-        env_val.pop("TINY_SKIP_VAL")
+        env_val = {**env, "NNUNET_LOSSES_EPOCHS": "2"}
+        env_val.pop("NNUNET_LOSSES_FINAL_VALIDATION")
         steps["val"] = _run(train + ["--val", "--npz"], env_val)
     if steps.get("resume", {}).get("rc") == 0:
         raw = os.path.join(tiny.raw, tiny.datasets[key], "imagesTr")

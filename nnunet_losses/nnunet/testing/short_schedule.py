@@ -17,7 +17,12 @@ base trainer (loss, data, network, augmentation unchanged) with, where the :clas
   overrides the schedule's, for runners that share the cores between runs), how often
   ``checkpoint_latest.pth`` is saved (nnU-Net: every 50 epochs; a short schedule that should resume
   after an interruption saves more often);
+* deep supervision switched off (``deep_supervision=False``), as nnU-Net's ``nnUNetTrainerNoDeepSupervision``;
 * nnU-Net's final validation of the fold skipped (when only a held-out test set is evaluated);
+* for tests and tools that reuse one generated class with several schedules, the environment variables
+  ``NNUNET_LOSSES_EPOCHS`` and ``NNUNET_LOSSES_ITERATIONS`` override the epochs and iterations, and
+  ``NNUNET_LOSSES_FINAL_VALIDATION`` (``0`` or ``1``) whether the final validation runs (the study command
+  removes all three from its runs' environment: there the study's definition is the schedule);
 * a pause (``NNUNET_LOSSES_PAUSE_AT_EPOCH=E``): after epoch ``E`` the run saves ``checkpoint_latest.pth``
   and stops with exit code 0; ``nnUNetv2_train --c`` continues it with the same learning-rate schedule.
 
@@ -40,12 +45,18 @@ from typing import Dict, Mapping, Optional
 
 from nnunet_losses._io import atomic_write_bytes
 
-__all__ = ["Schedule", "SEED_VARIABLE", "PAUSE_VARIABLE", "THREADS_VARIABLE", "short_schedule_trainer", "define_short_schedule_trainers",
-           "write_short_schedule_trainers", "find_base_trainer"]
+__all__ = ["Schedule", "SEED_VARIABLE", "PAUSE_VARIABLE", "THREADS_VARIABLE", "EPOCHS_VARIABLE", "ITERATIONS_VARIABLE",
+           "FINAL_VALIDATION_VARIABLE", "SCHEDULE_VARIABLES", "short_schedule_trainer",
+           "define_short_schedule_trainers", "write_short_schedule_trainers", "find_base_trainer"]
 
 SEED_VARIABLE = "NNUNET_LOSSES_SEED"
 PAUSE_VARIABLE = "NNUNET_LOSSES_PAUSE_AT_EPOCH"
 THREADS_VARIABLE = "NNUNET_LOSSES_THREADS"
+EPOCHS_VARIABLE = "NNUNET_LOSSES_EPOCHS"
+ITERATIONS_VARIABLE = "NNUNET_LOSSES_ITERATIONS"
+FINAL_VALIDATION_VARIABLE = "NNUNET_LOSSES_FINAL_VALIDATION"
+#: the variables that change what a run trains (not how fast)
+SCHEDULE_VARIABLES = (EPOCHS_VARIABLE, ITERATIONS_VARIABLE, FINAL_VALIDATION_VARIABLE)
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class Schedule:
     seed: Optional[int] = None
     threads: Optional[int] = None
     save_every: Optional[int] = None  # epochs between checkpoint_latest.pth saves (nnU-Net: 50)
+    deep_supervision: Optional[bool] = None  # False: off, as nnUNetTrainerNoDeepSupervision
     final_validation: bool = True
     note: str = "short schedule"  # the text the log shows when the final validation is skipped
 
@@ -66,6 +78,8 @@ class Schedule:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"Schedule.{name} must be a whole number >= 1 or None, got {value!r}")
+        if self.deep_supervision not in (None, True, False):
+            raise ValueError(f"Schedule.deep_supervision must be True, False or None, got {self.deep_supervision!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ValueError(f"Schedule.seed must be a whole number >= 0 or None, got {self.seed!r}")
 
@@ -78,6 +92,13 @@ def _env_int(name: str) -> Optional[int]:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _env_final_validation(default: bool) -> bool:
+    raw = os.environ.get(FINAL_VALIDATION_VARIABLE, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ValueError(f"{FINAL_VALIDATION_VARIABLE}={raw!r}: use 1 (run nnU-Net's final validation) or 0 (skip it)")
+    return default if raw == "" else raw == "1"
 
 
 def seed_everything(seed: int) -> None:
@@ -101,14 +122,18 @@ def short_schedule_trainer(base: type, name: str, schedule: Schedule, module: st
             seed_everything(seed)
         base.__init__(self, plans, configuration, fold, dataset_json, device)
         self.short_schedule_seed = seed
-        if schedule.epochs is not None:
-            self.num_epochs = schedule.epochs
-        if schedule.iterations is not None:
-            self.num_iterations_per_epoch = schedule.iterations
+        epochs = _env_int(EPOCHS_VARIABLE) or schedule.epochs
+        if epochs is not None:
+            self.num_epochs = epochs
+        iterations = _env_int(ITERATIONS_VARIABLE) or schedule.iterations
+        if iterations is not None:
+            self.num_iterations_per_epoch = iterations
         if schedule.val_iterations is not None:
             self.num_val_iterations_per_epoch = schedule.val_iterations
         if schedule.save_every is not None:
             self.save_every = schedule.save_every
+        if schedule.deep_supervision is not None:
+            self.enable_deep_supervision = schedule.deep_supervision
         threads = _env_int(THREADS_VARIABLE) or schedule.threads
         if threads is not None:
             torch.set_num_threads(threads)
@@ -154,7 +179,7 @@ def short_schedule_trainer(base: type, name: str, schedule: Schedule, module: st
             raise SystemExit(0)
 
     def perform_actual_validation(self, save_probabilities=False):
-        if not schedule.final_validation:
+        if not _env_final_validation(schedule.final_validation):
             self.print_to_log_file(f"{name}: final validation skipped ({schedule.note})")
             return None
         return base.perform_actual_validation(self, save_probabilities)

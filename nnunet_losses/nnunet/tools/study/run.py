@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from nnunet_losses.nnunet.testing.short_schedule import PAUSE_VARIABLE, SEED_VARIABLE, THREADS_VARIABLE
+from nnunet_losses.nnunet.testing.short_schedule import (PAUSE_VARIABLE, SCHEDULE_VARIABLES, SEED_VARIABLE,
+                                                         THREADS_VARIABLE)
 from nnunet_losses.nnunet.tools.commands import command_path
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
 
@@ -50,7 +51,8 @@ def run_environment(spec: Dict[str, Any]) -> Dict[str, str]:
     env.pop("NNUNET_LOSSES_OPTIONS", None)
     if spec["options"]:
         env["NNUNET_LOSSES_OPTIONS"] = json.dumps(spec["options"])
-    env.pop(PAUSE_VARIABLE, None)
+    for name in (PAUSE_VARIABLE, *SCHEDULE_VARIABLES):  # the definition is the schedule
+        env.pop(name, None)
     if spec.get("pause_at") is not None:
         env[PAUSE_VARIABLE] = str(spec["pause_at"])
     if spec.get("threads"):  # torch threads and nnU-Net's export workers (final validation) per run
