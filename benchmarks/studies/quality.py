@@ -56,13 +56,15 @@ class Pilot:
     dataset: str             # its ``dataset`` column
     iterations_per_epoch: int
     what: str
+    per_run: str = ""        # the pilot study's per_run.csv (its test-set Dice), if kept
 
 
 PILOTS = (
     Pilot("docs/data/pilot_curves.csv", "Hippocampus", 20, "15 epochs x 20 iterations (the first pilot)"),
     Pilot("docs/data/pilot_curve_hippocampus_50x50.csv", "Hippocampus-50x50", 50,
           "50 epochs x 50 iterations (the second pilot), stopped after epoch 26"),
-    Pilot("docs/data/pilot_curve_drive.csv", "DRIVE", 50, "40 epochs x 50 iterations"),
+    Pilot("docs/data/pilot_curve_drive.csv", "DRIVE", 50, "40 epochs x 50 iterations",
+          per_run="docs/data/pilot_drive_per_run.csv"),
 )
 
 PAGES = ("docs/quality.md", "README.md")
@@ -306,6 +308,12 @@ def study_block(root: str, study: Study) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _window_mean(rows: List[dict], row: dict, width: int = 5) -> float:
+    i = rows.index(row)
+    values = [_float(r["pseudo_dice"]) for r in rows[max(0, i - width + 1):i + 1]]
+    return sum(values) / len(values)
+
+
 def pilots_block(root: str) -> str:
     lines = []
     for pilot in PILOTS:
@@ -319,15 +327,18 @@ def pilots_block(root: str) -> str:
             shown.append(rows[-1])
         its = [str((int(r["epoch"]) + 1) * pilot.iterations_per_epoch) for r in shown]
         lines += [f"**{pilot.dataset}**, {pilot.what} (`{pilot.csv}`): nnU-Net's validation pseudo Dice "
-                  f"(mean over the foreground classes) and its EMA after each epoch.", "",
+                  f"(mean over the foreground classes) after each epoch, its mean over 5 epochs and nnU-Net's EMA.", "",
                   "| training iterations | " + " | ".join(its) + " |", "|---|" + "---|" * len(its),
                   "| pseudo Dice | " + " | ".join(_f(_float(r["pseudo_dice"])) for r in shown) + " |",
+                  "| mean of the 5 epochs up to here | " + " | ".join(_f(_window_mean(rows, r)) for r in shown) + " |",
                   "| EMA | " + " | ".join(_f(_float(r["ema_pseudo_dice"])) for r in shown) + " |", ""]
         final = [r for r in _read_csv(os.path.join(root, pilot.csv[:-4] + "_final.csv"))
                  if r.get("dataset") == pilot.dataset]
+        runs = _read_csv(os.path.join(root, pilot.per_run)) if pilot.per_run else []
+        test = f"; test set: mean Dice {_f(_float(runs[0]['test_dice']))} (`{pilot.per_run}`)" if runs else ""
         if final:
-            lines += [f"nnU-Net's final validation of that run: mean Dice {_f(_float(final[0]['validation_dice']))}.",
-                      ""]
+            lines += [f"nnU-Net's final validation of that run (the fold's validation cases, whole images): mean Dice "
+                      f"{_f(_float(final[0]['validation_dice']))}{test}.", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
