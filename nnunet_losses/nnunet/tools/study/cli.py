@@ -1,10 +1,11 @@
-"""``nnunet_losses_study``: the command line (``run``, ``status``, ``report``); docs/study.md.
+"""``nnunet_losses_study``: the command line (``run``, ``status``, ``report``, ``adopt``); docs/study.md.
 
     nnunet_losses_study run STUDY_DIR -d 4 -c 3d_fullres --arms nnUNetTrainer nnUNetTrainerCWCD \\
         'CWCD_i2=nnUNetTrainerCWCD:{"contour_width": 2}' --seeds 0 1 2 --jobs 2 --devices cuda:0 cuda:1
     nnunet_losses_study run STUDY_DIR                      # continue (finished runs are skipped)
     nnunet_losses_study status STUDY_DIR
     nnunet_losses_study report STUDY_DIR                   # rebuild report.md and the CSVs, no training
+    nnunet_losses_study adopt STUDY_DIR --from OTHER_DIR   # copy OTHER's matching runs instead of training them
 """
 from __future__ import annotations
 
@@ -106,6 +107,8 @@ def status_lines(folder: StudyFolder) -> List[str]:
             extra = f"  {st.get('reason')}"
         elif st.get("status") == "running" and st.get("started"):
             extra = f"  for {time.time() - st['started']:.0f} s"
+        if st.get("adopted_from"):
+            extra += f"  adopted from {st['adopted_from']['study']}/{st['adopted_from']['run']}"
         secs = (st.get("seconds") or {}).get("train")
         lines.append(f"  {rid:<{width}}  {st.get('status'):<8} attempts {st.get('attempts', 0)}"
                      + (f"  train {secs:.0f} s" if secs else "") + extra)
@@ -163,6 +166,17 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild report.md, the CSVs and plots from the folder (no training)")
     rep.add_argument("study")
     rep.add_argument("--no-evaluate", action="store_true", help="reuse evaluation/ (no compare run)")
+    ad = sub.add_parser("adopt", help="copy the matching done / paused / stopped runs of another study into this "
+                                      "one instead of training them again")
+    ad.add_argument("study", help="the study whose never-started runs are filled")
+    ad.add_argument("--from", dest="source", required=True, metavar="OTHER_DIR", help="the study the runs come from "
+                    "(left as it was)")
+    ad.add_argument("--arm", action="append", metavar="OTHER=THIS", help="pair arm OTHER of --from with arm THIS "
+                    "(repeatable); only these pairs are used, each still checked (default: every pair that trains "
+                    "alike)")
+    ad.add_argument("--definition", help="prepare STUDY from this definition first (writes study.json, trains "
+                                         "nothing)")
+    ad.add_argument("--dry-run", action="store_true", help="list what would be adopted, copy nothing")
     return p
 
 
@@ -171,6 +185,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     folder = StudyFolder(a.study)
     if a.command == "status":
         print("\n".join(status_lines(folder)))
+        return 0
+    if a.command == "adopt":
+        from nnunet_losses.nnunet.tools.study.adopt import adopt
+
+        adopt(a.study, a.source, pairs=a.arm, dry_run=a.dry_run,
+              definition=load_definition(a.definition)[0] if a.definition else None)
         return 0
     if a.command == "report":
         from nnunet_losses.nnunet.tools.study.report import build_report

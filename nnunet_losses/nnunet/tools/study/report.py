@@ -142,6 +142,9 @@ def _status_table(folder: StudyFolder, specs: Dict[str, dict]) -> List[str]:
         note = st.get("reason") or st.get("error") or ""
         if st.get("status") == "failed":
             note = f"{note}; log {st.get('log')}"
+        if st.get("adopted_from"):  # copied from another study by 'adopt'
+            src = st["adopted_from"]
+            note = "; ".join(n for n in (note, f"adopted from {src['study']}/{src['run']}") if n)
         lines.append(f"| {rid} | {st.get('status')} | {st.get('attempts', 0)} | {_fmt(sec.get('train'), 0)} | "
                      f"{_fmt(sec.get('predict'), 0)} | {note} |")
     return lines

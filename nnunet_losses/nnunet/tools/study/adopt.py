@@ -1,0 +1,389 @@
+"""Sharing runs between studies: ``nnunet_losses_study adopt STUDY --from OTHER`` copies the runs of OTHER
+that STUDY would train again, so that STUDY skips them (done) or continues them (paused)::
+
+    nnunet_losses_study adopt /data/studies/cw_widths --from /data/studies/all_trainers --dry-run
+    nnunet_losses_study adopt /data/studies/cw_widths --from /data/studies/all_trainers --arm CWCD=CWCD_auto
+
+The rules (docs/study.md, "Sharing runs between studies"):
+
+* both folders hold a study (``study.json``; ``--definition FILE`` prepares STUDY first, training nothing)
+  and no other study command works on either (both locks are taken);
+* the studies have the same dataset, configuration, plans identifier and schedule (epochs, iterations,
+  validation iterations), else no run can match (ValueError);
+* an arm of OTHER matches an arm of STUDY when both have the same trainer and the same effective options:
+  the trainer's defaults (``tunable_options()``) updated with the arm's options, so ``CWCD`` ``{}`` matches
+  ``CWCD_auto`` ``{"contour_width": "auto"}``. An option nnU-Net's plans decide (``batch_dice``) matches
+  only when both leave it to the plans or both set it. ``--arm OTHER=THIS`` restricts the pairing to the
+  pairs given (still checked);
+* a run (fold, seed) is adopted when STUDY's run never started (pending, no attempt, no files) and OTHER's
+  run is done, paused or stopped (by OTHER's successive halving: paused here, so STUDY's ``run`` continues
+  it with ``--c``), has its checkpoint, and was trained with the plans STUDY uses (the ``plans.json`` nnU-Net
+  saved beside it equals STUDY's, compared as JSON);
+* files are copied, never moved or overwritten (OTHER stays as it was): the fold folder, the model folder's
+  ``plans.json``/``dataset.json``/``dataset_fingerprint.json`` when missing, the test predictions when both
+  studies predict the same test set the same way (else a done run stays pending here and STUDY's ``run``
+  only predicts its test set), and OTHER's log appended to STUDY's. The state records
+  ``adopted_from: {"study", "run", "status"}``. Predictions at OTHER's halving stops are not copied.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from nnunet_losses.nnunet.tools.study.definition import Arm, StudyDefinition
+from nnunet_losses.nnunet.tools.study.folder import StudyFolder, run_id
+
+__all__ = ["adopt", "Adoption", "effective_options", "pair_arms", "study_differences", "ADOPTABLE"]
+
+#: status of an adoptable run in OTHER -> its status in STUDY
+ADOPTABLE = {"done": "done", "paused": "paused", "stopped": "paused"}
+MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
+SCHEDULE_KEYS = ("epochs", "iterations", "val_iterations")
+#: the default of an option the trainer takes from the plans (``batch_dice``)
+FROM_PLANS = "<from the plans>"
+_DEFAULTS: Dict[str, Tuple[Dict[str, Any], Dict[str, str]]] = {}
+
+
+# ------------------------------------------------------------------------------------------ studies
+@dataclass
+class _Study:
+    """A study folder with its record and definition."""
+
+    folder: StudyFolder
+    record: Dict[str, Any]
+    definition: StudyDefinition
+
+    @classmethod
+    def load(cls, folder: StudyFolder) -> "_Study":
+        record = folder.read_study()
+        return cls(folder, record, StudyDefinition.from_json(record["definition"]))
+
+    def fold_dir(self, arm: str, fold: int, seed: int) -> str:
+        return self.folder.fold_dir(self.definition, arm, fold, seed, self.record["dataset"]["name"])
+
+    def model_dir(self, arm: str, seed: int) -> str:
+        return self.folder.model_dir(self.definition, arm, seed, self.record["dataset"]["name"])
+
+    def plans(self, arm: str, seed: int) -> Optional[dict]:
+        """The plans of ``arm``'s runs: the ``plans.json`` nnU-Net saved in the model folder, else the
+        preprocessed ``<plans>.json`` (None when neither exists)."""
+        pre = self.record.get("nnunet_paths", {}).get("nnUNet_preprocessed") or ""
+        for path in (os.path.join(self.model_dir(arm, seed), "plans.json"),
+                     os.path.join(pre, self.record["dataset"]["name"], f"{self.definition.plans}.json")):
+            if os.path.isfile(path):
+                with open(path) as f:
+                    return json.load(f)
+        return None
+
+
+def _missing_study(root: str, source: str) -> ValueError:
+    return ValueError(f"{root} holds no study yet (no study.json), so it has no runs to fill: give its definition, "
+                      f"nnunet_losses_study adopt {root} --from {source} --definition FILE (this writes study.json as "
+                      f"'run' does, training nothing), or run 'nnunet_losses_study run {root} --definition FILE "
+                      f"--no-report' once and adopt before its runs start")
+
+
+def study_differences(this: _Study, other: _Study) -> List[str]:
+    """What two studies differ in among dataset, configuration, plans and schedule (no run can match then)."""
+    pairs = [("dataset", this.record["dataset"]["name"], other.record["dataset"]["name"]),
+             ("configuration", this.definition.configuration, other.definition.configuration),
+             ("plans", this.definition.plans, other.definition.plans)]
+    pairs += [(k, getattr(this.definition, k), getattr(other.definition, k)) for k in SCHEDULE_KEYS]
+    return [f"{what} {b!r} there, {a!r} here" for what, a, b in pairs if a != b]
+
+
+# ------------------------------------------------------------------------------------------ arms
+def _trainer_defaults(trainer: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """(every option of ``trainer`` with its default, renamed options old -> new); cached."""
+    if trainer not in _DEFAULTS:
+        from nnunet_losses.nnunet.testing.short_schedule import find_base_trainer
+
+        cls = find_base_trainer(trainer)
+        if not hasattr(cls, "tunable_options"):  # nnU-Net's own trainers take no loss options
+            _DEFAULTS[trainer] = ({}, {})
+        else:
+            defaults = dict(cls.tunable_options())
+            params = inspect.signature(cls.loss_class.__init__).parameters
+            if "batch_dice" in params and "batch_dice" not in cls.loss_defaults:
+                defaults["batch_dice"] = FROM_PLANS  # the trainer takes it from the plans
+            _DEFAULTS[trainer] = (defaults, dict(getattr(cls.loss_class, "renamed_arguments", {}) or {}))
+    defaults, renames = _DEFAULTS[trainer]
+    return dict(defaults), dict(renames)
+
+
+def _given_options(trainer: str, options: Dict[str, Any]) -> Dict[str, Any]:
+    """An arm's options as the trainer reads them: renamed options under their new names, booleans coerced."""
+    from nnunet_losses.nnunet.training import options as opt
+
+    defaults, renames = _trainer_defaults(trainer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        given = opt.rename_options(options, renames)[0]
+    try:
+        given = opt.coerce_booleans(given, defaults)
+    except ValueError:  # a value the trainer refuses: compared as written
+        pass
+    return opt.normalise(given)
+
+
+def effective_options(trainer: str, options: Dict[str, Any]) -> Dict[str, Any]:
+    """The options a run of ``trainer`` with the arm's ``options`` trains with: the trainer's defaults updated
+    with the options (``FROM_PLANS`` for an option taken from the plans).
+
+    >>> effective_options("nnUNetTrainerCWCD", {}) == effective_options("nnUNetTrainerCWCD", {"contour_width": "auto"})
+    True
+    """
+    from nnunet_losses.nnunet.training import options as opt
+
+    return opt.normalise({**_trainer_defaults(trainer)[0], **_given_options(trainer, options)})
+
+
+def arm_difference(other: Arm, this: Arm) -> str:
+    """Why runs of ``other`` are not runs of ``this`` ("" when they train alike)."""
+    if other.trainer != this.trainer:
+        return f"trainer {other.trainer} there, {this.trainer} here"
+    a, b = effective_options(other.trainer, other.options), effective_options(this.trainer, this.options)
+    diff = [f"{k} {a.get(k)!r} there, {b.get(k)!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return f"options differ: {', '.join(diff)}" if diff else ""
+
+
+def pair_arms(this: StudyDefinition, other: StudyDefinition, pairs: Optional[Sequence[str]] = None
+              ) -> Dict[str, List[str]]:
+    """{arm of STUDY: the arms of OTHER whose runs it may adopt}: every arm of OTHER that trains alike, or,
+    with ``pairs`` (``"OTHER_ARM=THIS_ARM"``), only those pairs (ValueError for a pair that does not match)."""
+    if not pairs:
+        out = {a.name: [b.name for b in other.arms if not arm_difference(b, a)] for a in this.arms}
+        return {k: v for k, v in out.items() if v}
+    out: Dict[str, List[str]] = {}
+    for text in pairs:
+        src, sep, dst = (s.strip() for s in text.partition("="))
+        if not sep or not src or not dst:
+            raise ValueError(f"--arm {text!r}: give OTHER_ARM=THIS_ARM, e.g. --arm CWCD=CWCD_auto")
+        for name, d, where in ((src, other, "the other study (--from)"), (dst, this, "this study")):
+            if name not in [a.name for a in d.arms]:
+                raise ValueError(f"--arm {text!r}: {name!r} is no arm of {where}; its arms: "
+                                 f"{[a.name for a in d.arms]}")
+        why = arm_difference(other.arm(src), this.arm(dst))
+        if why:
+            raise ValueError(f"--arm {text!r}: these arms do not train alike ({why}); only runs of the same trainer "
+                             f"with the same effective options can be shared")
+        out.setdefault(dst, []).append(src)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ runs
+@dataclass
+class Adoption:
+    """One run of STUDY filled from a run of OTHER."""
+
+    run: str
+    arm: str
+    fold: int
+    seed: int
+    source_run: str
+    source_arm: str
+    source_status: str
+    status: str  # in STUDY: done, paused, or pending (done there, its test set is predicted here)
+    epoch: Optional[int]
+    predictions: bool  # the test predictions are copied
+
+
+def _empty(path: str) -> bool:
+    """No file there: absent, or an empty folder."""
+    return not os.path.lexists(path) or (os.path.isdir(path) and not os.listdir(path))
+
+
+def _untouched(this: _Study, arm: str, fold: int, seed: int) -> bool:
+    """STUDY's run never started: pending, no attempt, no fold folder or test predictions."""
+    st = this.folder.read_state(run_id(arm, fold, seed))
+    return (st.get("status") == "pending" and not st.get("attempts") and _empty(this.fold_dir(arm, fold, seed))
+            and _empty(this.folder.prediction_dir(arm, fold, seed)))
+
+
+def _same_test_set(this: _Study, other: _Study) -> bool:
+    """Whether OTHER's test predictions are STUDY's: same test images and labels, file ending, mirroring."""
+    a, b = this.record["dataset"], other.record["dataset"]
+    return (bool(a.get("test_images")) and all(a.get(k) == b.get(k) for k in ("test_images", "test_labels",
+                                                                             "file_ending"))
+            and this.definition.tta == other.definition.tta)
+
+
+def _source_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: int, seed: int) -> str:
+    """Why OTHER's run of ``src_arm`` cannot fill STUDY's run of ``arm`` ("" when it can)."""
+    from nnunet_losses.nnunet.training import options as opt
+
+    rid = run_id(src_arm, fold, seed)
+    st = other.folder.read_state(rid)
+    status = st.get("status")
+    if status not in ADOPTABLE:
+        return f"{rid} is {status} there"
+    fold_dir = other.fold_dir(src_arm, fold, seed)
+    checkpoint = "checkpoint_final.pth" if status == "done" else "checkpoint_latest.pth"
+    if not os.path.isfile(os.path.join(fold_dir, checkpoint)):
+        return f"{rid} is {status} there but has no {checkpoint}"
+    if other.plans(src_arm, seed) != this.plans(arm, seed):
+        return f"{rid} was trained with other plans than this study's (plans.json differs)"
+    try:
+        saved = opt.load_options(fold_dir)
+    except ValueError as e:
+        return str(e)
+    trainer = other.definition.arm(src_arm).trainer
+    if saved is not None and _given_options(trainer, saved["options"]) != \
+            _given_options(trainer, other.definition.arm(src_arm).options):
+        return f"{rid} trained with options {saved['options']}, not its arm's {other.definition.arm(src_arm).options}"
+    return ""
+
+
+def plan_adoptions(this: _Study, other: _Study, arms: Dict[str, List[str]]
+                   ) -> Tuple[List[Adoption], Dict[str, str], List[str]]:
+    """(the adoptions, {run of STUDY: why none} for never-started runs without one, runs of STUDY that
+    started already and are left alone)."""
+    adoptions, unmatched, started = [], {}, []
+    predictions = _same_test_set(this, other)
+    for arm, fold, seed, rid in this.folder.iter_runs(this.definition):
+        if not _untouched(this, arm, fold, seed):
+            started.append(rid)
+            continue
+        if arm not in arms:
+            unmatched[rid] = "no arm there trains alike"
+            continue
+        problems = {s: _source_problem(this, other, arm, s, fold, seed) for s in arms[arm]}
+        ok = [s for s, why in problems.items() if not why]
+        if not ok:
+            unmatched[rid] = "; ".join(problems.values())
+            continue
+        src = min(ok, key=lambda s: list(ADOPTABLE).index(other.folder.read_state(run_id(s, fold, seed))["status"]))
+        st = other.folder.read_state(run_id(src, fold, seed))
+        copy_pred = (st["status"] == "done" and predictions
+                     and not _empty(other.folder.prediction_dir(src, fold, seed)))
+        status = ADOPTABLE[st["status"]]
+        if status == "done" and this.record["dataset"].get("test_images") and not copy_pred:
+            status = "pending"  # trained: the next 'run' only predicts the test set
+        epoch = st.get("epoch") or st.get("stopped_at")
+        adoptions.append(Adoption(rid, arm, fold, seed, run_id(src, fold, seed), src, st["status"], status,
+                                  None if epoch is None else int(epoch), copy_pred))
+    return adoptions, unmatched, started
+
+
+# ------------------------------------------------------------------------------------------ copying
+def _copy_tree(src: str, dst: str) -> None:
+    """Copy folder ``src`` to ``dst`` (absent or empty) through a temporary name and a rename."""
+    if not _empty(dst):
+        raise FileExistsError(f"{dst} holds files: adopt never overwrites; nothing of this run was copied")
+    if os.path.isdir(dst):
+        os.rmdir(dst)
+    tmp = dst + ".adopting"
+    if os.path.isdir(tmp):  # left by an adopt that was interrupted
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    os.rename(tmp, dst)
+
+
+def _set_saved_options(fold_dir: str, options: Dict[str, Any], trainer: str) -> None:
+    """Write STUDY's arm options into the copied ``loss_options.json`` (the same effective options), so that
+    ``--c`` with this arm's ``NNUNET_LOSSES_OPTIONS`` continues the run."""
+    from nnunet_losses.nnunet.training import options as opt
+
+    saved = opt.load_options(fold_dir)
+    wanted = _given_options(trainer, options)
+    if saved is not None and opt.normalise(saved["options"]) != wanted:
+        saved["options_before_adoption"] = saved["options"]
+        saved["options"] = wanted
+        opt.save_options(fold_dir, saved)
+
+
+def copy_run(this: _Study, other: _Study, a: Adoption) -> None:
+    """Copy OTHER's run into STUDY (fold folder, model files when missing, test predictions, log), then write
+    STUDY's state of the run (last, so an interrupted copy never leaves a run that looks adopted)."""
+    _copy_tree(other.fold_dir(a.source_arm, a.fold, a.seed), this.fold_dir(a.arm, a.fold, a.seed))
+    src_model, dst_model = other.model_dir(a.source_arm, a.seed), this.model_dir(a.arm, a.seed)
+    for name in MODEL_FILES:
+        if os.path.isfile(os.path.join(src_model, name)) and not os.path.lexists(os.path.join(dst_model, name)):
+            shutil.copy2(os.path.join(src_model, name), os.path.join(dst_model, name))
+    if a.predictions:
+        _copy_tree(other.folder.prediction_dir(a.source_arm, a.fold, a.seed),
+                   this.folder.prediction_dir(a.arm, a.fold, a.seed))
+    arm = this.definition.arm(a.arm)
+    _set_saved_options(this.fold_dir(a.arm, a.fold, a.seed), arm.options, arm.trainer)
+    log, src_log = this.folder.log_path(a.run), other.folder.log_path(a.source_run)
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "ab") as f:
+        f.write(f"\n[{time.strftime('%Y-%m-%d %H:%M:%S')}] adopted from {other.folder.root} run {a.source_run} "
+                f"({a.source_status}); its log follows\n".encode())
+        if os.path.isfile(src_log):
+            with open(src_log, "rb") as s:
+                shutil.copyfileobj(s, f)
+    st = other.folder.read_state(a.source_run)
+    this.folder.write_state(a.run, status=a.status, epoch=a.epoch, seconds=st.get("seconds") or {},
+                            attempts=st.get("attempts", 0), seed=a.seed, finished=st.get("finished"), log=log,
+                            error=None, adopted_from={"study": other.folder.root, "run": a.source_run,
+                                                     "status": a.source_status})
+
+
+def _describe(a: Adoption) -> str:
+    what = {"done": "done", "paused": f"paused at epoch {a.epoch}", "pending": "trained; its test set is predicted "
+            "by the next 'run'"}[a.status]
+    return (f"{a.run} <- {a.source_run} ({a.source_status} there; {what}"
+            + ("; with its test predictions" if a.predictions else "") + ")")
+
+
+# ------------------------------------------------------------------------------------------ the command
+def adopt(study: str, source: str, pairs: Optional[Sequence[str]] = None, dry_run: bool = False,
+          definition: Optional[StudyDefinition] = None, echo: Optional[Callable[[str], None]] = None
+          ) -> List[Adoption]:
+    """Copy the matching runs of the study ``source`` into the study ``study`` (see the module docstring);
+    the adoptions (with ``dry_run``: what would be adopted, nothing copied)."""
+    from tqdm import tqdm
+
+    echo = echo or tqdm.write
+    this_folder, other_folder = StudyFolder(study), StudyFolder(source)
+    if this_folder.root == other_folder.root:
+        raise ValueError(f"--from names the study itself ({this_folder.root}): give the other study's folder")
+    if not other_folder.exists():
+        raise ValueError(f"{other_folder.root} holds no study (no study.json): --from names the study whose runs "
+                         f"are copied")
+    if not this_folder.exists() and definition is None:
+        raise _missing_study(this_folder.root, other_folder.root)
+    with this_folder, other_folder:
+        if definition is not None:
+            from nnunet_losses.nnunet.tools.study.grid import prepare_study
+
+            prepare_study(this_folder, definition)
+        this, other = _Study.load(this_folder), _Study.load(other_folder)
+        differ = study_differences(this, other)
+        if differ:
+            raise ValueError(f"{other.folder.root} and {this.folder.root} differ in {'; '.join(differ)}: runs are "
+                             f"shared only between studies of the same dataset, configuration, plans and schedule")
+        arms = pair_arms(this.definition, other.definition, pairs)
+        echo("arms: " + ", ".join(f"{a} <- {'/'.join(s)}" for a, s in arms.items())
+             + "".join(f"; no match for {a.name}" for a in this.definition.arms if a.name not in arms))
+        adoptions, unmatched, started = plan_adoptions(this, other, arms)
+        for rid, why in unmatched.items():
+            if why != "no arm there trains alike":
+                echo(f"  not adopted: {rid}: {why}")
+        verb = "would adopt" if dry_run else "adopted"
+        bar = tqdm(adoptions, desc="adopting", unit="run", disable=None if len(adoptions) > 3 and not dry_run
+                   else True)
+        for a in bar:
+            if not dry_run:
+                copy_run(this, other, a)
+            echo(f"  {verb} {_describe(a)}")
+        echo(_summary(adoptions, unmatched, started, this.folder.root, verb))
+    return adoptions
+
+
+def _summary(adoptions: List[Adoption], unmatched: Dict[str, str], started: List[str], root: str, verb: str) -> str:
+    count = {s: sum(a.status == s for a in adoptions) for s in ("done", "paused", "pending")}
+    text = f"{verb} {len(adoptions)} runs: {count['done']} done, {count['paused']} paused"
+    if count["pending"]:
+        text += f", {count['pending']} trained (test set predicted by the next 'run')"
+    text += f"; {len(unmatched)} runs of {root} have no match"
+    if started:
+        text += f"; {len(started)} started already (left alone)"
+    return text

@@ -1,0 +1,301 @@
+"""``nnunet_losses_study adopt``: runs shared between two studies, on fake study folders (no training).
+
+Each study folder holds a ``study.json`` record as ``prepare_study`` writes it and fake runs: a fold folder
+with a small file as checkpoint (and ``loss_options.json`` for loss trainers), the model folder's
+``plans.json``/``dataset.json``, test predictions, a log and a state file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from nnunet_losses.nnunet.tools.study.adopt import adopt, effective_options
+from nnunet_losses.nnunet.tools.study.definition import StudyDefinition, parse_arm
+from nnunet_losses.nnunet.tools.study.folder import SUFFIX, StudyFolder, StudyLocked, run_id
+
+DATASET = "Dataset990_Fake"
+PLANS = {"plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {"batch_size": 2, "patch_size": [16, 16, 16]}}}
+#: the every-trainer study (the source) and the contour-width study (the target)
+OTHER_ARMS = ["nnUNetTrainer", "nnUNetTrainerCWCD", 'CWCD_i2=nnUNetTrainerCWCD:{"contour_width": 2}']
+THIS_ARMS = ["nnUNetTrainer", 'CWCD_i1=nnUNetTrainerCWCD:{"contour_width": 1}',
+             'CWCD_i2=nnUNetTrainerCWCD:{"contour_width": 2}', 'CWCD_auto=nnUNetTrainerCWCD:{"contour_width": "auto"}']
+
+
+def make_study(root, arms, tmp_path, epochs=8, test_images="imagesTs", tta=True, folds=(0, 1)):
+    """A prepared study folder (study.json only); its StudyFolder and definition."""
+    d = StudyDefinition(dataset="990", configuration="3d_fullres", arms=[parse_arm(a) for a in arms],
+                        folds=list(folds), seeds=[0], epochs=epochs, iterations=5, val_iterations=2, tta=tta)
+    pre = tmp_path / "pre"
+    (pre / DATASET).mkdir(parents=True, exist_ok=True)
+    if not (pre / DATASET / "nnUNetPlans.json").exists():
+        (pre / DATASET / "nnUNetPlans.json").write_text(json.dumps(PLANS))
+    images = test_images and str(tmp_path / test_images)
+    record = {"definition": d.to_json(), "nnunet_paths": {"nnUNet_raw": None, "nnUNet_preprocessed": str(pre)},
+              "dataset": {"name": DATASET, "file_ending": ".nii.gz", "test_images": images,
+                          "test_labels": images and images + "_labels", "gt": str(pre / DATASET / "gt")},
+              "schedule": {"epochs": epochs, "iterations": 5, "val_iterations": 2, "threads": None, "save_every": 1},
+              "trainers": {a.name: a.trainer + SUFFIX for a in d.arms}, "versions": {}}
+    folder = StudyFolder(str(root))
+    folder.write_study(record)
+    return folder, d
+
+
+def make_run(folder, d, arm, fold, status, epoch=None, plans=PLANS, options=None):
+    """A fake run of ``arm`` in ``folder`` with the given status."""
+    a = d.arm(arm)
+    fold_dir = folder.fold_dir(d, arm, fold, 0, DATASET)
+    os.makedirs(fold_dir)
+    ckpt = "checkpoint_final.pth" if status == "done" else "checkpoint_latest.pth"
+    with open(os.path.join(fold_dir, ckpt), "wb") as f:
+        f.write(os.urandom(256))
+    if a.trainer != "nnUNetTrainer":
+        with open(os.path.join(fold_dir, "loss_options.json"), "w") as f:
+            json.dump({"trainer": a.trainer + SUFFIX, "options": a.options if options is None else options,
+                       "resolved": {"contour_width": 3}}, f)
+    model = folder.model_dir(d, arm, 0, DATASET)
+    with open(os.path.join(model, "plans.json"), "w") as f:
+        json.dump(plans, f)
+    with open(os.path.join(model, "dataset.json"), "w") as f:
+        json.dump({"file_ending": ".nii.gz"}, f)
+    if status == "done":
+        pred = folder.prediction_dir(arm, fold, 0)
+        os.makedirs(pred)
+        with open(os.path.join(pred, "case_0.nii.gz"), "wb") as f:
+            f.write(b"prediction")
+    rid = run_id(arm, fold, 0)
+    os.makedirs(os.path.dirname(folder.log_path(rid)), exist_ok=True)
+    with open(folder.log_path(rid), "w") as f:
+        f.write(f"training log of {rid}\n")
+    extra = {"epoch": epoch} if epoch is not None else {}
+    if status == "stopped":
+        extra["stopped_at"] = epoch
+    folder.write_state(rid, status=status, attempts=1, seconds={"train": 12.5}, **extra)
+
+
+def tree_hashes(root):
+    """{relative path: sha1} of every file under ``root`` but the lock."""
+    out = {}
+    for base, _, names in os.walk(root):
+        for n in names:
+            path = os.path.join(base, n)
+            if n != ".lock":
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, root)] = hashlib.sha1(f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def studies(tmp_path):
+    """The every-trainer study with every run done, and an empty contour-width study."""
+    other, od = make_study(tmp_path / "other", OTHER_ARMS, tmp_path)
+    for arm in ("nnU-Net", "CWCD", "CWCD_i2"):
+        for fold in (0, 1):
+            make_run(other, od, arm, fold, "done")
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path)
+    return other, od, this, td
+
+
+def quiet(lines):
+    return lines.append
+
+
+def test_effective_options_resolve_the_trainer_defaults():
+    cwcd = "nnUNetTrainerCWCD"
+    assert effective_options(cwcd, {}) == effective_options(cwcd, {"contour_width": "auto"})
+    assert effective_options(cwcd, {}) != effective_options(cwcd, {"contour_width": 2})
+    assert effective_options(cwcd, {"iterations": 2}) == effective_options(cwcd, {"contour_width": 2})  # old name
+    assert effective_options(cwcd, {}) != effective_options(cwcd, {"batch_dice": False})  # the plans decide it
+    assert effective_options("nnUNetTrainer", {}) == {}
+
+
+def test_default_cwcd_fills_cwcd_auto_and_done_stays_done(studies):
+    other, od, this, td = studies
+    before = tree_hashes(other.root)
+    lines = []
+    adopted = adopt(this.root, other.root, echo=quiet(lines))
+    got = {a.run: a.source_run for a in adopted}
+    assert got == {run_id(t, f, 0): run_id(s, f, 0) for t, s in (("nnU-Net", "nnU-Net"), ("CWCD_auto", "CWCD"),
+                                                                 ("CWCD_i2", "CWCD_i2")) for f in (0, 1)}, lines
+    assert "adopted 6 runs: 6 done, 0 paused; 2 runs of" in lines[-1] and "have no match" in lines[-1]
+    rid = run_id("CWCD_auto", 0, 0)
+    st = this.read_state(rid)
+    assert st["status"] == "done" and st["attempts"] == 1 and st["seconds"] == {"train": 12.5}
+    assert st["adopted_from"] == {"study": other.root, "run": run_id("CWCD", 0, 0), "status": "done"}
+    src_fold, dst_fold = other.fold_dir(od, "CWCD", 0, 0, DATASET), this.fold_dir(td, "CWCD_auto", 0, 0, DATASET)
+    assert open(os.path.join(dst_fold, "checkpoint_final.pth"), "rb").read() == \
+        open(os.path.join(src_fold, "checkpoint_final.pth"), "rb").read()
+    assert json.load(open(os.path.join(dst_fold, "loss_options.json")))["options"] == {"contour_width": "auto"}
+    assert os.path.isfile(os.path.join(this.model_dir(td, "CWCD_auto", 0, DATASET), "plans.json"))
+    assert os.listdir(this.prediction_dir("CWCD_auto", 0, 0)) == ["case_0.nii.gz"]
+    assert "training log of CWCD__fold0__seed0" in open(this.log_path(rid)).read()
+    assert not os.path.exists(this.fold_dir(td, "CWCD_i1", 0, 0, DATASET))  # contour width 1 != the default
+    assert this.read_state(run_id("CWCD_i1", 0, 0))["status"] == "pending"
+    assert tree_hashes(other.root) == before  # the source study is unchanged
+
+
+def test_options_that_differ_are_not_adopted_even_when_paired(studies):
+    other, od, this, td = studies
+    lines = []
+    adopted = adopt(this.root, other.root, pairs=["nnU-Net=nnU-Net"], echo=quiet(lines))
+    assert {a.arm for a in adopted} == {"nnU-Net"}  # --arm restricts the pairing
+    with pytest.raises(ValueError, match=r"do not train alike \(options differ: contour_width 2 there, 1 here\)"):
+        adopt(this.root, other.root, pairs=["CWCD_i2=CWCD_i1"], echo=quiet(lines))
+    with pytest.raises(ValueError, match="'nope' is no arm of this study"):
+        adopt(this.root, other.root, pairs=["CWCD=nope"], echo=quiet(lines))
+
+
+def test_a_forced_pair_of_other_names_is_adopted(studies):
+    other, od, this, td = studies
+    adopted = adopt(this.root, other.root, pairs=["CWCD=CWCD_auto"], echo=quiet([]))
+    assert sorted(a.run for a in adopted) == [run_id("CWCD_auto", f, 0) for f in (0, 1)]
+
+
+def test_a_different_schedule_is_refused(tmp_path):
+    other, od = make_study(tmp_path / "other", OTHER_ARMS, tmp_path, epochs=8)
+    make_run(other, od, "nnU-Net", 0, "done")
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path, epochs=16)
+    with pytest.raises(ValueError, match=r"differ in epochs 8 there, 16 here"):
+        adopt(this.root, other.root, echo=quiet([]))
+    assert not os.path.exists(this.path("results"))
+
+
+def test_runs_trained_with_other_plans_are_refused(tmp_path):
+    other, od = make_study(tmp_path / "other", OTHER_ARMS, tmp_path)
+    changed = {**PLANS, "configurations": {"3d_fullres": {"batch_size": 4, "patch_size": [16, 16, 16]}}}
+    make_run(other, od, "nnU-Net", 0, "done", plans=changed)  # plans.json of the model folder: every fold's
+    make_run(other, od, "CWCD", 0, "done")
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path)
+    lines = []
+    adopted = adopt(this.root, other.root, echo=quiet(lines))
+    assert [a.run for a in adopted] == [run_id("CWCD_auto", 0, 0)]
+    assert any("nnU-Net__fold0__seed0" in line and "other plans" in line for line in lines), lines
+    assert not os.path.exists(this.fold_dir(td, "nnU-Net", 0, 0, DATASET))
+
+
+def test_stopped_becomes_paused_with_its_epoch_and_failed_running_pending_are_never_adopted(tmp_path):
+    other, od = make_study(tmp_path / "other", OTHER_ARMS, tmp_path, folds=(0, 1, 2, 3))
+    make_run(other, od, "CWCD", 0, "stopped", epoch=2)
+    make_run(other, od, "CWCD", 1, "paused", epoch=4)
+    make_run(other, od, "CWCD", 2, "failed")
+    make_run(other, od, "CWCD", 3, "running")
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path, folds=(0, 1, 2, 3))
+    lines = []
+    adopted = adopt(this.root, other.root, echo=quiet(lines))
+    assert {a.run: (a.status, a.epoch) for a in adopted} == {run_id("CWCD_auto", 0, 0): ("paused", 2),
+                                                             run_id("CWCD_auto", 1, 0): ("paused", 4)}
+    st = this.read_state(run_id("CWCD_auto", 0, 0))
+    assert st["status"] == "paused" and st["epoch"] == 2 and st["adopted_from"]["status"] == "stopped"
+    dst = this.fold_dir(td, "CWCD_auto", 0, 0, DATASET)
+    assert os.path.isfile(os.path.join(dst, "checkpoint_latest.pth"))  # 'run' continues it with --c
+    assert not os.path.exists(this.prediction_dir("CWCD_auto", 0, 0))
+    for fold in (2, 3):
+        assert this.read_state(run_id("CWCD_auto", fold, 0))["status"] == "pending"
+        assert not os.path.exists(this.fold_dir(td, "CWCD_auto", fold, 0, DATASET))
+    assert "adopted 2 runs: 0 done, 2 paused" in lines[-1]
+
+
+def test_a_started_run_of_this_study_is_never_touched(studies):
+    other, od, this, td = studies
+    mine = this.fold_dir(td, "nnU-Net", 0, 0, DATASET)
+    os.makedirs(mine)
+    with open(os.path.join(mine, "checkpoint_latest.pth"), "wb") as f:
+        f.write(b"my own training")
+    this.write_state(run_id("CWCD_auto", 1, 0), status="done", attempts=1)
+    lines = []
+    adopted = {a.run for a in adopt(this.root, other.root, echo=quiet(lines))}
+    assert run_id("nnU-Net", 0, 0) not in adopted and run_id("CWCD_auto", 1, 0) not in adopted
+    assert os.listdir(mine) == ["checkpoint_latest.pth"] and open(os.path.join(mine, "checkpoint_latest.pth"),
+                                                                   "rb").read() == b"my own training"
+    assert this.read_state(run_id("CWCD_auto", 1, 0)).get("adopted_from") is None
+    assert "2 started already (left alone)" in lines[-1]
+
+
+def test_another_test_set_leaves_the_predictions_out(tmp_path):
+    other, od = make_study(tmp_path / "other", OTHER_ARMS, tmp_path, test_images="otherTs")
+    make_run(other, od, "nnU-Net", 0, "done")
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path, folds=(0,))
+    lines = []
+    (a,) = adopt(this.root, other.root, echo=quiet(lines))
+    assert a.status == "pending" and not a.predictions  # the next 'run' predicts this study's test set
+    assert not os.path.exists(this.prediction_dir("nnU-Net", 0, 0))
+    assert os.path.isfile(os.path.join(this.fold_dir(td, "nnU-Net", 0, 0, DATASET), "checkpoint_final.pth"))
+    assert "1 trained (test set predicted by the next 'run')" in lines[-1]
+
+
+def test_dry_run_copies_nothing(studies):
+    other, od, this, td = studies
+    before_this, before_other = tree_hashes(this.root), tree_hashes(other.root)
+    lines = []
+    adopted = adopt(this.root, other.root, dry_run=True, echo=quiet(lines))
+    assert len(adopted) == 6 and lines[-1].startswith("would adopt 6 runs")
+    assert tree_hashes(this.root) == before_this and tree_hashes(other.root) == before_other
+
+
+def test_locked_studies_are_refused(studies):
+    other, od, this, td = studies
+    for holder in (other, this):
+        holder.lock()
+        try:
+            with pytest.raises(StudyLocked, match="another study command works on"):
+                adopt(this.root, other.root, echo=quiet([]))
+        finally:
+            holder.unlock()
+    assert not os.path.exists(this.path("results"))
+
+
+def test_a_study_without_study_json_is_refused_with_advice(studies, tmp_path):
+    other, od, this, td = studies
+    with pytest.raises(ValueError, match=r"no study.json.*--definition FILE"):
+        adopt(str(tmp_path / "new"), other.root, echo=quiet([]))
+    with pytest.raises(ValueError, match=r"holds no study \(no study.json\): --from"):
+        adopt(this.root, str(tmp_path / "nothing"), echo=quiet([]))
+
+
+def test_status_and_report_name_the_adopted_runs(studies, capsys):
+    from nnunet_losses.nnunet.tools.study.cli import main, status_lines
+    from nnunet_losses.nnunet.tools.study.report import _status_table
+
+    other, od, this, td = studies
+    assert main(["adopt", this.root, "--from", other.root, "--arm", "CWCD=CWCD_auto"]) == 0
+    assert "adopted 2 runs: 2 done" in capsys.readouterr().out
+    note = f"adopted from {other.root}/{run_id('CWCD', 0, 0)}"
+    line = next(x for x in status_lines(this) if run_id("CWCD_auto", 0, 0) in x)
+    assert note in line
+    table = _status_table(this, {run_id("CWCD_auto", 0, 0): {}, run_id("CWCD_i1", 0, 0): {}})
+    assert note in table[2] and "adopted" not in table[3]
+
+
+def test_a_copy_never_overwrites(tmp_path):
+    from nnunet_losses.nnunet.tools.study.adopt import _copy_tree
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_text("new")
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "a").write_text("mine")
+    with pytest.raises(FileExistsError, match="never overwrites"):
+        _copy_tree(str(tmp_path / "src"), str(tmp_path / "dst"))
+    assert (tmp_path / "dst" / "a").read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    _copy_tree(str(tmp_path / "src"), str(tmp_path / "empty"))  # an empty folder is no file
+    assert (tmp_path / "empty" / "a").read_text() == "new"
+
+
+def test_definition_prepares_a_new_study_before_adopting(studies, tmp_path, monkeypatch):
+    """``--definition``: adopt writes study.json as 'run' would (here a stand-in for prepare_study, which needs
+    a preprocessed dataset), then fills the new study."""
+    from nnunet_losses.nnunet.tools.study import grid
+
+    other, od, this, td = studies
+    prepared = []
+
+    def fake_prepare(folder, definition):
+        prepared.append(definition)
+        make_study(folder.root, THIS_ARMS, tmp_path)
+
+    monkeypatch.setattr(grid, "prepare_study", fake_prepare)
+    adopted = adopt(str(tmp_path / "new"), other.root, definition=td, echo=quiet([]))
+    assert prepared == [td] and len(adopted) == 6
+    assert StudyFolder(str(tmp_path / "new")).read_state(run_id("nnU-Net", 0, 0))["status"] == "done"
