@@ -1,7 +1,7 @@
 """docs/quality.md's study sections and README's "Which loss?" table, regenerated from committed study data.
 
-    # copy a study's data into the repository (docs/data/studies/NAME/); while the study trains (its folder
-    # is locked) only each run's progress is copied, otherwise its report is rebuilt first
+    # copy a study's data into the repository (docs/data/studies/NAME/): its report is rebuilt first, in the
+    # study folder, or, while the study trains (its folder is locked), as a snapshot in a temporary folder
     python -m benchmarks.studies.quality collect /work/evidence_runs/hippo/every_trainer hippocampus_every_trainer
     # rewrite every generated block of docs/quality.md and README.md from docs/data/
     python -m benchmarks.studies.quality page
@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ from typing import Dict, List, Optional, Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join("docs", "data", "studies")
 ALPHA = 0.05
-#: the files of a study's data folder besides study.json (each optional but per_run.csv)
+#: the files of a study's data folder besides study.json (each optional but per_run.csv), and those of the
+#: arms scored at a successive-halving stop (``per_case_test_epoch5.csv``, ...)
 FILES = ("per_run.csv", "run_level.csv", "per_case.csv", "paired.csv", "ranking.csv", "screen.csv", "halving.json")
+STOP_FILES = ("per_case_test_epoch", "paired_test_epoch")
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,13 @@ class StudyData:
         path = os.path.join(self.dir, "study.json")
         self.record = json.load(open(path)) if os.path.isfile(path) else None
         self.per_run = _read_csv(os.path.join(self.dir, "per_run.csv"))
-        self.run_level = [r for r in _read_csv(os.path.join(self.dir, "run_level.csv"))
-                          if r["evaluation"] == "test" and r["metric"] == "dice"]
+        level = [r for r in _read_csv(os.path.join(self.dir, "run_level.csv")) if r["metric"] == "dice"]
+        self.run_level = [r for r in level if r["evaluation"] == "test"]
+        #: {stop epoch: run-level rows of the arms stopped there, against the baseline at that epoch}
+        self.stop_level: Dict[int, List[dict]] = {}
+        for r in level:
+            if r["evaluation"].startswith("test_epoch"):
+                self.stop_level.setdefault(int(r["evaluation"][len("test_epoch"):]), []).append(r)
         self.paired = [r for r in _read_csv(os.path.join(self.dir, "paired.csv")) if r["metric"] == "dice"]
         self.screen = _read_csv(os.path.join(self.dir, "screen.csv"))
         hp = os.path.join(self.dir, "halving.json")
@@ -217,10 +225,34 @@ def verdict(diff: float, p_holm: float) -> str:
     return ("higher" if diff > 0 else "lower") + ", holds"
 
 
-def _mean_test_dice(data: StudyData, arm: str) -> float:
-    vals = [_float(r.get("test_dice")) for r in data.per_run if r["arm"] == arm]
+def _mean_test_dice(data: StudyData, arm: str, column: str = "test_dice") -> float:
+    vals = [_float(r.get(column)) for r in data.per_run if r["arm"] == arm]
     vals = [v for v in vals if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
+
+
+def _stop_tables(data: StudyData) -> List[str]:
+    """The arms stopped by successive halving, scored at their stop against the baseline at that epoch."""
+    lines: List[str] = []
+    epochs = data.definition.get("epochs")
+    for epoch, rows in sorted(data.stop_level.items()):
+        col = f"test_epoch{epoch}_dice"
+        k = len(rows)
+        lines += [f"**Arms stopped after epoch {epoch} of {epochs}, scored at their stop** (run level, test set; "
+                  f"each run's checkpoint at epoch {epoch} paired with {data.baseline}'s at the same epoch; two-sided "
+                  f"exact Wilcoxon signed-rank over the runs, Holm over the {k} arms stopped there). This describes "
+                  f"the losses after {epoch} epochs, where a slow start shows, not after the full schedule:", "",
+                  "| arm | runs | mean test Dice at the stop | difference | runs better / equal / worse | p (Holm) | "
+                  "result |", "|---|---|---|---|---|---|---|",
+                  f"| {data.baseline} | {sum(1 for r in data.per_run if r['arm'] == data.baseline and r.get(col))} | "
+                  f"{_f(_mean_test_dice(data, data.baseline, col))} | (baseline at epoch {epoch}) | | | |"]
+        for r in rows:
+            diff, ph = _float(r["mean_diff"]), _float(r["p_holm"])
+            lines.append(f"| {r['arm']} | {r['n_runs']} | {_f(_mean_test_dice(data, r['arm'], col))} | "
+                         f"{diff:+.4f} | {r['better']} / {r['equal']} / {r['worse']} | {_p(ph)} | "
+                         f"{verdict(diff, ph)} |")
+        lines.append("")
+    return lines
 
 
 def run_level_sentences(data: StudyData) -> List[str]:
@@ -283,18 +315,27 @@ def _case_level_table(data: StudyData) -> List[str]:
 def _screen_table(data: StudyData) -> List[str]:
     if not data.screen:
         return []
-    by: Dict[str, List[dict]] = {}
+    by: Dict[tuple, List[dict]] = {}
     for r in data.screen:
-        by.setdefault(r["arm"], []).append(r)
+        by.setdefault((r.get("evaluation") or "test", r["arm"]), []).append(r)
     lines = ["**Degenerate-solution screen** (per run and class: median predicted / reference volume outside "
-             "[0.5, 2], or precision below half the baseline's in the same run):", "",
-             "| arm | (run, class) rows | flagged | first reason |", "|---|---|---|---|"]
-    for arm in data.arms:
-        rows = by.get(arm, [])
-        if not rows:
-            continue
-        flagged = [r for r in rows if r["flag"]]
-        lines.append(f"| {arm} | {len(rows)} | {len(flagged)} | {flagged[0]['flag'] if flagged else ''} |")
+             "[0.5, 2], or precision below half the baseline's in the same run at the same epoch):", "",
+             "| evaluated | arm | (run, class) rows | flagged | median volume ratio | mean precision | first reason |",
+             "|---|---|---|---|---|---|---|"]
+    order = sorted({w for w, _ in by}, key=lambda w: (w != "test", w))
+    for which in order:
+        label = "after training" if which == "test" else f"at epoch {which[len('test_epoch'):]}"
+        for arm in data.arms:
+            rows = by.get((which, arm), [])
+            if not rows:
+                continue
+            flagged = [r for r in rows if r["flag"]]
+            ratios = [v for v in (_float(r["volume_ratio"]) for r in rows) if not math.isnan(v)]
+            prec = [v for v in (_float(r["precision"]) for r in rows) if not math.isnan(v)]
+            median = statistics.median(ratios) if ratios else float("nan")
+            lines.append(f"| {label} | {arm} | {len(rows)} | {len(flagged)} | {_f(median, 2)} | "
+                         f"{_f(sum(prec) / len(prec) if prec else float('nan'))} | "
+                         f"{flagged[0]['flag'] if flagged else ''} |")
     return lines + [""]
 
 
@@ -304,7 +345,7 @@ def study_block(root: str, study: Study) -> str:
         return (f"**Not started**: no data in `{DATA}/{study.name}/` yet. Definition: "
                 f"`benchmarks/studies/{study.name}.json`.\n")
     lines = _progress(data) + _halving_table(data) + _validation_table(data) + _run_level_table(data) \
-        + _case_level_table(data) + _screen_table(data)
+        + _case_level_table(data) + _stop_tables(data) + _screen_table(data)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -362,7 +403,14 @@ def which_loss_block(root: str) -> str:
                 cells.append("(baseline)")
             elif row is None:
                 status = {r["status"] for r in d.per_run if r["arm"] == arm}
-                cells.append("stopped by successive halving" if status == {"stopped"} else "not compared yet")
+                stop = next(((e, r) for e, rows in d.stop_level.items() for r in rows if r["arm"] == arm), None)
+                if stop:
+                    e, r = stop
+                    diff, ph = _float(r["mean_diff"]), _float(r["p_holm"])
+                    cells.append(f"stopped by successive halving after epoch {e}; there: {diff:+.3f}, n = "
+                                 f"{r['n_runs']}, p (Holm) = {_p(ph)}: {verdict(diff, ph)}")
+                else:
+                    cells.append("stopped by successive halving" if status == {"stopped"} else "not compared yet")
             else:
                 cells.append(f"{_float(row['mean_diff']):+.3f}, n = {row['n_runs']}, p (Holm) = "
                              f"{_p(_float(row['p_holm']))}: {verdict(_float(row['mean_diff']), _float(row['p_holm']))}")
@@ -422,12 +470,13 @@ def write_pages(root: str = ROOT, check: bool = False) -> List[str]:
 
 # ----------------------------------------------------------------------------------------------- collect
 def collect(study_dir: str, name: str, root: str = ROOT, echo=print) -> str:
-    """Copy a study folder's data to ``docs/data/studies/NAME``; its path. When no runner holds the folder
-    the report is rebuilt first (nnU-Net's predictions scored again); otherwise only each run's progress."""
-    from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
+    """Copy a study folder's data to ``docs/data/studies/NAME``; its path. The report is rebuilt first
+    (nnU-Net's predictions scored again): in the study folder when no runner holds it, else as a snapshot
+    in a temporary folder (the study folder is only read; runs still training count as not finished)."""
+    import tempfile
+
     from nnunet_losses.nnunet.tools.study.folder import StudyFolder, StudyLocked
-    from nnunet_losses.nnunet.tools.study.grid import run_specs
-    from nnunet_losses.nnunet.tools.study.report import PROGRESS_COLUMNS, build_report, progress_rows, write_csv
+    from nnunet_losses.nnunet.tools.study.report import build_report
 
     if name not in {s.name for s in STUDIES}:
         raise ValueError(f"unknown study name {name!r}: one of {', '.join(s.name for s in STUDIES)} "
@@ -436,26 +485,25 @@ def collect(study_dir: str, name: str, root: str = ROOT, echo=print) -> str:
     record = folder.read_study()
     out = os.path.join(root, DATA, name)
     os.makedirs(out, exist_ok=True)
-    try:
-        with folder:
-            build_report(folder, echo=echo)
-        reported = True
-    except StudyLocked:
-        reported = False
-    if reported:
-        for f in FILES:
-            src, dst = folder.path(f), os.path.join(out, f)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with folder:
+                build_report(folder, echo=echo)
+            source, reported = folder.root, True
+        except StudyLocked:
+            echo(f"{study_dir} is in use by a running study: scoring a snapshot of it")
+            build_report(folder, echo=echo, out_dir=tmp)
+            source, reported = tmp, "snapshot"
+        if reported == "snapshot" and os.path.isfile(folder.path("halving.json")):
+            shutil.copyfile(folder.path("halving.json"), os.path.join(tmp, "halving.json"))
+        names = list(FILES) + sorted(n for n in os.listdir(source) if n.startswith(STOP_FILES) and n.endswith(".csv"))
+        for f in names:
+            src, dst = os.path.join(source, f), os.path.join(out, f)
             if os.path.isfile(src):
                 shutil.copyfile(src, dst)
-            elif os.path.isfile(dst):
-                os.remove(dst)
-    else:
-        echo(f"{study_dir} is in use by a running study: copying each run's progress only")
-        definition = StudyDefinition.from_json(record["definition"])
-        rows = progress_rows(folder, run_specs(folder, record, definition))
-        write_csv(os.path.join(out, "per_run.csv"), list(rows.values()), PROGRESS_COLUMNS)
-        if os.path.isfile(folder.path("halving.json")):
-            shutil.copyfile(folder.path("halving.json"), os.path.join(out, "halving.json"))
+        for f in os.listdir(out):  # files of an earlier collect the study no longer makes
+            if f != "study.json" and (f not in names or not os.path.isfile(os.path.join(source, f))):
+                os.remove(os.path.join(out, f))
     kept = {"definition": record["definition"], "dataset": record.get("dataset", {}).get("name"),
             "schedule": record.get("schedule"), "versions": record.get("versions", {}),
             "collected": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "report": reported}

@@ -21,7 +21,7 @@ def _write_csv(path, rows):
         w.writerows(rows)
 
 
-def _fake_root(tmp_path, p_holm_cwcd=0.012):
+def _fake_root(tmp_path, p_holm_cwcd=0.012, stop_scores=False):
     """A repository with the two pages (only their generated markers) and one study's data: 3 arms against
     nnU-Net over 10 runs; CWCD's difference holds, Combo's does not, OsC was stopped by halving."""
     root = tmp_path / "repo"
@@ -52,7 +52,21 @@ def _fake_root(tmp_path, p_holm_cwcd=0.012):
         {"evaluation": "test", "metric": "dice", "arm": "Combo", "baseline": "nnU-Net", "n_runs": 10,
          "mean_diff": -0.01, "better": 3, "equal": 0, "worse": 7, "p_value": 0.04, "p_holm": 0.08, "smallest_p": 0.002},
         {"evaluation": "cv", "metric": "dice", "arm": "CWCD", "baseline": "nnU-Net", "n_runs": 10, "mean_diff": 9.0,
-         "better": 10, "equal": 0, "worse": 0, "p_value": 0.002, "p_holm": 0.004, "smallest_p": 0.002}])
+         "better": 10, "equal": 0, "worse": 0, "p_value": 0.002, "p_holm": 0.004, "smallest_p": 0.002}]
+        + ([] if not stop_scores else [
+            {"evaluation": "test_epoch5", "metric": "dice", "arm": "OsC", "baseline": "nnU-Net", "n_runs": 10,
+             "mean_diff": -0.2, "better": 0, "equal": 0, "worse": 10, "p_value": 0.002, "p_holm": 0.002,
+             "smallest_p": 0.002}]))
+    if stop_scores:  # the stopped arm and the baseline scored at the stop; OsC paints background there
+        for r in runs:
+            r["test_epoch5_dice"] = {"nnU-Net": 0.6, "OsC": 0.4}.get(r["arm"], "")
+        _write_csv(d / "per_run.csv", runs)
+        _write_csv(d / "screen.csv", [
+            {"evaluation": w, "arm": arm, "fold": f, "seed": 0, "class": "1", "volume_ratio": v, "precision": p,
+             "false_components": 0, "flag": flag}
+            for f in range(5)
+            for w, arm, v, p, flag in (("test", "CWCD", 1.0, 0.9, ""), ("test_epoch5", "nnU-Net", 0.9, 0.8, ""),
+                                       ("test_epoch5", "OsC", 3.0, 0.3, "volume ratio 3.00 outside [0.5, 2]"))])
     json.dump({"5": {"scores": {"nnU-Net": 0.3, "CWCD": 0.35, "Combo": 0.31, "OsC": 0.1}, "stopped": ["OsC"]}},
               open(d / "halving.json", "w"))
     return root
@@ -85,6 +99,22 @@ def test_blocks_say_holds_only_below_the_corrected_threshold(tmp_path):
     # nothing of an unstarted study is invented
     assert "**Not started**: no data in `docs/data/studies/drive_every_trainer/`" in page
     assert quality.write_pages(str(root), check=True) == []
+
+
+def test_an_arm_stopped_by_halving_is_reported_at_its_stop(tmp_path):
+    root = _fake_root(tmp_path, stop_scores=True)
+    quality.write_pages(str(root))
+    page = (root / "docs" / "quality.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert "**Arms stopped after epoch 5 of 20, scored at their stop**" in page
+    assert "| nnU-Net | 10 | 0.600 | (baseline at epoch 5) | | | |" in page
+    assert "| OsC | 10 | 0.400 | -0.2000 | 0 / 0 / 10 | 0.002 | lower, holds |" in page
+    assert "| at epoch 5 | OsC | 5 | 5 | 3.00 | 0.300 | volume ratio 3.00 outside [0.5, 2] |" in page
+    assert "| after training | CWCD | 5 | 0 | 1.00 | 0.900 |  |" in page
+    assert ("| OsC | stopped by successive halving after epoch 5; there: -0.200, n = 10, p (Holm) = 0.002: "
+            "lower, holds |") in readme
+    # the stop's comparison is not the finished arms' one: no "Training with OsC" sentence
+    assert "Training with OsC" not in page and "Training with OsC" not in readme
 
 
 def test_a_change_in_the_data_makes_the_pages_stale(tmp_path):

@@ -169,10 +169,10 @@ def test_report_has_both_levels_and_the_screen(interrupted_study):
     assert "4 done" in status.stdout, status.stdout
 
 
-def test_collect_copies_the_report_or_only_the_progress_while_the_study_runs(interrupted_study, tmp_path,
-                                                                            monkeypatch):
+def test_collect_copies_the_report_or_a_snapshot_while_the_study_runs(interrupted_study, tmp_path, monkeypatch):
     """benchmarks/studies/quality.py collect: the study's files into docs/data/studies/NAME; when another
-    command holds the study (a runner still training) it copies each run's progress and nothing else."""
+    command holds the study (a runner still training) it scores a snapshot elsewhere, writing nothing into
+    the study folder."""
     from benchmarks.studies import quality
 
     for k, v in interrupted_study["env"].items():
@@ -187,18 +187,23 @@ def test_collect_copies_the_report_or_only_the_progress_while_the_study_runs(int
         quality.collect(root, "no_such_study", root=str(tmp_path))
 
     locked_root = tmp_path / "while_running"
+    def mtimes():  # the lock file excepted: taking the lock writes the holder into it
+        return {os.path.join(d, n): os.path.getmtime(os.path.join(d, n))
+                for d, _, names in os.walk(root) for n in names if n != ".lock"}
+
+    before = mtimes()
     with StudyFolder(root):  # what a running study command holds
-        out = quality.collect(root, "hippocampus_contour_width", root=str(locked_root), echo=lambda *_: None)
-    assert json.load(open(os.path.join(out, "study.json")))["report"] is False
-    assert sorted(os.listdir(out)) == ["per_run.csv", "study.json"]
-    with open(os.path.join(out, "per_run.csv")) as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 4 and all(r["status"] == "done" and r["epochs"] == "2" for r in rows)
-    assert "test_dice" not in rows[0] and "cv_dice" not in rows[0]
+        snap = quality.collect(root, "hippocampus_contour_width", root=str(locked_root), echo=lambda *_: None)
+    assert mtimes() == before  # the study folder was only read
+    assert json.load(open(os.path.join(snap, "study.json")))["report"] == "snapshot"
+    assert sorted(os.listdir(snap)) == sorted(os.listdir(out))
+    for name in ("per_run.csv", "run_level.csv", "per_case.csv", "screen.csv"):
+        assert open(os.path.join(snap, name)).read() == open(os.path.join(out, name)).read(), name
 
 
 def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp_path, monkeypatch):
-    """4 arms, 4 epochs: pause at 1 and 2; the stub ranks A > B > C (the baseline always goes on)."""
+    """4 arms, 4 epochs: pause at 1 and 2; the stub ranks A > B > C (the baseline always goes on). With a test
+    set, the stopped arms and the baseline predict it at each stop, and the report scores them there."""
     pytest.importorskip("submitit")
     pytest.importorskip("nnunet_losses_trainers")
     from nnunet_losses.nnunet.tools.study.cli import run_study
@@ -210,7 +215,10 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
                                  seeds=[0], epochs=4, iterations=1, val_iterations=1,
                                  arms=[parse_arm("nnUNetTrainer"), parse_arm('A=nnUNetTrainerCWCD:{"contour_width": 1}'),
                                        parse_arm('B=nnUNetTrainerCWCD:{"contour_width": 2}'),
-                                       parse_arm("C=nnUNetTrainerCombo")])
+                                       parse_arm("C=nnUNetTrainerCombo")],
+                                 test_images=os.path.join(nnunet_tiny.raw, "Dataset990_SynthLabels3D", "imagesTr"),
+                                 test_labels=os.path.join(nnunet_tiny.raw, "Dataset990_SynthLabels3D", "labelsTr"),
+                                 tta=False)
     scores = {"nnU-Net": 0.0, "A": 0.9, "B": 0.5, "C": 0.1}
     seen = []
 
@@ -238,6 +246,35 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
     assert len(_train_commands(status["A"]["log"])) == 3  # epochs 0-1, --c to 2, --c to the end
     assert sum("--c" in c for c in _train_commands(status["A"]["log"])) == 2
     assert os.listdir(os.path.join(folder.root, "submitit"))  # the jobs went through submitit
+
+    # predictions at the stops: C and the baseline at epoch 1, B and the baseline at epoch 2, A only at the end
+    n_cases = len(os.listdir(definition.test_images))
+    assert set(status["C"]["at_stop"]) == {"1"} and set(status["B"]["at_stop"]) == {"2"}, lines
+    assert set(status["nnU-Net"]["at_stop"]) == {"1", "2"} and "at_stop" not in status["A"], lines
+    for arm, epoch in (("C", 1), ("B", 2), ("nnU-Net", 1), ("nnU-Net", 2)):
+        out = folder.stop_prediction_dir(arm, 0, 0, epoch)
+        assert status[arm]["at_stop"][str(epoch)]["prediction"] == out
+        assert len([n for n in os.listdir(out) if n.endswith(".nii.gz")]) == n_cases, (arm, epoch)
+    assert status["C"]["status"] == "stopped" and status["nnU-Net"]["status"] == "done"  # no status changed
+
+    from nnunet_losses.nnunet.tools.study.report import build_report
+
+    report = open(build_report(folder, echo=lines.append)).read()
+    assert "## Arms stopped by successive halving after epoch 1 of 4, scored at their stop" in report
+    assert "## Run level, test set at epoch 2:" in report and "## Run level, test set:" in report
+    with open(folder.path("run_level.csv")) as f:
+        level = {(r["evaluation"], r["arm"]) for r in csv.DictReader(f)}
+    assert level == {("test", "A"), ("test_epoch1", "C"), ("test_epoch2", "B")}, level
+    with open(folder.path("per_run.csv")) as f:
+        per_run = {r["arm"]: r for r in csv.DictReader(f)}
+    assert 0.0 <= float(per_run["C"]["test_epoch1_dice"]) <= 1.0 and per_run["C"]["test_dice"] == ""
+    assert per_run["nnU-Net"]["test_epoch1_dice"] and per_run["nnU-Net"]["test_epoch2_dice"]
+    assert per_run["nnU-Net"]["test_dice"] and per_run["B"]["test_epoch1_dice"] == ""
+    with open(folder.path("screen.csv")) as f:
+        screened = {(r["evaluation"], r["arm"]) for r in csv.DictReader(f)}
+    assert {("test_epoch1", "C"), ("test_epoch2", "B"), ("test", "A"), ("test_epoch1", "nnU-Net")} <= screened
+    for name in ("per_case_test_epoch1.csv", "paired_test_epoch2.csv", "plots/runs_test_epoch1_dice.png"):
+        assert os.path.getsize(folder.path(name)) > 0, name
 
 
 def test_threads_are_a_speed_setting_the_definition_does_not_hold(nnunet_tiny, tmp_path, monkeypatch):

@@ -6,7 +6,8 @@
     <study>/trainers/                     the generated ``<Trainer>_study`` classes (nnUNet_extTrainer)
     <study>/results/<arm>/seed_<S>/       nnUNet_results of one arm and seed (nnUNetv2_predict works on it)
     <study>/predictions/<arm>/seed_<S>/fold_<F>/   test-set predictions of one run
-    <study>/evaluation/{test,cv}/         nnunet_losses_compare output
+    <study>/predictions_at_stop/epoch_<E>/<arm>/seed_<S>/fold_<F>/   the same at a successive-halving stop
+    <study>/evaluation/{test,cv,test_epoch<E>}/   nnunet_losses_compare output
     <study>/report.md, per_case.csv, per_run.csv, paired.csv, ranking.csv, plots/
     <study>/.lock                         held by the one study command working on the folder
 """
@@ -74,6 +75,10 @@ class StudyFolder:
 
     def prediction_dir(self, arm: str, fold: int, seed: int) -> str:
         return self.path("predictions", arm, f"seed_{seed}", f"fold_{fold}")
+
+    def stop_prediction_dir(self, arm: str, fold: int, seed: int, epoch: int) -> str:
+        """Test-set predictions of a run with its checkpoint at a successive-halving stop (``epoch``)."""
+        return self.path("predictions_at_stop", f"epoch_{epoch}", arm, f"seed_{seed}", f"fold_{fold}")
 
     # ------------------------------------------------------------------ study.json
     def exists(self) -> bool:

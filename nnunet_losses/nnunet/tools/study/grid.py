@@ -6,6 +6,9 @@ epochs (a checkpoint; the learning-rate schedule is the full one); the worse hal
 the baseline, by the mean over their runs of nnU-Net's validation pseudo Dice (the EMA of the foreground
 Dice it logs), stops; the others continue to 1/2, the worse half stops again, and the survivors finish.
 A survivor's training is the training of a full run (same epochs, same schedule, resumed with ``--c``).
+After each decision, when the study has a test set, the runs of the arms stopped there and the baseline's
+runs predict the test set with their checkpoint at that epoch (``predictions_at_stop/``), so a stopped arm
+is scored and screened at its stop beside the baseline at the same epoch.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional
 from nnunet_losses.nnunet.testing.short_schedule import Schedule, write_short_schedule_trainers
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
 from nnunet_losses.nnunet.tools.study.folder import SUFFIX, StudyFolder, run_id
-from nnunet_losses.nnunet.tools.study.run import execute_run, test_cases
+from nnunet_losses.nnunet.tools.study.run import execute_run, predict_at_stop, test_cases
 
 __all__ = ["prepare_study", "run_specs", "run_grid", "halving_milestones", "validation_dice", "training_progress",
            "Interrupted",
@@ -202,8 +205,12 @@ def _finished(folder: StudyFolder, rid: str, pause_at: Optional[int]) -> bool:
 
 
 def _execute(folder: StudyFolder, executor, specs: Dict[str, dict], rids: List[str], pause_at: Optional[int],
-             echo: Callable[[str], None]) -> None:
-    """Run ``rids`` (each at most twice); the executor's slots bound how many run at a time."""
+             echo: Callable[[str], None], predict_at: Optional[int] = None) -> None:
+    """Run ``rids`` (each at most twice); the executor's slots bound how many run at a time. With
+    ``predict_at``: only predict the test set of each at that halving stop (:func:`predict_at_stop`; the
+    runs' status does not change)."""
+    predicting = predict_at is not None
+    job_function = predict_at_stop if predicting else execute_run
     queue = deque(rids)
     active: Dict[Any, tuple] = {}
     tries: Dict[str, int] = {}  # submissions of each run by this call (a failure is retried once)
@@ -212,23 +219,28 @@ def _execute(folder: StudyFolder, executor, specs: Dict[str, dict], rids: List[s
     def spec_for(rid: str, slot: Optional[str]) -> dict:
         attempt = int(folder.read_state(rid).get("attempts") or 0) + 1
         device = (slot or executor.device).split(":")[0]
+        if predicting:
+            sp = specs[rid]
+            return {**sp, "device": device, "attempt": attempt, "predict_at": predict_at,
+                    "stop_prediction": folder.stop_prediction_dir(sp["arm"], sp["fold"], sp["seed"], predict_at)}
         return {**specs[rid], "pause_at": pause_at, "device": device, "attempt": attempt}
 
     def submitting(rid: str, spec: dict) -> None:  # before the job can write its own pid
-        folder.write_state(rid, status="running", attempts=spec["attempt"], submitted=time.time(), log=spec["log"],
-                           pid=None, host=None)
+        if not predicting:
+            folder.write_state(rid, status="running", attempts=spec["attempt"], submitted=time.time(),
+                               log=spec["log"], pid=None, host=None)
 
     def submitted(job, rid: str, slot: Optional[str], spec: dict) -> None:
         tries[rid] = tries.get(rid, 0) + 1
         active[job] = (rid, slot, spec["attempt"])
-        echo(f"  started {rid} (attempt {spec['attempt']}{', on ' + slot if slot else ''}, job {job.job_id}; "
-             f"log {spec['log']})")
+        what = f"predicting the test set at epoch {predict_at}" if predicting else f"attempt {spec['attempt']}"
+        echo(f"  started {rid} ({what}{', on ' + slot if slot else ''}, job {job.job_id}; log {spec['log']})")
 
     if executor.slots is None and queue:  # SLURM: one job array for everything that is ready
         batch = [spec_for(r, None) for r in queue]
         for spec in batch:
             submitting(spec["run"], spec)
-        for job, spec in zip(executor.submit_array(execute_run, batch), batch):
+        for job, spec in zip(executor.submit_array(job_function, batch), batch):
             submitted(job, spec["run"], None, spec)
         queue.clear()
     try:
@@ -237,7 +249,7 @@ def _execute(folder: StudyFolder, executor, specs: Dict[str, dict], rids: List[s
                 rid, slot = queue.popleft(), (free.pop(0) if free else None)
                 spec = spec_for(rid, slot)
                 submitting(rid, spec)
-                submitted(executor.submit(execute_run, spec, slot), rid, slot, spec)
+                submitted(executor.submit(job_function, spec, slot), rid, slot, spec)
             for job in [j for j in active if j.done()]:
                 rid, slot, attempt = active.pop(job)
                 if slot is not None:
@@ -248,14 +260,20 @@ def _execute(folder: StudyFolder, executor, specs: Dict[str, dict], rids: List[s
                 except Exception as e:  # the run's exception, re-raised by submitit
                     error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                 st = folder.read_state(rid)
-                if error is None and st.get("status") in ("done", "paused"):
-                    echo(f"  {st['status']}: {rid}")
+                if error is None and (predicting or st.get("status") in ("done", "paused")):
+                    echo(f"  {'predicted at epoch ' + str(predict_at) if predicting else st['status']}: {rid}")
                     continue
                 log = specs[rid]["log"]
                 if tries[rid] < 2:
                     echo(f"  failed: {rid} ({error}); retrying once (log {log})")
-                    folder.write_state(rid, status="pending", error=error)
+                    if not predicting:
+                        folder.write_state(rid, status="pending", error=error)
                     queue.append(rid)
+                elif predicting:  # the run itself is fine: its scores at this stop are missing, and say why
+                    echo(f"  FAILED twice: predicting {rid} at epoch {predict_at} ({error}); log {log}")
+                    at_stop = dict(st.get("at_stop") or {})
+                    at_stop[str(predict_at)] = {"error": error}
+                    folder.write_state(rid, at_stop=at_stop)
                 else:
                     echo(f"  FAILED twice: {rid} ({error}); log {log}")
                     folder.write_state(rid, status="failed", error=error, finished=time.time())
@@ -270,7 +288,7 @@ def _execute(folder: StudyFolder, executor, specs: Dict[str, dict], rids: List[s
         while active and time.time() - t0 < 20 and not all(j.done() for j in active):
             time.sleep(0.2)
         for job, (rid, _, attempt) in active.items():  # an interrupted attempt does not count
-            if folder.read_state(rid).get("status") == "running":
+            if not predicting and folder.read_state(rid).get("status") == "running":
                 folder.write_state(rid, status="pending", interrupted=True, attempts=attempt - 1)
 
 
@@ -297,6 +315,7 @@ def run_grid(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, 
             if pause_at is None:
                 break
             arms = _halve(folder, definition, specs, arms, halving_metric, pause_at, echo)
+            _predict_stops(folder, definition, specs, executor, pause_at, echo)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -338,6 +357,43 @@ def _halve(folder, definition, specs, arms, metric, pause_at, echo) -> List[str]
                                reason=f"successive halving after epoch {pause_at}: validation Dice "
                                       f"{scores[s['arm']]:.4f}")
     return [a for a in arms if a not in drop]
+
+
+def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, dict],
+                         epoch: int) -> List[str]:
+    """Runs that predict the test set at the halving stop ``epoch``: those of the arms stopped there and the
+    baseline's, unless done (or failed twice) already."""
+    import json
+
+    path = folder.path("halving.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        decision = json.load(f).get(str(epoch))
+    if not decision:
+        return []
+    arms = set(decision["stopped"]) | {definition.baseline_arm}
+    out = []
+    for rid, spec in specs.items():
+        st = folder.read_state(rid)
+        if spec["arm"] not in arms or not spec.get("test_images") or str(epoch) in (st.get("at_stop") or {}) \
+                or st.get("status") not in ("paused", "stopped"):
+            continue
+        trained = training_progress(spec)[0]
+        if trained != epoch:  # continued past the stop (or never reached it): too late to predict there
+            folder.write_state(rid, at_stop={**(st.get("at_stop") or {}),
+                                             str(epoch): {"error": f"checkpoint at epoch {trained}"}})
+            continue
+        out.append(rid)
+    return out
+
+
+def _predict_stops(folder, definition, specs, executor, epoch, echo) -> None:
+    rids = stop_prediction_runs(folder, definition, specs, epoch)
+    if rids:
+        echo(f"{len(rids)} run(s) predict the test set with their checkpoint at epoch {epoch} (the arms stopped "
+             f"there and the baseline)")
+        _execute(folder, executor, specs, rids, None, echo, predict_at=epoch)
 
 
 def run_ids(definition: StudyDefinition) -> List[str]:

@@ -3,8 +3,10 @@
 ``per_case.csv``, ``per_run.csv``, ``paired.csv``, ``ranking.csv``, ``run_level.csv``, ``screen.csv`` and
 ``plots/``.
 
-The runs scored are the (fold, seed) runs that every arm still in the study finished (arms stopped by
-successive halving or with a failed run are listed, not scored), so every comparison is paired.
+The runs scored are the (fold, seed) runs that every arm still in the study finished (arms with a failed run
+are listed, not scored), so every comparison is paired. Arms stopped by successive halving are scored in a
+section of their own, at their stop, against the baseline's runs at the same epoch (``evaluation/test_epoch<E>``),
+when the study has a test set.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def scored_runs(folder: StudyFolder, definition: StudyDefinition, specs: Dict[st
     for a in definition.arms:
         st = [status[r] for r, s in specs.items() if s["arm"] == a.name]
         if "stopped" in st:
-            left_out[a.name] = "stopped by successive halving"
+            left_out[a.name] = "stopped by successive halving; scored at its stop, in a section of its own"
         elif "done" not in st:
             left_out[a.name] = "no finished run"
     arms = [a.name for a in definition.arms if a.name not in left_out]
@@ -58,14 +60,43 @@ def statistics_flags(arms: List[str], baseline: str) -> List[str]:
     return ["--baseline", baseline, "--ranking"] if len(arms) >= 2 else []
 
 
+def stop_scored_runs(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, dict]):
+    """{stop epoch: (arms: the baseline and the arms stopped there, [(fold, seed)] all of them predicted at
+    that epoch)} for the halving stops that stopped an arm."""
+    import json
+
+    path = folder.path("halving.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        decisions = json.load(f)
+    base = definition.baseline_arm
+    states = {rid: folder.read_state(rid) for rid in specs}
+    out = {}
+    for epoch in sorted(decisions, key=int):
+        stopped = [a.name for a in definition.arms if a.name in decisions[epoch]["stopped"]]
+        if not stopped:
+            continue
+        arms = [base] + stopped
+        runs = [(f, s) for s in definition.seeds for f in definition.folds
+                if all("prediction" in ((states[rid].get("at_stop") or {}).get(epoch) or {})
+                       for rid, sp in specs.items() if sp["arm"] in arms and sp["fold"] == f and sp["seed"] == s)]
+        out[int(epoch)] = (arms, runs)
+    return out
+
+
 def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arms, runs, specs, which: str,
-             echo: Callable[[str], None]) -> Optional[str]:
+             echo: Callable[[str], None], epoch: Optional[int] = None,
+             dest: Optional[Callable[..., str]] = None) -> Optional[str]:
+    """``nnunet_losses_compare`` of ``arms`` over ``runs`` into ``evaluation/<which>``: ``test`` (the test
+    predictions; at a halving stop with ``epoch``) or ``cv`` (nnU-Net's validation predictions)."""
     ds = record["dataset"]
     by = {(s["arm"], s["fold"], s["seed"]): s for s in specs.values()}
-    if which == "test":
+    if which != "cv":
         if not ds["test_images"]:
             return None
-        dirs = {a: [by[(a, f, s)]["prediction"] for f, s in runs] for a in arms}
+        dirs = {a: [folder.stop_prediction_dir(a, f, s, epoch) if epoch is not None else by[(a, f, s)]["prediction"]
+                    for f, s in runs] for a in arms}
         ref, images = ds["test_labels"], ds["test_images"]
     else:
         dirs = {a: [os.path.join(by[(a, f, s)]["fold_dir"], "validation") for f, s in runs] for a in arms}
@@ -73,7 +104,8 @@ def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arm
             echo("  cross-validation: some fold has no validation/ folder (final validation skipped), not scored")
             return None
         ref, images = ds["gt"], None  # every training case; each fold predicted its own validation cases
-    out = folder.path("evaluation", which)
+    dest = dest or folder.path
+    out = dest("evaluation", which)
     cmd = [command_path("nnunet_losses_compare"), "-d", definition.dataset, "-ref", ref, "-o", out, "--overwrite",
            "--no-progress", "--lesions", "--metrics", *definition.metrics,
            *statistics_flags(arms, definition.baseline_arm), "--overlays", "0", "-i", *[f"{a}={','.join(dirs[a])}" for a in arms]]
@@ -82,8 +114,8 @@ def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arm
     if which == "cv":
         cmd.append("--allow-missing")
     env = dict(os.environ, **{k: v for k, v in record["nnunet_paths"].items() if v})
-    os.makedirs(folder.path("logs"), exist_ok=True)
-    log = folder.path("logs", f"compare_{which}.log")
+    os.makedirs(dest("logs"), exist_ok=True)
+    log = dest("logs", f"compare_{which}.log")
     with open(log, "wb") as f:
         f.write(("$ " + " ".join(cmd) + "\n").encode())
         f.flush()
@@ -171,8 +203,76 @@ def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, di
     return out
 
 
-def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evaluate: bool = True) -> str:
-    """Evaluate (unless ``evaluate=False``: reuse ``evaluation/``) and write the report; its path."""
+def _column_order(name: str):
+    """test_* and cv_* first, then the stops by epoch: ``test_dice`` ... ``test_epoch5_dice`` ..."""
+    which = name.rsplit("_", 1)[0]
+    epoch = int(which[len("test_epoch"):]) if which.startswith("test_epoch") else -1
+    return (epoch, name)
+
+
+def _score(dest: Callable[..., str], out: str, which: str, label: str, arms: List[str], runs: List[tuple], base: str,
+           per_run: Dict[tuple, dict], run_rows: List[dict], screen_rows: Optional[List[dict]]) -> List[str]:
+    """The run- and case-level sections of one evaluation (``evaluation/<which>``); fills ``per_run``
+    (``<which>_<metric>`` columns), ``run_rows`` and ``screen_rows`` (unless None). Returns the markdown."""
+    rows = _read(os.path.join(out, "per_case.csv"))
+    for metric in ("dice",) + tuple(m for m in ("precision", "recall") if m in rows[0]):
+        for arm, by in run_values(rows, runs, metric).items():
+            for (f, s), v in by.items():
+                per_run[(arm, f, s)][f"{which}_{metric}"] = v
+    values = run_values(rows, runs, "dice")
+    tests = run_level_tests(values, base, arms)
+    for t in tests:
+        run_rows.append({"evaluation": which, "metric": "dice", **t})
+    n = len(runs)
+    md = [f"## Run level, {label}: does training with this loss change the Dice?", "",
+          f"One value per run: the mean Dice over the cases and foreground classes of one (fold, seed) "
+          f"training; {n} runs per arm, paired with {base}'s run of the same fold and seed. Two-sided "
+          f"Wilcoxon signed-rank test over the runs, Holm's correction over the {len(tests)} arms. This level "
+          f"includes training randomness: it supports sentences about *the loss* (\"training with X gives a "
+          f"higher Dice on this dataset\"). The smallest p a test can reach with n runs is 2/2^n.", "",
+          "| arm | mean Dice of the runs | difference to the baseline | runs better / equal / worse | p | "
+          "p (Holm) | smallest reachable p |", "|---|---|---|---|---|---|---|"]
+    for arm in arms:
+        mean = [v for v in values.get(arm, {}).values() if not math.isnan(v)]
+        t = next((t for t in tests if t["arm"] == arm), None)
+        cells = ["(baseline)", "", "", "", ""] if t is None else [
+            f"{t['mean_diff']:+.4f}", f"{t['better']} / {t['equal']} / {t['worse']}", _fmt(t["p_value"], 3),
+            _fmt(t["p_holm"], 3), _fmt(t["smallest_p"], 3)]
+        md.append(f"| {arm} | {_fmt(sum(mean) / len(mean) if mean else float('nan'))} | " + " | ".join(cells)
+                  + " |")
+    _plot_runs(dest("plots", f"runs_{which}_dice.png"), values, arms,
+               f"mean Dice per run ({label.split(' (')[0]})")
+    md += ["", f"![runs](plots/runs_{which}_dice.png)", "",
+           f"## Case level, {label}: do these trained models differ on cases like these?", "",
+           "The compare tool's paired comparison against the baseline: the models are fixed and the cases are "
+           "resampled (bootstrap interval, Wilcoxon over (case, run) pairs, Holm over arms and classes). It "
+           "supports sentences about *these models* only, not about the loss: a second training could rank "
+           "them otherwise.", ""]
+    summary = os.path.join(out, "summary.md")
+    if os.path.isfile(summary):
+        with open(summary) as f:
+            text = f.read()
+        for title in ("Paired differences: Dice", "Ranking: Dice"):
+            block = next((b for b in text.split("\n## ") if b.startswith(title)), None)
+            if block:
+                md += ["### " + block.strip().replace("\n## ", "\n### "), ""]
+    md += [f"Full tables: `evaluation/{which}/summary.md`.", ""]
+    if screen_rows is not None:
+        screen_rows += [{"evaluation": which, **r} for r in screen(rows, runs, base)]
+    return md
+
+
+def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evaluate: bool = True,
+                 out_dir: Optional[str] = None) -> str:
+    """Evaluate (unless ``evaluate=False``: reuse ``evaluation/``) and write the report; its path.
+
+    ``out_dir``: write the report, its files and ``evaluation/`` there instead of into the study folder,
+    which is then only read; that needs no lock, so it gives a snapshot of a study that is still training
+    (state files are replaced atomically; a run counts as done, or as predicted at a stop, only after its
+    predictions are written)."""
+    dest = (lambda *parts: os.path.join(out_dir, *parts)) if out_dir else folder.path
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
     record = folder.read_study()
     definition = StudyDefinition.from_json(record["definition"])
     specs = run_specs(folder, record, definition)
@@ -195,72 +295,55 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
         md += ["No (fold, seed) run is finished by every scored arm yet: nothing is compared.", ""]
     else:
         for which in ("test", "cv"):
-            out = _compare(folder, record, definition, arms, runs, specs, which, echo) if evaluate else \
-                folder.path("evaluation", which)
+            try:
+                out = _compare(folder, record, definition, arms, runs, specs, which, echo, dest=dest) if evaluate \
+                    else dest("evaluation", which)
+            except RuntimeError as e:
+                if which == "test":
+                    raise
+                # the cross-validation is a second view: a fold with a single validation case (say) leaves
+                # it out, with the reason, instead of the whole report
+                echo(f"  cross-validation not scored: {e}")
+                md += [f"Cross-validation not scored: {e}.", ""]
+                continue
             if out and os.path.isfile(os.path.join(out, "per_case.csv")):
                 sources[which] = out
     per_run = progress_rows(folder, specs)
     screen_rows: List[dict] = []
     run_rows: List[dict] = []
     for which, out in sources.items():
-        rows = _read(os.path.join(out, "per_case.csv"))
         label = "test set" if which == "test" else "cross-validation (each fold's own validation cases)"
-        for metric in ("dice",) + tuple(m for m in ("precision", "recall") if m in rows[0]):
-            values = run_values(rows, runs, metric)
-            for arm, by in values.items():
-                for (f, s), v in by.items():
-                    per_run[(arm, f, s)][f"{which}_{metric}"] = v
-        values = run_values(rows, runs, "dice")
-        tests = run_level_tests(values, base, arms)
-        for t in tests:
-            run_rows.append({"evaluation": which, "metric": "dice", **t})
-        n = len(runs)
-        md += [f"## Run level, {label}: does training with this loss change the Dice?", "",
-               f"One value per run: the mean Dice over the cases and foreground classes of one (fold, seed) "
-               f"training; {n} runs per arm, paired with {base}'s run of the same fold and seed. Two-sided "
-               f"Wilcoxon signed-rank test over the runs, Holm's correction over the {len(tests)} arms. This level "
-               f"includes training randomness: it supports sentences about *the loss* (\"training with X gives a "
-               f"higher Dice on this dataset\"). The smallest p a test can reach with n runs is 2/2^n.", "",
-               "| arm | mean Dice of the runs | difference to the baseline | runs better / equal / worse | p | "
-               "p (Holm) | smallest reachable p |", "|---|---|---|---|---|---|---|"]
-        for arm in arms:
-            mean = [v for v in values.get(arm, {}).values() if not math.isnan(v)]
-            t = next((t for t in tests if t["arm"] == arm), None)
-            cells = ["(baseline)", "", "", "", ""] if t is None else [
-                f"{t['mean_diff']:+.4f}", f"{t['better']} / {t['equal']} / {t['worse']}", _fmt(t["p_value"], 3),
-                _fmt(t["p_holm"], 3), _fmt(t["smallest_p"], 3)]
-            md.append(f"| {arm} | {_fmt(sum(mean) / len(mean) if mean else float('nan'))} | " + " | ".join(cells)
-                      + " |")
-        _plot_runs(folder.path("plots", f"runs_{which}_dice.png"), values, arms,
-                   f"mean Dice per run ({label.split(' (')[0]})")
-        md += ["", f"![runs](plots/runs_{which}_dice.png)", "",
-               f"## Case level, {label}: do these trained models differ on cases like these?", "",
-               "The compare tool's paired comparison against the baseline: the models are fixed and the cases are "
-               "resampled (bootstrap interval, Wilcoxon over (case, run) pairs, Holm over arms and classes). It "
-               "supports sentences about *these models* only, not about the loss: a second training could rank "
-               "them otherwise.", ""]
-        summary = os.path.join(out, "summary.md")
-        if os.path.isfile(summary):
-            with open(summary) as f:
-                text = f.read()
-            for title in ("Paired differences: Dice", "Ranking: Dice"):
-                block = next((b for b in text.split("\n## ") if b.startswith(title)), None)
-                if block:
-                    md += ["### " + block.strip().replace("\n## ", "\n### "), ""]
-        md += [f"Full tables: `evaluation/{which}/summary.md`.", ""]
-        if not screen_rows:
-            screen_rows = screen(rows, runs, base)
+        md += _score(dest, out, which, label, arms, runs, base, per_run, run_rows,
+                     screen_rows if not screen_rows else None)
+    stops = stop_scored_runs(folder, definition, specs)
+    for epoch, (stop_arms, stop_runs) in stops.items():
+        which = f"test_epoch{epoch}"
+        md += [f"## Arms stopped by successive halving after epoch {epoch} of "
+               f"{record['schedule']['epochs'] or 'the default'}, scored at their stop", "",
+               f"{', '.join(stop_arms[1:])} stopped after epoch {epoch}; their runs and {base}'s predicted the "
+               f"test set with their checkpoint at that epoch. These values describe the losses **after "
+               f"{epoch} epochs** (a slow start shows here), not after the full schedule.", ""]
+        if not stop_runs:
+            md += ["No (fold, seed) run has its predictions at this stop for every one of these arms yet.", ""]
+            continue
+        out = _compare(folder, record, definition, stop_arms, stop_runs, specs, which, echo, epoch, dest) \
+            if evaluate else dest("evaluation", which)
+        if out and os.path.isfile(os.path.join(out, "per_case.csv")):
+            sources[which] = out
+            md += _score(dest, out, which, f"test set at epoch {epoch}", stop_arms, stop_runs, base, per_run, run_rows,
+                         screen_rows)
     flagged = [r for r in screen_rows if r["flag"]]
     md += ["## Degenerate-solution screen", "",
            "Per run and class: median over the cases of predicted / reference foreground volume, mean precision, "
            "predicted components touching no reference structure. Flagged: volume ratio outside [0.5, 2], or "
-           "precision below half the baseline's in the same run.", ""]
+           "precision below half the baseline's in the same run (at the same epoch).", ""]
     if screen_rows:
-        md += ["| arm | fold | seed | class | volume ratio | precision | false components | flag |",
-               "|---|---|---|---|---|---|---|---|"]
+        md += ["| evaluation | arm | fold | seed | class | volume ratio | precision | false components | flag |",
+               "|---|---|---|---|---|---|---|---|---|"]
         for r in screen_rows:
-            md.append(f"| {r['arm']} | {r['fold']} | {r['seed']} | {r['class']} | {_fmt(r['volume_ratio'], 2)} | "
-                      f"{_fmt(r['precision'], 3)} | {r['false_components']} | {r['flag'] or 'ok'} |")
+            md.append(f"| {r['evaluation']} | {r['arm']} | {r['fold']} | {r['seed']} | {r['class']} | "
+                      f"{_fmt(r['volume_ratio'], 2)} | {_fmt(r['precision'], 3)} | {r['false_components']} | "
+                      f"{r['flag'] or 'ok'} |")
         md += ["", f"{len(flagged)} flagged row(s)." if flagged else "No run flagged.", ""]
     else:
         md += ["Nothing scored yet.", ""]
@@ -269,18 +352,25 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
     for name in COPIED:
         src = os.path.join(main, name) if main else None
         if src and os.path.isfile(src):
-            shutil.copyfile(src, folder.path(name))
+            shutil.copyfile(src, dest(name))
+    for which in [w for w in sources if w.startswith("test_epoch")]:  # the stops: per_case_test_epoch5.csv, ...
+        for name in ("per_case.csv", "paired.csv"):
+            src = os.path.join(sources[which], name)
+            if os.path.isfile(src):
+                shutil.copyfile(src, dest(name.replace(".csv", f"_{which}.csv")))
     per_run_cols = PROGRESS_COLUMNS + sorted(
-        {k for r in per_run.values() for k in r if k.startswith(("test_", "cv_"))})
-    write_csv(folder.path("per_run.csv"), list(per_run.values()), per_run_cols)
-    write_csv(folder.path("run_level.csv"), run_rows, ["evaluation", "metric", "arm", "baseline", "n_runs",
+        {k for r in per_run.values() for k in r if k.startswith(("test_", "cv_"))}, key=_column_order)
+    write_csv(dest("per_run.csv"), list(per_run.values()), per_run_cols)
+    write_csv(dest("run_level.csv"), run_rows, ["evaluation", "metric", "arm", "baseline", "n_runs",
                                                         "mean_diff", "better", "equal", "worse", "p_value", "p_holm",
                                                         "smallest_p"])
-    write_csv(folder.path("screen.csv"), screen_rows, ["arm", "fold", "seed", "class", "volume_ratio", "precision",
-                                                       "false_components", "flag"])
+    write_csv(dest("screen.csv"), screen_rows, ["evaluation", "arm", "fold", "seed", "class", "volume_ratio",
+                                                       "precision", "false_components", "flag"])
+    stop_files = [w for w in sources if w.startswith("test_epoch")]
     md += ["Files: `per_run.csv` (one row per run), `run_level.csv` (run-level tests), `per_case.csv`, "
            "`paired.csv`, `ranking.csv` (case level, " + ("test set" if "test" in sources else "cross-validation")
-           + "), `screen.csv`, `plots/`, `evaluation/`.", ""]
-    path = folder.path("report.md")
+           + ")" + "".join(f", `per_case_{w}.csv`, `paired_{w}.csv`" for w in stop_files)
+           + ", `screen.csv`, `plots/`, `evaluation/`.", ""]
+    path = dest("report.md")
     atomic_write_bytes(path, "\n".join(md).encode())
     return path

@@ -1,6 +1,8 @@
 """One run of a study (arm, fold, seed): ``nnUNetv2_train`` (``--c`` when a checkpoint exists), then
 ``nnUNetv2_predict`` of the test set; the state file says where it is. This is the function an executor
-runs (:func:`execute_run`, on this machine or as a SLURM job).
+runs (:func:`execute_run`, on this machine or as a SLURM job). :func:`predict_at_stop` predicts the test set
+with a run's checkpoint at a successive-halving stop (the arms stopped there and the baseline), so that
+stopped arms are scored and screened at the epoch they reached.
 
 Everything goes through nnU-Net's own commands with the run's environment: ``nnUNet_results`` of the arm and
 seed, ``nnUNet_extTrainer`` with the study's generated trainers, ``NNUNET_LOSSES_SEED`` (Python, NumPy, torch,
@@ -24,7 +26,7 @@ from nnunet_losses.nnunet.testing.short_schedule import (PAUSE_VARIABLE, SCHEDUL
 from nnunet_losses.nnunet.tools.commands import command_path
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
 
-__all__ = ["execute_run", "run_environment", "train_command", "predict_command", "RunFailed"]
+__all__ = ["execute_run", "predict_at_stop", "run_environment", "train_command", "predict_command", "RunFailed"]
 
 
 class RunFailed(RuntimeError):
@@ -68,10 +70,12 @@ def train_command(spec: Dict[str, Any], resume: bool) -> List[str]:
     return cmd + (["--c"] if resume else [])
 
 
-def predict_command(spec: Dict[str, Any]) -> List[str]:
-    cmd = [command_path("nnUNetv2_predict"), "-i", spec["test_images"], "-o", spec["prediction"], "-d",
+def predict_command(spec: Dict[str, Any], output: Optional[str] = None,
+                    checkpoint: str = "checkpoint_final.pth") -> List[str]:
+    """``nnUNetv2_predict`` of the test set into ``output`` (default: the run's prediction folder)."""
+    cmd = [command_path("nnUNetv2_predict"), "-i", spec["test_images"], "-o", output or spec["prediction"], "-d",
            spec["dataset"], "-c", spec["configuration"], "-p", spec["plans"], "-tr", spec["trainer"], "-f",
-           str(spec["fold"]), "-device", spec["device"], "-chk", "checkpoint_final.pth", "--disable_progress_bar"]
+           str(spec["fold"]), "-device", spec["device"], "-chk", checkpoint, "--disable_progress_bar"]
     if spec["device"] == "cpu":  # no worker processes: their start-up costs more than tiny CPU predictions
         cmd += ["-npp", "0", "-nps", "0"]
     return cmd + ([] if spec.get("tta", True) else ["--disable_tta"])
@@ -142,3 +146,32 @@ def execute_run(spec: Dict[str, Any]) -> Dict[str, Any]:
             _run_logged(predict_command(spec), env, log)
             seconds["predict"] = round(time.time() - t0, 2)
     return folder.write_state(rid, status="done", seconds=seconds, finished=time.time(), error=None)
+
+
+def checkpoint_epoch(path: str) -> int:
+    """Epochs a checkpoint has trained (nnU-Net's ``current_epoch``)."""
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False)["current_epoch"])
+
+
+def predict_at_stop(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Predict the test set with the run's ``checkpoint_latest.pth`` at the halving stop ``spec["predict_at"]``
+    into ``spec["stop_prediction"]``; the run's status does not change. Its state gains
+    ``at_stop[<epoch>] = {"prediction": folder, "seconds": s}``."""
+    folder = StudyFolder(spec["root"])
+    rid, log, epoch = spec["run"], spec["log"], int(spec["predict_at"])
+    latest = os.path.join(spec["fold_dir"], "checkpoint_latest.pth")
+    if not os.path.isfile(latest):
+        raise RunFailed(f"{rid} has no checkpoint_latest.pth to predict with at epoch {epoch} ({spec['fold_dir']})")
+    found = checkpoint_epoch(latest)
+    if found != epoch:
+        raise RunFailed(f"{rid}'s checkpoint_latest.pth is at epoch {found}, not at the stop {epoch}: its "
+                        f"predictions at the stop can no longer be made")
+    out = spec["stop_prediction"]
+    t0 = time.time()
+    if _n_cases(out, spec["file_ending"]) < test_cases(spec["test_images"], spec["file_ending"]):
+        _run_logged(predict_command(spec, out, "checkpoint_latest.pth"), run_environment(spec), log)
+    at_stop = dict(folder.read_state(rid).get("at_stop") or {})
+    at_stop[str(epoch)] = {"prediction": out, "seconds": round(time.time() - t0, 2)}
+    return folder.write_state(rid, at_stop=at_stop)
