@@ -339,6 +339,100 @@ def _screen_table(data: StudyData) -> List[str]:
     return lines + [""]
 
 
+# ----------------------------------------------------------------------------------------------- decisions
+#: the width study's arm with the shipped default and its fixed-width arms
+WIDTH_DEFAULT = "CWCD_auto"
+#: the losses whose degenerate-solution screen decides between a docs warning and a variant with CE
+RECALL_WEIGHTED = ("AsymFbeta", "Tversky")
+
+
+def _run_values(data: StudyData, column: str = "test_dice") -> Dict[str, Dict[tuple, float]]:
+    out: Dict[str, Dict[tuple, float]] = {}
+    for r in data.per_run:
+        v = _float(r.get(column))
+        if not math.isnan(v):
+            out.setdefault(r["arm"], {})[(r["fold"], r["seed"])] = v
+    return out
+
+
+def width_decision(data: StudyData) -> List[str]:
+    """The contour-width rule, decided by the rule fixed before the data: CWCD with ``"auto"`` against each
+    fixed width at run level (test Dice, paired by fold and seed, two-sided exact Wilcoxon signed-rank, Holm
+    over the fixed widths). A fixed width higher than ``"auto"`` with a corrected p below 0.05 changes the
+    rule; otherwise ``"auto"`` stays."""
+    from nnunet_losses.nnunet.tools.study.statistics import run_level_tests
+
+    values = _run_values(data)
+    widths = [a for a in data.arms if a.startswith("CWCD_") and a != WIDTH_DEFAULT]
+    if WIDTH_DEFAULT not in data.arms or not widths:
+        return []
+    head = ["**The width decision** (rule fixed before the data: `\"auto\"` stays unless a fixed width gives a "
+            "higher test Dice than it at run level with Holm's p below 0.05):", ""]
+    done = {a: len(v) for a, v in values.items()}
+    if done.get(WIDTH_DEFAULT, 0) < 10 or any(done.get(w, 0) < 10 for w in widths):
+        return head + [f"Not decided yet: finished runs with a test Dice: "
+                       + ", ".join(f"{a} {done.get(a, 0)}" for a in [WIDTH_DEFAULT] + widths)
+                       + " (10 each needed).", ""]
+    tests = run_level_tests(values, WIDTH_DEFAULT, [WIDTH_DEFAULT] + widths)
+    lines = head + [f"| fixed width | runs | difference to {WIDTH_DEFAULT} | runs better / equal / worse | "
+                    "p (Holm) | result |", "|---|---|---|---|---|---|"]
+    for t in tests:
+        lines.append(f"| {t['arm']} | {t['n_runs']} | {t['mean_diff']:+.4f} | {t['better']} / {t['equal']} / "
+                     f"{t['worse']} | {_p(t['p_holm'])} | {verdict(t['mean_diff'], t['p_holm'])} |")
+    better = [t for t in tests if verdict(t["mean_diff"], t["p_holm"]) == "higher, holds"]
+    if better:
+        best = max(better, key=lambda t: t["mean_diff"])
+        lines += ["", f"**Decision: change.** {best['arm']} gives a higher test Dice than `\"auto\"` "
+                      f"({best['mean_diff']:+.3f}; runs, n = {best['n_runs']}, Wilcoxon, Holm over {len(tests)} "
+                      f"widths: p = {_p(best['p_holm'])}): the rule's choice is not the best width on this dataset."]
+    else:
+        lines += ["", f"**Decision: keep `\"auto\"`.** No fixed width gives a higher test Dice than it at run "
+                      f"level (n = {min(t['n_runs'] for t in tests)} runs, Wilcoxon, Holm over {len(tests)} widths: "
+                      f"smallest corrected p = {_p(min(t['p_holm'] for t in tests))}). This says the rule's choice is "
+                      f"not shown to be worse than a fixed width here, not that the width matters."]
+    return lines + [""]
+
+
+def _flagged_runs(data: StudyData, arm: str) -> tuple:
+    """(runs screened, runs with a flagged class, median volume ratio, mean precision) of ``arm``, each run at
+    its last scored evaluation (after training, else at its halving stop)."""
+    by_run: Dict[tuple, List[dict]] = {}
+    for r in data.screen:
+        if r["arm"] == arm:
+            by_run.setdefault((r["fold"], r["seed"]), []).append(r)
+    picked = []
+    for rows in by_run.values():
+        final = [r for r in rows if (r.get("evaluation") or "test") == "test"]
+        picked.append(final or [r for r in rows if r.get("evaluation") == max(
+            (x.get("evaluation") for x in rows), key=lambda w: int(w[len("test_epoch"):]))])
+    flagged = sum(1 for rows in picked if any(r["flag"] for r in rows))
+    ratios = [v for rows in picked for v in (_float(r["volume_ratio"]) for r in rows) if not math.isnan(v)]
+    prec = [v for rows in picked for v in (_float(r["precision"]) for r in rows) if not math.isnan(v)]
+    return (len(picked), flagged, statistics.median(ratios) if ratios else float("nan"),
+            sum(prec) / len(prec) if prec else float("nan"))
+
+
+def recall_weighted_decision(data: StudyData) -> List[str]:
+    """The recall-weighted losses (AsymFbeta, and Tversky, nearly the same loss), decided by the rule fixed
+    before the data: a variant with CE when at least half of an arm's screened runs are flagged (10 runs
+    screened), else a note in the docs."""
+    arms = [a for a in RECALL_WEIGHTED if a in data.arms]
+    if not arms:
+        return []
+    lines = ["**The recall-weighted losses** (rule fixed before the data: if at least half of an arm's 10 runs are "
+             "flagged by the degenerate-solution screen, each run at its last scored epoch, the package adds a "
+             "variant with CE, as nnU-Net pairs Dice with CE, and the docs warn; otherwise the docs say what the "
+             "screen found):", "",
+             "| arm | runs screened | runs flagged | median volume ratio | mean precision | decision |",
+             "|---|---|---|---|---|---|"]
+    for arm in arms:
+        n, flagged, ratio, prec = _flagged_runs(data, arm)
+        decision = "not decided yet (10 runs needed)" if n < 10 else (
+            "variant with CE, and a warning" if flagged * 2 >= n else "a note in the docs")
+        lines.append(f"| {arm} | {n} | {flagged} | {_f(ratio, 2)} | {_f(prec)} | {decision} |")
+    return lines + [""]
+
+
 def study_block(root: str, study: Study) -> str:
     data = StudyData(root, study)
     if not data.started:
@@ -346,6 +440,10 @@ def study_block(root: str, study: Study) -> str:
                 f"`benchmarks/studies/{study.name}.json`.\n")
     lines = _progress(data) + _halving_table(data) + _validation_table(data) + _run_level_table(data) \
         + _case_level_table(data) + _stop_tables(data) + _screen_table(data)
+    if study.name.endswith("contour_width"):
+        lines += width_decision(data)
+    if study.name.startswith("drive"):
+        lines += recall_weighted_decision(data)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

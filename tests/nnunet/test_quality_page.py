@@ -141,3 +141,62 @@ def test_verdict(diff, p, expected):
 def test_an_unclosed_block_is_an_error():
     with pytest.raises(ValueError, match="has no closing"):
         quality.render("<!-- generated: pilots -->\ntext", {"pilots": "x\n"}, "docs/quality.md")
+
+
+def _width_data(tmp_path, i2_gain):
+    """The contour-width study's per-run test Dice: auto 0.80 (+ a per-run wobble), i1 = auto (the rule picks
+    width 1 there), i3 and i6 a little lower, i2 ``auto + i2_gain``."""
+    d = tmp_path / quality.DATA / "hippocampus_contour_width"
+    d.mkdir(parents=True)
+    arms = {"nnU-Net": {"trainer": "nnUNetTrainer"}, "CWCD_i1": {}, "CWCD_i2": {}, "CWCD_i3": {}, "CWCD_i6": {},
+            "CWCD_auto": {}}
+    json.dump({"definition": {"arms": arms, "baseline": "nnU-Net", "folds": [0, 1, 2, 3, 4], "seeds": [0, 1],
+                              "epochs": 20, "iterations": 50, "configuration": "2d", "plans": "p"},
+               "versions": {}, "collected": "now", "report": True}, open(d / "study.json", "w"))
+    rows = []
+    for i, (fold, seed) in enumerate((f, s) for f in range(5) for s in (0, 1)):
+        auto = 0.80 + 0.01 * i
+        values = {"nnU-Net": auto - 0.01, "CWCD_i1": auto, "CWCD_i2": auto + i2_gain + 0.001 * i,
+                  "CWCD_i3": auto - 0.002 * (i % 3), "CWCD_i6": auto - 0.003, "CWCD_auto": auto}
+        rows += [{"arm": a, "fold": fold, "seed": seed, "status": "done", "test_dice": v} for a, v in values.items()]
+    _write_csv(d / "per_run.csv", rows)
+    return quality.StudyData(str(tmp_path), quality.STUDIES[2])
+
+
+def test_the_width_rule_changes_only_when_a_fixed_width_beats_auto(tmp_path):
+    lines = "\n".join(quality.width_decision(_width_data(tmp_path / "a", i2_gain=0.02)))
+    assert "**Decision: change.** CWCD_i2 gives a higher test Dice than `\"auto\"` (+0.025; runs, n = 10" in lines
+    assert "Holm over 4 widths: p = 0.008" in lines  # 2/2^10 x 4
+    assert "| CWCD_i1 | 10 | +0.0000 | 0 / 10 / 0 | 1.000 | not established |" in lines
+    lines = "\n".join(quality.width_decision(_width_data(tmp_path / "b", i2_gain=-0.0045)))
+    assert "**Decision: keep `\"auto\"`.**" in lines and "change" not in lines
+
+
+def test_the_width_rule_waits_for_ten_runs_per_arm(tmp_path):
+    data = _width_data(tmp_path, i2_gain=0.05)
+    data.per_run = [r for r in data.per_run if not (r["arm"] == "CWCD_i6" and r["fold"] == "4")]
+    lines = "\n".join(quality.width_decision(data))
+    assert "Not decided yet" in lines and "CWCD_i6 8" in lines and "Decision" not in lines
+
+
+def test_the_recall_weighted_rule_counts_flagged_runs(tmp_path):
+    root = _fake_root(tmp_path)
+    data = quality.StudyData(str(root), quality.STUDIES[0])
+    data.study = quality.STUDIES[1]
+    data.definition["arms"].update({"AsymFbeta": {}, "Tversky": {}})
+    screen = []
+    for i, (fold, seed) in enumerate((f, s) for f in range(5) for s in (0, 1)):
+        for arm, flagged in (("AsymFbeta", i < 5), ("Tversky", i < 4)):
+            # a stopped run is screened at its stop; the final evaluation wins where both exist
+            screen.append({"evaluation": "test_epoch5", "arm": arm, "fold": str(fold), "seed": str(seed),
+                           "class": "1", "volume_ratio": "1.0", "precision": "0.8", "flag": ""})
+            screen.append({"evaluation": "test", "arm": arm, "fold": str(fold), "seed": str(seed), "class": "1",
+                           "volume_ratio": "2.5" if flagged else "1.1", "precision": "0.5",
+                           "flag": "volume ratio 2.50 outside [0.5, 2]" if flagged else ""})
+    data.screen = screen
+    lines = "\n".join(quality.recall_weighted_decision(data))
+    assert "| AsymFbeta | 10 | 5 | 1.80 | 0.500 | variant with CE, and a warning |" in lines
+    assert "| Tversky | 10 | 4 | 1.10 | 0.500 | a note in the docs |" in lines
+    data.screen = [r for r in screen if not (r["arm"] == "Tversky" and r["fold"] == "0")]
+    assert "| Tversky | 8 | 2 |" in "\n".join(quality.recall_weighted_decision(data))
+    assert "not decided yet (10 runs needed)" in "\n".join(quality.recall_weighted_decision(data))
