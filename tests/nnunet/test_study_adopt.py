@@ -1,8 +1,9 @@
 """``nnunet_losses_study adopt``: runs shared between two studies, on fake study folders (no training).
 
 Each study folder holds a ``study.json`` record as ``prepare_study`` writes it and fake runs: a fold folder
-with a small file as checkpoint (and ``loss_options.json`` for loss trainers), the model folder's
-``plans.json``/``dataset.json``, test predictions, a log and a state file.
+with a small file as checkpoint (and ``loss_options.json`` for loss trainers, where CWCD's ``"auto"``
+contour width resolved to 3 unless a test says otherwise), the model folder's ``plans.json``/``dataset.json``,
+test predictions, a log and a state file.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 
 import pytest
 
-from nnunet_losses.nnunet.tools.study.adopt import adopt, effective_options
+from nnunet_losses.nnunet.tools.study.adopt import adopt, effective_options, pair_arms
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition, parse_arm
 from nnunet_losses.nnunet.tools.study.folder import SUFFIX, StudyFolder, StudyLocked, run_id
 
@@ -43,18 +44,26 @@ def make_study(root, arms, tmp_path, epochs=8, test_images="imagesTs", tta=True,
     return folder, d
 
 
-def make_run(folder, d, arm, fold, status, epoch=None, plans=PLANS, options=None):
-    """A fake run of ``arm`` in ``folder`` with the given status."""
+def resolved_width(width):
+    """The ``resolved`` entry of ``loss_options.json`` of a CWCD run whose "auto" contour width became ``width``."""
+    return {"contour_width": width, "contour_width_source": f"auto: median thickness 3.5 voxels -> {width}",
+            "contour_weight": 1.0, "kernel_size": 3, "lam": 0.5, "maps": "online", "weight_ce": 1.0}
+
+
+def make_run(folder, d, arm, fold, status, epoch=None, plans=PLANS, options=None, resolved=None,
+             options_file=True):
+    """A fake run of ``arm`` in ``folder`` with the given status (``options_file=False``: no
+    ``loss_options.json``, as for runs of older versions)."""
     a = d.arm(arm)
     fold_dir = folder.fold_dir(d, arm, fold, 0, DATASET)
     os.makedirs(fold_dir)
     ckpt = "checkpoint_final.pth" if status == "done" else "checkpoint_latest.pth"
     with open(os.path.join(fold_dir, ckpt), "wb") as f:
         f.write(os.urandom(256))
-    if a.trainer != "nnUNetTrainer":
+    if a.trainer != "nnUNetTrainer" and options_file:
         with open(os.path.join(fold_dir, "loss_options.json"), "w") as f:
             json.dump({"trainer": a.trainer + SUFFIX, "options": a.options if options is None else options,
-                       "resolved": {"contour_width": 3}}, f)
+                       "resolved": resolved_width(3) if resolved is None else resolved}, f)
     model = folder.model_dir(d, arm, 0, DATASET)
     with open(os.path.join(model, "plans.json"), "w") as f:
         json.dump(plans, f)
@@ -299,3 +308,107 @@ def test_definition_prepares_a_new_study_before_adopting(studies, tmp_path, monk
     adopted = adopt(str(tmp_path / "new"), other.root, definition=td, echo=quiet([]))
     assert prepared == [td] and len(adopted) == 6
     assert StudyFolder(str(tmp_path / "new")).read_state(run_id("nnU-Net", 0, 0))["status"] == "done"
+
+
+# ------------------------------------------------------------------ "auto" there, resolved to the value set here
+def auto_studies(tmp_path, widths, options_file=True, other_status="done"):
+    """The every-trainer study whose CWCD ({}) runs resolved "auto" to ``widths`` (one per fold), and an empty
+    contour-width study."""
+    other, od = make_study(tmp_path / "other", OTHER_ARMS, tmp_path, folds=range(len(widths)))
+    for fold, width in enumerate(widths):
+        make_run(other, od, "CWCD", fold, other_status, epoch=3, resolved=resolved_width(width),
+                 options_file=options_file)
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path, folds=range(len(widths)))
+    return other, od, this, td
+
+
+def test_auto_that_resolved_to_the_explicit_value_is_adopted(tmp_path):
+    other, od, this, td = auto_studies(tmp_path, [1])
+    before = tree_hashes(other.root)
+    lines = []
+    adopted = adopt(this.root, other.root, echo=quiet(lines))
+    assert {a.run: a.source_run for a in adopted} == {run_id("CWCD_i1", 0, 0): run_id("CWCD", 0, 0),
+                                                      run_id("CWCD_auto", 0, 0): run_id("CWCD", 0, 0)}, lines
+    assert "CWCD_i1 <- CWCD (runs whose contour_width auto resolved to 1)" in lines[0], lines[0]
+    st = this.read_state(run_id("CWCD_i1", 0, 0))
+    assert st["status"] == "done" and st["adopted_from"]["run"] == run_id("CWCD", 0, 0)
+    dst = this.fold_dir(td, "CWCD_i1", 0, 0, DATASET)
+    assert os.path.isfile(os.path.join(dst, "checkpoint_final.pth"))
+    saved = json.load(open(os.path.join(dst, "loss_options.json")))
+    assert saved["options"] == {"contour_width": 1} and saved["options_before_adoption"] == {}
+    assert saved["resolved"]["contour_width"] == 1
+    assert tree_hashes(other.root) == before
+    # --arm takes such a pair too
+    again, _ = make_study(tmp_path / "again", THIS_ARMS, tmp_path, folds=(0,))
+    assert [a.run for a in adopt(again.root, other.root, pairs=["CWCD=CWCD_i1"], echo=quiet([]))] == \
+        [run_id("CWCD_i1", 0, 0)]
+
+
+def test_auto_that_resolved_to_another_value_is_not_adopted(tmp_path):
+    other, od, this, td = auto_studies(tmp_path, [3, 1])
+    lines = []
+    adopted = adopt(this.root, other.root, echo=quiet(lines))
+    assert sorted(a.run for a in adopted if a.arm == "CWCD_i1") == [run_id("CWCD_i1", 1, 0)], lines
+    assert sorted(a.run for a in adopted if a.arm == "CWCD_auto") == [run_id("CWCD_auto", f, 0) for f in (0, 1)]
+    assert f"  not adopted: {run_id('CWCD_i1', 0, 0)}: {run_id('CWCD', 0, 0)}: contour_width resolved to 3 there, " \
+           f"1 here" in lines, lines
+    assert this.read_state(run_id("CWCD_i1", 0, 0))["status"] == "pending"
+    assert not os.path.exists(this.fold_dir(td, "CWCD_i1", 0, 0, DATASET))
+    assert not os.path.exists(this.fold_dir(td, "CWCD_i2", 0, 0, DATASET))  # auto -> 3, but CWCD_i2 is 2
+
+
+def test_auto_without_a_saved_options_file_is_not_adopted(tmp_path):
+    other, od, this, td = auto_studies(tmp_path, [1], options_file=False)
+    lines = []
+    adopted = adopt(this.root, other.root, echo=quiet(lines))
+    assert [a.run for a in adopted] == [run_id("CWCD_auto", 0, 0)], lines  # alike: no file needed
+    assert any(line.startswith(f"  not adopted: {run_id('CWCD_i1', 0, 0)}: ") and "has no loss_options.json" in line
+               for line in lines), lines
+    assert not os.path.exists(this.fold_dir(td, "CWCD_i1", 0, 0, DATASET))
+
+
+def test_auto_here_is_never_paired_with_an_explicit_value_there(tmp_path):
+    """The reverse: what "auto" resolves to in this study is known only when it trains."""
+    arms = ['CWCD_i1=nnUNetTrainerCWCD:{"contour_width": 1}', 'CWCD_i3=nnUNetTrainerCWCD:{"contour_width": 3}']
+    other, od = make_study(tmp_path / "other", arms, tmp_path, folds=(0,))
+    for arm, width in (("CWCD_i1", 1), ("CWCD_i3", 3)):
+        make_run(other, od, arm, 0, "done", resolved={**resolved_width(width), "contour_width_source": "given"})
+    this, td = make_study(tmp_path / "this", ["nnUNetTrainerCWCD", THIS_ARMS[3]], tmp_path, folds=(0,))
+    assert pair_arms(td, od) == {}
+    lines = []
+    assert adopt(this.root, other.root, echo=quiet(lines)) == []
+    assert "no match for CWCD; no match for CWCD_auto" in lines[0], lines
+    with pytest.raises(ValueError, match=r"contour_width 1 there, 'auto' here \(contour_width 'auto' here is "
+                                         r"resolved only when this study trains"):
+        adopt(this.root, other.root, pairs=["CWCD_i1=CWCD_auto"], echo=quiet([]))
+    with pytest.raises(ValueError, match=r"do not train alike .*contour_width 3 there, 'auto' here"):
+        adopt(this.root, other.root, pairs=["CWCD_i3=CWCD"], echo=quiet([]))
+
+
+def test_an_adopted_auto_run_continues_under_the_explicit_options(tmp_path):
+    """The copied loss_options.json says {"contour_width": 1}: ``--c`` with the arm's NNUNET_LOSSES_OPTIONS (as
+    the study's run sets it) is accepted and trains on with contour width 1."""
+    from types import SimpleNamespace
+
+    from nnunet_losses.nnunet.testing.short_schedule import find_base_trainer
+    from nnunet_losses.nnunet.training import options as opt
+
+    other, od, this, td = auto_studies(tmp_path, [1], other_status="stopped")
+    (a, _) = sorted(adopt(this.root, other.root, echo=quiet([])), key=lambda x: x.arm != "CWCD_i1")
+    assert (a.arm, a.status, a.epoch) == ("CWCD_i1", "paused", 3)
+    cls = find_base_trainer("nnUNetTrainerCWCD")
+    renames = cls.loss_class.renamed_arguments
+    env = json.dumps(td.arm("CWCD_i1").options)  # what 'run' puts in NNUNET_LOSSES_OPTIONS
+
+    def restore(fold_dir):
+        saved = opt.rename_record(opt.load_options(fold_dir), renames)
+        return saved, opt.resolve_options(env, saved, True, cls.tunable_options(), cls.__name__, renames)
+
+    saved, user = restore(this.fold_dir(td, "CWCD_i1", 0, 0, DATASET))
+    assert user == {"contour_width": 1}
+    values = {**cls.tunable_options(), **user}
+    trainer = SimpleNamespace(auto_options=cls.auto_options, _nnunet_losses_restoring=True)
+    sources = cls._resolve_auto_options(trainer, values, user, saved)  # no dataset needed: nothing is "auto"
+    assert values["contour_width"] == 1 and sources == {"contour_width_source": opt.ENV_VAR}
+    with pytest.raises(ValueError, match="contradicts the options this training was started with"):
+        restore(other.fold_dir(od, "CWCD", 0, 0, DATASET))  # the source's own {} would be refused

@@ -15,15 +15,24 @@ The rules (docs/study.md, "Sharing runs between studies"):
   ``CWCD_auto`` ``{"contour_width": "auto"}``. An option nnU-Net's plans decide (``batch_dice``) matches
   only when both leave it to the plans or both set it. ``--arm OTHER=THIS`` restricts the pairing to the
   pairs given (still checked);
+* an arm of OTHER is also paired with an arm of STUDY of the same trainer whose effective options differ
+  only in options OTHER leaves ``"auto"`` (the trainer resolves them per dataset when training,
+  ``auto_options``) and STUDY sets explicitly: ``CWCD`` ``{}`` with ``CWCD_i1`` ``{"contour_width": 1}``.
+  Such a pair is checked per run: OTHER's run is adoptable only when its saved ``loss_options.json`` says
+  the option resolved to STUDY's value (``resolved``), and never without that file. The reverse (``"auto"``
+  here, explicit there) is never paired: what ``"auto"`` resolves to here is known only when STUDY trains;
 * a run (fold, seed) is adopted when STUDY's run never started (pending, no attempt, no files) and OTHER's
   run is done, paused or stopped (by OTHER's successive halving: paused here, so STUDY's ``run`` continues
   it with ``--c``), has its checkpoint, and was trained with the plans STUDY uses (the ``plans.json`` nnU-Net
-  saved beside it equals STUDY's, compared as JSON);
+  saved beside it equals STUDY's, compared as JSON); among several such runs (arms of OTHER), a done one
+  is preferred, then a paused one, then a stopped one;
 * files are copied, never moved or overwritten (OTHER stays as it was): the fold folder, the model folder's
   ``plans.json``/``dataset.json``/``dataset_fingerprint.json`` when missing, the test predictions when both
   studies predict the same test set the same way (else a done run stays pending here and STUDY's ``run``
-  only predicts its test set), and OTHER's log appended to STUDY's. The state records
-  ``adopted_from: {"study", "run", "status"}``. Predictions at OTHER's halving stops are not copied.
+  only predicts its test set), and OTHER's log appended to STUDY's. The copied ``loss_options.json`` gets
+  STUDY's arm options (the old ones kept as ``options_before_adoption``), so that ``--c`` with STUDY's
+  ``NNUNET_LOSSES_OPTIONS`` continues the run. The state records ``adopted_from: {"study", "run",
+  "status"}``. Predictions at OTHER's halving stops are not copied.
 """
 from __future__ import annotations
 
@@ -36,10 +45,11 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from nnunet_losses.nnunet.maps.declaration import AUTO
 from nnunet_losses.nnunet.tools.study.definition import Arm, StudyDefinition
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder, run_id
 
-__all__ = ["adopt", "Adoption", "effective_options", "pair_arms", "study_differences", "ADOPTABLE"]
+__all__ = ["adopt", "Adoption", "effective_options", "match_arms", "pair_arms", "study_differences", "ADOPTABLE"]
 
 #: status of an adoptable run in OTHER -> its status in STUDY
 ADOPTABLE = {"done": "done", "paused": "paused", "stopped": "paused"}
@@ -47,7 +57,7 @@ MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 SCHEDULE_KEYS = ("epochs", "iterations", "val_iterations")
 #: the default of an option the trainer takes from the plans (``batch_dice``)
 FROM_PLANS = "<from the plans>"
-_DEFAULTS: Dict[str, Tuple[Dict[str, Any], Dict[str, str]]] = {}
+_DEFAULTS: Dict[str, Tuple[Dict[str, Any], Dict[str, str], Tuple[str, ...]]] = {}
 
 
 # ------------------------------------------------------------------------------------------ studies
@@ -99,21 +109,28 @@ def study_differences(this: _Study, other: _Study) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------ arms
-def _trainer_defaults(trainer: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
-    """(every option of ``trainer`` with its default, renamed options old -> new); cached."""
+def _trainer_info(trainer: str) -> Tuple[Dict[str, Any], Dict[str, str], Tuple[str, ...]]:
+    """(every option of ``trainer`` with its default, renamed options old -> new, the options it resolves
+    per dataset when they are ``"auto"``); cached."""
     if trainer not in _DEFAULTS:
         from nnunet_losses.nnunet.testing.short_schedule import find_base_trainer
 
         cls = find_base_trainer(trainer)
         if not hasattr(cls, "tunable_options"):  # nnU-Net's own trainers take no loss options
-            _DEFAULTS[trainer] = ({}, {})
+            _DEFAULTS[trainer] = ({}, {}, ())
         else:
             defaults = dict(cls.tunable_options())
             params = inspect.signature(cls.loss_class.__init__).parameters
             if "batch_dice" in params and "batch_dice" not in cls.loss_defaults:
                 defaults["batch_dice"] = FROM_PLANS  # the trainer takes it from the plans
-            _DEFAULTS[trainer] = (defaults, dict(getattr(cls.loss_class, "renamed_arguments", {}) or {}))
-    defaults, renames = _DEFAULTS[trainer]
+            _DEFAULTS[trainer] = (defaults, dict(getattr(cls.loss_class, "renamed_arguments", {}) or {}),
+                                  tuple(getattr(cls, "auto_options", {}) or {}))
+    return _DEFAULTS[trainer]
+
+
+def _trainer_defaults(trainer: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """(every option of ``trainer`` with its default, renamed options old -> new)."""
+    defaults, renames, _ = _trainer_info(trainer)
     return dict(defaults), dict(renames)
 
 
@@ -144,19 +161,48 @@ def effective_options(trainer: str, options: Dict[str, Any]) -> Dict[str, Any]:
     return opt.normalise({**_trainer_defaults(trainer)[0], **_given_options(trainer, options)})
 
 
-def arm_difference(other: Arm, this: Arm) -> str:
-    """Why runs of ``other`` are not runs of ``this`` ("" when they train alike)."""
+def match_arms(other: Arm, this: Arm) -> Tuple[str, Dict[str, Any]]:
+    """(why runs of ``other`` are not runs of ``this``, "" when they may be; {option: ``this``'s value} that a
+    run of ``other`` must have resolved its ``"auto"`` to, empty when the arms train alike).
+
+    The arms pair when they have the same trainer and effective options that differ only in options the
+    trainer resolves per dataset (``auto_options``), ``"auto"`` in ``other`` and explicit in ``this``; never
+    the reverse (what ``"auto"`` resolves to in this study is known only when it trains).
+    """
     if other.trainer != this.trainer:
-        return f"trainer {other.trainer} there, {this.trainer} here"
+        return f"trainer {other.trainer} there, {this.trainer} here", {}
     a, b = effective_options(other.trainer, other.options), effective_options(this.trainer, this.options)
-    diff = [f"{k} {a.get(k)!r} there, {b.get(k)!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    return f"options differ: {', '.join(diff)}" if diff else ""
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    auto = _trainer_info(this.trainer)[2]
+    resolve = {k: b[k] for k in diff if k in auto and a.get(k) == AUTO and k in b and b[k] != AUTO}
+    if len(resolve) == len(diff):
+        return "", resolve
+    why = "options differ: " + ", ".join(f"{k} {a.get(k)!r} there, {b.get(k)!r} here" for k in diff)
+    reverse = [k for k in diff if k in auto and b.get(k) == AUTO]
+    if reverse:
+        why += (f" ({', '.join(reverse)} 'auto' here is resolved only when this study trains: an explicit value "
+                f"there is never paired with it)")
+    return why, {}
+
+
+def arm_difference(other: Arm, this: Arm) -> str:
+    """Why runs of ``other`` are not runs of ``this`` ("" when they may be, see :func:`match_arms`)."""
+    return match_arms(other, this)[0]
+
+
+def _pair_text(other: Arm, this: Arm) -> str:
+    """``other``'s name, with the values its runs must have resolved ``"auto"`` to."""
+    resolve = match_arms(other, this)[1]
+    if not resolve:
+        return other.name
+    return f"{other.name} (runs whose {', '.join(f'{k} auto resolved to {v!r}' for k, v in resolve.items())})"
 
 
 def pair_arms(this: StudyDefinition, other: StudyDefinition, pairs: Optional[Sequence[str]] = None
               ) -> Dict[str, List[str]]:
-    """{arm of STUDY: the arms of OTHER whose runs it may adopt}: every arm of OTHER that trains alike, or,
-    with ``pairs`` (``"OTHER_ARM=THIS_ARM"``), only those pairs (ValueError for a pair that does not match)."""
+    """{arm of STUDY: the arms of OTHER whose runs it may adopt}: every arm of OTHER that trains alike (or
+    whose ``"auto"`` may have resolved to STUDY's value, :func:`match_arms`), or, with ``pairs``
+    (``"OTHER_ARM=THIS_ARM"``), only those pairs (ValueError for a pair that does not match)."""
     if not pairs:
         out = {a.name: [b.name for b in other.arms if not arm_difference(b, a)] for a in this.arms}
         return {k: v for k, v in out.items() if v}
@@ -172,7 +218,8 @@ def pair_arms(this: StudyDefinition, other: StudyDefinition, pairs: Optional[Seq
         why = arm_difference(other.arm(src), this.arm(dst))
         if why:
             raise ValueError(f"--arm {text!r}: these arms do not train alike ({why}); only runs of the same trainer "
-                             f"with the same effective options can be shared")
+                             f"with the same effective options (or 'auto' there that resolved to the value here) "
+                             f"can be shared")
         out.setdefault(dst, []).append(src)
     return out
 
@@ -237,6 +284,18 @@ def _source_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: i
     if saved is not None and _given_options(trainer, saved["options"]) != \
             _given_options(trainer, other.definition.arm(src_arm).options):
         return f"{rid} trained with options {saved['options']}, not its arm's {other.definition.arm(src_arm).options}"
+    resolve = match_arms(other.definition.arm(src_arm), this.definition.arm(arm))[1]
+    if resolve and saved is None:
+        return (f"{rid} has no {opt.OPTIONS_FILE}: what its {', '.join(resolve)} 'auto' resolved to is not known "
+                f"(here {', '.join(f'{k} {v!r}' for k, v in resolve.items())})")
+    if resolve:
+        resolved = opt.rename_record(saved, _trainer_defaults(trainer)[1]).get("resolved")
+        resolved = resolved if isinstance(resolved, dict) else {}
+        wrong = [f"{k} resolved to {resolved[k]!r} there, {v!r} here" if k in resolved
+                 else f"no resolved {k} in its {opt.OPTIONS_FILE}, {v!r} here" for k, v in resolve.items()
+                 if k not in resolved or opt.normalise({k: resolved[k]}) != opt.normalise({k: v})]
+        if wrong:
+            return f"{rid}: {', '.join(wrong)}"
     return ""
 
 
@@ -286,8 +345,10 @@ def _copy_tree(src: str, dst: str) -> None:
 
 
 def _set_saved_options(fold_dir: str, options: Dict[str, Any], trainer: str) -> None:
-    """Write STUDY's arm options into the copied ``loss_options.json`` (the same effective options), so that
-    ``--c`` with this arm's ``NNUNET_LOSSES_OPTIONS`` continues the run."""
+    """Write STUDY's arm options into the copied ``loss_options.json`` (the same effective options, or the
+    explicit value the run's ``"auto"`` resolved to; the old ones kept as ``options_before_adoption``), so that
+    ``--c`` with this arm's ``NNUNET_LOSSES_OPTIONS`` continues the run (an explicit value is used as given,
+    the same value its ``resolved`` holds)."""
     from nnunet_losses.nnunet.training import options as opt
 
     saved = opt.load_options(fold_dir)
@@ -361,7 +422,8 @@ def adopt(study: str, source: str, pairs: Optional[Sequence[str]] = None, dry_ru
             raise ValueError(f"{other.folder.root} and {this.folder.root} differ in {'; '.join(differ)}: runs are "
                              f"shared only between studies of the same dataset, configuration, plans and schedule")
         arms = pair_arms(this.definition, other.definition, pairs)
-        echo("arms: " + ", ".join(f"{a} <- {'/'.join(s)}" for a, s in arms.items())
+        echo("arms: " + ", ".join(f"{a} <- " + "/".join(_pair_text(other.definition.arm(x), this.definition.arm(a))
+                                                         for x in s) for a, s in arms.items())
              + "".join(f"; no match for {a.name}" for a in this.definition.arms if a.name not in arms))
         adoptions, unmatched, started = plan_adoptions(this, other, arms)
         for rid, why in unmatched.items():
