@@ -407,3 +407,25 @@ def test_training_progress_prefers_the_final_checkpoint(tmp_path):
     assert training_progress(spec) == (2, 0.2) and validation_dice(spec) == 0.2
     torch.save({"logging": {"ema_fg_dice": [0.1, 0.2, 0.3]}}, tmp_path / "checkpoint_final.pth")
     assert training_progress(spec) == (3, 0.3)
+
+
+def test_a_run_interrupted_in_a_later_halving_round_is_not_sent_back_to_an_earlier_pause(tmp_path):
+    """A session that ends during round 2 leaves the run pending with a checkpoint past the first pause. Round
+    1 must count it as paused there: continued with the first pause, nnU-Net would never meet that epoch
+    again and would train the run to the end."""
+    import torch
+
+    from nnunet_losses.nnunet.tools.study.grid import _finished
+
+    folder = StudyFolder(str(tmp_path / "s"))
+    spec = {"run": "A__fold0__seed0", "fold_dir": str(tmp_path / "fold_0")}
+    os.makedirs(spec["fold_dir"])
+    assert not _finished(folder, spec, 5)  # never started
+    folder.write_state(spec["run"], status="pending", attempts=1, interrupted=True, epoch=5)
+    torch.save({"logging": {"ema_fg_dice": [0.1] * 7}}, os.path.join(spec["fold_dir"], "checkpoint_latest.pth"))
+    assert _finished(folder, spec, 5)  # past the first pause: round 1 leaves it alone
+    assert not _finished(folder, spec, 10) and not _finished(folder, spec, None)  # round 2 continues it
+    torch.save({"logging": {"ema_fg_dice": [0.1] * 3}}, os.path.join(spec["fold_dir"], "checkpoint_latest.pth"))
+    assert not _finished(folder, spec, 5)  # interrupted before the first pause: round 1 continues it
+    folder.write_state(spec["run"], status="paused", epoch=5)
+    assert _finished(folder, spec, 5) and not _finished(folder, spec, 10)

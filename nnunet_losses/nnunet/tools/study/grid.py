@@ -197,11 +197,19 @@ def recover_stale(folder: StudyFolder, specs: Dict[str, dict], echo: Callable[[s
         folder.write_state(rid, status="pending", interrupted=True, attempts=max(0, int(st.get("attempts") or 1) - 1))
 
 
-def _finished(folder: StudyFolder, rid: str, pause_at: Optional[int]) -> bool:
-    st = folder.read_state(rid)
+def _finished(folder: StudyFolder, spec: dict, pause_at: Optional[int]) -> bool:
+    """Whether run ``spec`` has nothing to do before the pause ``pause_at`` (``None``: the end)."""
+    st = folder.read_state(spec["run"])
     if st.get("status") in ("done", "stopped"):  # a failed run is tried again by the next command
         return True
-    return pause_at is not None and st.get("status") == "paused" and (st.get("epoch") or 0) >= pause_at
+    if pause_at is None:
+        return False
+    if st.get("status") == "paused" and (st.get("epoch") or 0) >= pause_at:
+        return True
+    # interrupted (or failed) in a later round: its checkpoint is past this pause already, and nnU-Net would
+    # train it to the end if it were continued with this pause
+    return st.get("status") in ("pending", "failed") and bool(st.get("attempts") or st.get("interrupted")) \
+        and training_progress(spec)[0] >= pause_at
 
 
 def _execute(folder: StudyFolder, executor, specs: Dict[str, dict], rids: List[str], pause_at: Optional[int],
@@ -307,7 +315,7 @@ def run_grid(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, 
         for i, pause_at in enumerate(milestones):
             stopped = {r for r in specs if folder.read_state(r).get("status") == "stopped"}
             rids = [r for r in specs if specs[r]["arm"] in arms and r not in stopped
-                    and not _finished(folder, r, pause_at)]
+                    and not _finished(folder, specs[r], pause_at)]
             if rids:
                 what = f"to epoch {pause_at} (halving round {i + 1})" if pause_at else "to the end"
                 echo(f"{len(rids)} run(s) {what}")
