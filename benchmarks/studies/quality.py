@@ -19,7 +19,6 @@ other difference reads "not established".
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -29,6 +28,10 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
+
+from nnunet_losses.nnunet.tools.study.folder import StudyFolder
+from nnunet_losses.nnunet.tools.study.report import read_csv
+from nnunet_losses.nnunet.tools.study.statistics import as_float, run_level_tests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join("docs", "data", "studies")
@@ -74,20 +77,6 @@ PAGES = ("docs/quality.md", "README.md")
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def _read_csv(path: str) -> List[dict]:
-    if not os.path.isfile(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _float(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 def _f(v: float, d: int = 3) -> str:
     return "–" if v is None or math.isnan(v) else f"{v:.{d}f}"
 
@@ -106,18 +95,17 @@ class StudyData:
         self.dir = os.path.join(root, DATA, study.name)
         path = os.path.join(self.dir, "study.json")
         self.record = json.load(open(path)) if os.path.isfile(path) else None
-        self.per_run = _read_csv(os.path.join(self.dir, "per_run.csv"))
-        level = [r for r in _read_csv(os.path.join(self.dir, "run_level.csv")) if r["metric"] == "dice"]
+        self.per_run = read_csv(os.path.join(self.dir, "per_run.csv"), missing_ok=True)
+        level = [r for r in read_csv(os.path.join(self.dir, "run_level.csv"), missing_ok=True) if r["metric"] == "dice"]
         self.run_level = [r for r in level if r["evaluation"] == "test"]
         #: {stop epoch: run-level rows of the arms stopped there, against the baseline at that epoch}
         self.stop_level: Dict[int, List[dict]] = {}
         for r in level:
             if r["evaluation"].startswith("test_epoch"):
                 self.stop_level.setdefault(int(r["evaluation"][len("test_epoch"):]), []).append(r)
-        self.paired = [r for r in _read_csv(os.path.join(self.dir, "paired.csv")) if r["metric"] == "dice"]
-        self.screen = _read_csv(os.path.join(self.dir, "screen.csv"))
-        hp = os.path.join(self.dir, "halving.json")
-        self.halving = json.load(open(hp)) if os.path.isfile(hp) else {}
+        self.paired = [r for r in read_csv(os.path.join(self.dir, "paired.csv"), missing_ok=True) if r["metric"] == "dice"]
+        self.screen = read_csv(os.path.join(self.dir, "screen.csv"), missing_ok=True)
+        self.halving = StudyFolder(self.dir).read_halving()
 
     @property
     def started(self) -> bool:
@@ -183,7 +171,7 @@ def _validation_table(data: StudyData) -> List[str]:
         if not rows:
             continue
         ep = sorted({int(r["epochs"]) for r in rows})
-        vals = [_float(r["val_ema_dice"]) for r in rows]
+        vals = [as_float(r["val_ema_dice"]) for r in rows]
         vals = [v for v in vals if not math.isnan(v)]
         mean = sum(vals) / len(vals) if vals else float("nan")
         rng = f"{min(vals):.3f} - {max(vals):.3f}" if vals else "–"
@@ -213,7 +201,7 @@ def _halving_table(data: StudyData) -> List[str]:
             elif score is None and arm not in data.halving[e]["scores"]:
                 cells.append("")
             else:
-                cells.append(_f(_float(score)) + (" (stopped)" if stopped_at.get(arm) == e else ""))
+                cells.append(_f(as_float(score)) + (" (stopped)" if stopped_at.get(arm) == e else ""))
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -226,7 +214,7 @@ def verdict(diff: float, p_holm: float) -> str:
 
 
 def _mean_test_dice(data: StudyData, arm: str, column: str = "test_dice") -> float:
-    vals = [_float(r.get(column)) for r in data.per_run if r["arm"] == arm]
+    vals = [as_float(r.get(column)) for r in data.per_run if r["arm"] == arm]
     vals = [v for v in vals if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
 
@@ -247,7 +235,7 @@ def _stop_tables(data: StudyData) -> List[str]:
                   f"| {data.baseline} | {sum(1 for r in data.per_run if r['arm'] == data.baseline and r.get(col))} | "
                   f"{_f(_mean_test_dice(data, data.baseline, col))} | (baseline at epoch {epoch}) | | | |"]
         for r in rows:
-            diff, ph = _float(r["mean_diff"]), _float(r["p_holm"])
+            diff, ph = as_float(r["mean_diff"]), as_float(r["p_holm"])
             lines.append(f"| {r['arm']} | {r['n_runs']} | {_f(_mean_test_dice(data, r['arm'], col))} | "
                          f"{diff:+.4f} | {r['better']} / {r['equal']} / {r['worse']} | {_p(ph)} | "
                          f"{verdict(diff, ph)} |")
@@ -261,14 +249,14 @@ def run_level_sentences(data: StudyData) -> List[str]:
         return []
     k = len(data.run_level)
     out = []
-    held = [r for r in data.run_level if verdict(_float(r["mean_diff"]), _float(r["p_holm"])) != "not established"]
+    held = [r for r in data.run_level if verdict(as_float(r["mean_diff"]), as_float(r["p_holm"])) != "not established"]
     for r in held:
-        out.append(f"Training with {r['arm']} gives a {'higher' if _float(r['mean_diff']) > 0 else 'lower'} mean "
-                   f"test Dice than {r['baseline']} ({_float(r['mean_diff']):+.3f}; runs, n = {r['n_runs']}, "
-                   f"two-sided Wilcoxon signed-rank, Holm over {k} arms: p = {_p(_float(r['p_holm']))}).")
+        out.append(f"Training with {r['arm']} gives a {'higher' if as_float(r['mean_diff']) > 0 else 'lower'} mean "
+                   f"test Dice than {r['baseline']} ({as_float(r['mean_diff']):+.3f}; runs, n = {r['n_runs']}, "
+                   f"two-sided Wilcoxon signed-rank, Holm over {k} arms: p = {_p(as_float(r['p_holm']))}).")
     if not held:
         n = sorted({r["n_runs"] for r in data.run_level})
-        best = min(_float(r["p_holm"]) for r in data.run_level)
+        best = min(as_float(r["p_holm"]) for r in data.run_level)
         out.append(f"No arm's mean test Dice differs from {data.baseline}'s at run level (n = {'/'.join(n)} runs "
                    f"per arm, two-sided Wilcoxon signed-rank, Holm over {k} arms: smallest corrected p = "
                    f"{_p(best)}): no loss is established as better or worse than nnU-Net's default here.")
@@ -289,10 +277,10 @@ def _run_level_table(data: StudyData) -> List[str]:
              f"| {data.baseline} | {sum(1 for r in data.per_run if r['arm'] == data.baseline and r.get('test_dice'))} "
              f"| {_f(_mean_test_dice(data, data.baseline))} | (baseline) | | | | | |"]
     for r in data.run_level:
-        diff, ph = _float(r["mean_diff"]), _float(r["p_holm"])
+        diff, ph = as_float(r["mean_diff"]), as_float(r["p_holm"])
         lines.append(f"| {r['arm']} | {r['n_runs']} | {_f(_mean_test_dice(data, r['arm']))} | {diff:+.4f} | "
-                     f"{r['better']} / {r['equal']} / {r['worse']} | {_p(_float(r['p_value']))} | {_p(ph)} | "
-                     f"{_p(_float(r['smallest_p']))} | {verdict(diff, ph)} |")
+                     f"{r['better']} / {r['equal']} / {r['worse']} | {_p(as_float(r['p_value']))} | {_p(ph)} | "
+                     f"{_p(as_float(r['smallest_p']))} | {verdict(diff, ph)} |")
     return lines + [""] + run_level_sentences(data) + [""]
 
 
@@ -306,9 +294,9 @@ def _case_level_table(data: StudyData) -> List[str]:
              "| arm | class | pairs | mean difference [95% interval] | p (Holm) | result |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        diff, ph = _float(r["mean_diff"]), _float(r["p_holm"])
-        lines.append(f"| {r['method']} | {r['class']} | {r['n']} | {diff:+.4f} [{_float(r['ci_low']):+.4f}, "
-                     f"{_float(r['ci_high']):+.4f}] | {_p(ph)} | {verdict(diff, ph)} |")
+        diff, ph = as_float(r["mean_diff"]), as_float(r["p_holm"])
+        lines.append(f"| {r['method']} | {r['class']} | {r['n']} | {diff:+.4f} [{as_float(r['ci_low']):+.4f}, "
+                     f"{as_float(r['ci_high']):+.4f}] | {_p(ph)} | {verdict(diff, ph)} |")
     return lines + [""]
 
 
@@ -330,8 +318,8 @@ def _screen_table(data: StudyData) -> List[str]:
             if not rows:
                 continue
             flagged = [r for r in rows if r["flag"]]
-            ratios = [v for v in (_float(r["volume_ratio"]) for r in rows) if not math.isnan(v)]
-            prec = [v for v in (_float(r["precision"]) for r in rows) if not math.isnan(v)]
+            ratios = [v for v in (as_float(r["volume_ratio"]) for r in rows) if not math.isnan(v)]
+            prec = [v for v in (as_float(r["precision"]) for r in rows) if not math.isnan(v)]
             median = statistics.median(ratios) if ratios else float("nan")
             lines.append(f"| {label} | {arm} | {len(rows)} | {len(flagged)} | {_f(median, 2)} | "
                          f"{_f(sum(prec) / len(prec) if prec else float('nan'))} | "
@@ -349,7 +337,7 @@ RECALL_WEIGHTED = ("AsymFbeta", "Tversky")
 def _run_values(data: StudyData, column: str = "test_dice") -> Dict[str, Dict[tuple, float]]:
     out: Dict[str, Dict[tuple, float]] = {}
     for r in data.per_run:
-        v = _float(r.get(column))
+        v = as_float(r.get(column))
         if not math.isnan(v):
             out.setdefault(r["arm"], {})[(r["fold"], r["seed"])] = v
     return out
@@ -360,8 +348,6 @@ def width_decision(data: StudyData) -> List[str]:
     fixed width at run level (test Dice, paired by fold and seed, two-sided exact Wilcoxon signed-rank, Holm
     over the fixed widths). A fixed width higher than ``"auto"`` with a corrected p below 0.05 changes the
     rule; otherwise ``"auto"`` stays."""
-    from nnunet_losses.nnunet.tools.study.statistics import run_level_tests
-
     values = _run_values(data)
     widths = [a for a in data.arms if a.startswith("CWCD_") and a != WIDTH_DEFAULT]
     if WIDTH_DEFAULT not in data.arms or not widths:
@@ -370,7 +356,7 @@ def width_decision(data: StudyData) -> List[str]:
             "higher test Dice than it at run level with Holm's p below 0.05):", ""]
     done = {a: len(v) for a, v in values.items()}
     if done.get(WIDTH_DEFAULT, 0) < 10 or any(done.get(w, 0) < 10 for w in widths):
-        return head + [f"Not decided yet: finished runs with a test Dice: "
+        return head + ["Not decided yet: finished runs with a test Dice: "
                        + ", ".join(f"{a} {done.get(a, 0)}" for a in [WIDTH_DEFAULT] + widths)
                        + " (10 each needed).", ""]
     tests = run_level_tests(values, WIDTH_DEFAULT, [WIDTH_DEFAULT] + widths)
@@ -406,8 +392,8 @@ def _flagged_runs(data: StudyData, arm: str) -> tuple:
         picked.append(final or [r for r in rows if r.get("evaluation") == max(
             (x.get("evaluation") for x in rows), key=lambda w: int(w[len("test_epoch"):]))])
     flagged = sum(1 for rows in picked if any(r["flag"] for r in rows))
-    ratios = [v for rows in picked for v in (_float(r["volume_ratio"]) for r in rows) if not math.isnan(v)]
-    prec = [v for rows in picked for v in (_float(r["precision"]) for r in rows) if not math.isnan(v)]
+    ratios = [v for rows in picked for v in (as_float(r["volume_ratio"]) for r in rows) if not math.isnan(v)]
+    prec = [v for rows in picked for v in (as_float(r["precision"]) for r in rows) if not math.isnan(v)]
     return (len(picked), flagged, statistics.median(ratios) if ratios else float("nan"),
             sum(prec) / len(prec) if prec else float("nan"))
 
@@ -449,14 +435,14 @@ def study_block(root: str, study: Study) -> str:
 
 def _window_mean(rows: List[dict], row: dict, width: int = 5) -> float:
     i = rows.index(row)
-    values = [_float(r["pseudo_dice"]) for r in rows[max(0, i - width + 1):i + 1]]
+    values = [as_float(r["pseudo_dice"]) for r in rows[max(0, i - width + 1):i + 1]]
     return sum(values) / len(values)
 
 
 def pilots_block(root: str) -> str:
     lines = []
     for pilot in PILOTS:
-        rows = [r for r in _read_csv(os.path.join(root, pilot.csv)) if r["dataset"] == pilot.dataset]
+        rows = [r for r in read_csv(os.path.join(root, pilot.csv), missing_ok=True) if r["dataset"] == pilot.dataset]
         if not rows:
             lines += [f"- **{pilot.dataset}**, {pilot.what}: not run yet (`{pilot.csv}`).", ""]
             continue
@@ -468,16 +454,16 @@ def pilots_block(root: str) -> str:
         lines += [f"**{pilot.dataset}**, {pilot.what} (`{pilot.csv}`): nnU-Net's validation pseudo Dice "
                   f"(mean over the foreground classes) after each epoch, its mean over 5 epochs and nnU-Net's EMA.", "",
                   "| training iterations | " + " | ".join(its) + " |", "|---|" + "---|" * len(its),
-                  "| pseudo Dice | " + " | ".join(_f(_float(r["pseudo_dice"])) for r in shown) + " |",
+                  "| pseudo Dice | " + " | ".join(_f(as_float(r["pseudo_dice"])) for r in shown) + " |",
                   "| mean of the 5 epochs up to here | " + " | ".join(_f(_window_mean(rows, r)) for r in shown) + " |",
-                  "| EMA | " + " | ".join(_f(_float(r["ema_pseudo_dice"])) for r in shown) + " |", ""]
-        final = [r for r in _read_csv(os.path.join(root, pilot.csv[:-4] + "_final.csv"))
+                  "| EMA | " + " | ".join(_f(as_float(r["ema_pseudo_dice"])) for r in shown) + " |", ""]
+        final = [r for r in read_csv(os.path.join(root, pilot.csv[:-4] + "_final.csv"), missing_ok=True)
                  if r.get("dataset") == pilot.dataset]
-        runs = _read_csv(os.path.join(root, pilot.per_run)) if pilot.per_run else []
-        test = f"; test set: mean Dice {_f(_float(runs[0]['test_dice']))} (`{pilot.per_run}`)" if runs else ""
+        runs = read_csv(os.path.join(root, pilot.per_run), missing_ok=True) if pilot.per_run else []
+        test = f"; test set: mean Dice {_f(as_float(runs[0]['test_dice']))} (`{pilot.per_run}`)" if runs else ""
         if final:
             lines += [f"nnU-Net's final validation of that run (the fold's validation cases, whole images): mean Dice "
-                      f"{_f(_float(final[0]['validation_dice']))}{test}.", ""]
+                      f"{_f(as_float(final[0]['validation_dice']))}{test}.", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -504,14 +490,14 @@ def which_loss_block(root: str) -> str:
                 stop = next(((e, r) for e, rows in d.stop_level.items() for r in rows if r["arm"] == arm), None)
                 if stop:
                     e, r = stop
-                    diff, ph = _float(r["mean_diff"]), _float(r["p_holm"])
+                    diff, ph = as_float(r["mean_diff"]), as_float(r["p_holm"])
                     cells.append(f"stopped by successive halving after epoch {e}; there: {diff:+.3f}, n = "
                                  f"{r['n_runs']}, p (Holm) = {_p(ph)}: {verdict(diff, ph)}")
                 else:
                     cells.append("stopped by successive halving" if status == {"stopped"} else "not compared yet")
             else:
-                cells.append(f"{_float(row['mean_diff']):+.3f}, n = {row['n_runs']}, p (Holm) = "
-                             f"{_p(_float(row['p_holm']))}: {verdict(_float(row['mean_diff']), _float(row['p_holm']))}")
+                cells.append(f"{as_float(row['mean_diff']):+.3f}, n = {row['n_runs']}, p (Holm) = "
+                             f"{_p(as_float(row['p_holm']))}: {verdict(as_float(row['mean_diff']), as_float(row['p_holm']))}")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     sentences = [s for d in datas if d.started for s in run_level_sentences(d)]
     done = sum(1 for d in datas if d.started for r in d.per_run if r["status"] == "done")
@@ -573,7 +559,7 @@ def collect(study_dir: str, name: str, root: str = ROOT, echo=print) -> str:
     in a temporary folder (the study folder is only read; runs still training count as not finished)."""
     import tempfile
 
-    from nnunet_losses.nnunet.tools.study.folder import StudyFolder, StudyLocked
+    from nnunet_losses.nnunet.tools.study.folder import StudyLocked
     from nnunet_losses.nnunet.tools.study.report import build_report
 
     if name not in {s.name for s in STUDIES}:

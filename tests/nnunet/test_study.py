@@ -246,6 +246,9 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
     assert len(_train_commands(status["A"]["log"])) == 3  # epochs 0-1, --c to 2, --c to the end
     assert sum("--c" in c for c in _train_commands(status["A"]["log"])) == 2
     assert os.listdir(os.path.join(folder.root, "submitit"))  # the jobs went through submitit
+    decisions = folder.read_halving()
+    assert sorted(decisions) == [1, 2] and decisions[1]["stopped"] == ["C"] and decisions[2]["stopped"] == ["B"]
+    assert decisions[1]["scores"]["C"] == scores["C"], decisions
 
     # predictions at the stops: C and the baseline at epoch 1, B and the baseline at epoch 2, A only at the end
     n_cases = len(os.listdir(definition.test_images))
@@ -407,6 +410,19 @@ def test_training_progress_prefers_the_final_checkpoint(tmp_path):
     assert training_progress(spec) == (2, 0.2) and validation_dice(spec) == 0.2
     torch.save({"logging": {"ema_fg_dice": [0.1, 0.2, 0.3]}}, tmp_path / "checkpoint_final.pth")
     assert training_progress(spec) == (3, 0.3)
+
+
+def test_halving_decisions_are_kept_round_by_round(tmp_path):
+    """Each decision is added to ``halving.json`` without touching earlier ones; the epochs come back as
+    integers (JSON keys are strings)."""
+    folder = StudyFolder(str(tmp_path / "s"))
+    assert folder.read_halving() == {}
+    folder.write_halving(5, {"nnU-Net": 0.5, "A": 0.4, "B": None}, ["B"])
+    folder.write_halving(10, {"nnU-Net": 0.6, "A": 0.55}, [])
+    assert folder.read_halving() == {5: {"scores": {"nnU-Net": 0.5, "A": 0.4, "B": None}, "stopped": ["B"]},
+                                     10: {"scores": {"nnU-Net": 0.6, "A": 0.55}, "stopped": []}}
+    with open(folder.path("halving.json")) as f:
+        assert set(json.load(f)) == {"5", "10"}
 
 
 def test_a_run_interrupted_in_a_later_halving_round_is_not_sent_back_to_an_earlier_pause(tmp_path):

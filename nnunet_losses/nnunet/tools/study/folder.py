@@ -95,6 +95,23 @@ class StudyFolder:
         os.makedirs(self.root, exist_ok=True)
         atomic_write_json(self.definition_path, record, indent=1)
 
+    # ------------------------------------------------------------------ successive halving
+    def read_halving(self) -> Dict[int, Dict[str, Any]]:
+        """The halving decisions taken so far, ``{epoch: {"scores": {arm: Dice}, "stopped": [arm]}}`` from
+        ``halving.json`` (``{}`` before the first)."""
+        try:
+            with open(self.path("halving.json")) as f:
+                return {int(e): d for e, d in json.load(f).items()}
+        except FileNotFoundError:
+            return {}
+
+    def write_halving(self, epoch: int, scores: Dict[str, Any], stopped: List[str]) -> None:
+        """Record the decision taken at ``epoch`` (kept for good: the checkpoints move on after it)."""
+        decisions = {str(e): d for e, d in self.read_halving().items()}
+        decisions[str(epoch)] = {"scores": scores, "stopped": stopped}
+        os.makedirs(self.root, exist_ok=True)
+        atomic_write_json(self.path("halving.json"), decisions, indent=1)
+
     # ------------------------------------------------------------------ run states
     def read_state(self, rid: str) -> Dict[str, Any]:
         try:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from nnunet_losses.nnunet.testing.short_schedule import Schedule, write_short_schedule_trainers
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
@@ -332,18 +332,9 @@ def run_grid(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, 
 def _halve(folder, definition, specs, arms, metric, pause_at, echo) -> List[str]:
     """Stop the worse half of the arms other than the baseline; the arms that go on. A decision is recorded
     in ``halving.json`` and reused when the study continues (the checkpoints have moved on since)."""
-    import json
-
-    from nnunet_losses._io import atomic_write_json
-
-    record_path = folder.path("halving.json")
-    decisions = {}
-    if os.path.isfile(record_path):
-        with open(record_path) as f:
-            decisions = json.load(f)
-    if str(pause_at) in decisions:
-        drop = decisions[str(pause_at)]["stopped"]
-        return [a for a in arms if a not in drop]
+    decided = folder.read_halving().get(pause_at)
+    if decided:
+        return [a for a in arms if a not in decided["stopped"]]
     base = definition.baseline_arm
     scores = {}
     for arm in arms:
@@ -356,9 +347,7 @@ def _halve(folder, definition, specs, arms, metric, pause_at, echo) -> List[str]
     drop = others[len(keep):]
     echo(f"halving after epoch {pause_at}: validation Dice " + ", ".join(f"{a} {scores[a]:.4f}" for a in arms)
          + f"; stopping {drop or 'none'}")
-    decisions[str(pause_at)] = {"scores": {a: (None if math.isinf(v) else v) for a, v in scores.items()},
-                                "stopped": drop}
-    atomic_write_json(record_path, decisions, indent=1)
+    folder.write_halving(pause_at, {a: (None if math.isinf(v) else v) for a, v in scores.items()}, drop)
     for s in specs.values():
         if s["arm"] in drop:
             folder.write_state(s["run"], status="stopped", stopped_at=pause_at,
@@ -371,13 +360,7 @@ def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs
                          epoch: int) -> List[str]:
     """Runs that predict the test set at the halving stop ``epoch``: those of the arms stopped there and the
     baseline's, unless done (or failed twice) already."""
-    import json
-
-    path = folder.path("halving.json")
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        decision = json.load(f).get(str(epoch))
+    decision = folder.read_halving().get(epoch)
     if not decision:
         return []
     arms = set(decision["stopped"]) | {definition.baseline_arm}

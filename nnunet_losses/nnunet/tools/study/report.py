@@ -24,7 +24,7 @@ from nnunet_losses.nnunet.tools.study.folder import StudyFolder
 from nnunet_losses.nnunet.tools.study.grid import run_specs, training_progress
 from nnunet_losses.nnunet.tools.study.statistics import run_level_tests, run_values, screen
 
-__all__ = ["build_report", "scored_runs", "progress_rows", "PROGRESS_COLUMNS", "write_csv"]
+__all__ = ["build_report", "scored_runs", "progress_rows", "PROGRESS_COLUMNS", "read_csv", "write_csv"]
 
 COPIED = ("per_case.csv", "paired.csv", "ranking.csv")
 
@@ -63,25 +63,19 @@ def statistics_flags(arms: List[str], baseline: str) -> List[str]:
 def stop_scored_runs(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, dict]):
     """{stop epoch: (arms: the baseline and the arms stopped there, [(fold, seed)] all of them predicted at
     that epoch)} for the halving stops that stopped an arm."""
-    import json
-
-    path = folder.path("halving.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        decisions = json.load(f)
+    decisions = folder.read_halving()
     base = definition.baseline_arm
     states = {rid: folder.read_state(rid) for rid in specs}
     out = {}
-    for epoch in sorted(decisions, key=int):
+    for epoch in sorted(decisions):
         stopped = [a.name for a in definition.arms if a.name in decisions[epoch]["stopped"]]
         if not stopped:
             continue
         arms = [base] + stopped
         runs = [(f, s) for s in definition.seeds for f in definition.folds
-                if all("prediction" in ((states[rid].get("at_stop") or {}).get(epoch) or {})
+                if all("prediction" in ((states[rid].get("at_stop") or {}).get(str(epoch)) or {})
                        for rid, sp in specs.items() if sp["arm"] in arms and sp["fold"] == f and sp["seed"] == s)]
-        out[int(epoch)] = (arms, runs)
+        out[epoch] = (arms, runs)
     return out
 
 
@@ -125,8 +119,11 @@ def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arm
     return out
 
 
-def _read(path: str) -> List[dict]:
-    with open(path) as f:
+def read_csv(path: str, missing_ok: bool = False) -> List[dict]:
+    """The rows of a study CSV as dicts of strings (``[]`` for a missing file with ``missing_ok``)."""
+    if missing_ok and not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -214,7 +211,7 @@ def _score(dest: Callable[..., str], out: str, which: str, label: str, arms: Lis
            per_run: Dict[tuple, dict], run_rows: List[dict], screen_rows: Optional[List[dict]]) -> List[str]:
     """The run- and case-level sections of one evaluation (``evaluation/<which>``); fills ``per_run``
     (``<which>_<metric>`` columns), ``run_rows`` and ``screen_rows`` (unless None). Returns the markdown."""
-    rows = _read(os.path.join(out, "per_case.csv"))
+    rows = read_csv(os.path.join(out, "per_case.csv"))
     for metric in ("dice",) + tuple(m for m in ("precision", "recall") if m in rows[0]):
         for arm, by in run_values(rows, runs, metric).items():
             for (f, s), v in by.items():

@@ -24,13 +24,14 @@ import numpy as np
 
 from nnunet_losses.nnunet.tools.compare.paired import TIE, holm, wilcoxon_p
 
-__all__ = ["run_values", "run_level_tests", "smallest_p", "screen", "VOLUME_RANGE", "PRECISION_FACTOR"]
+__all__ = ["as_float", "run_values", "run_level_tests", "smallest_p", "screen", "VOLUME_RANGE", "PRECISION_FACTOR"]
 
 VOLUME_RANGE = (0.5, 2.0)
 PRECISION_FACTOR = 0.5
 
 
-def _float(v) -> float:
+def as_float(v) -> float:
+    """``float(v)``, NaN for an empty or missing CSV cell."""
     try:
         return float(v)
     except (TypeError, ValueError):
@@ -53,7 +54,7 @@ def run_values(rows: Sequence[dict], runs: Sequence[tuple], metric: str = "dice"
         if r["class_name"] in skip_classes:
             continue
         key = runs[int(r["fold"])]
-        acc.setdefault(r["method_name"], {}).setdefault(key, []).append(_float(r[metric]))
+        acc.setdefault(r["method_name"], {}).setdefault(key, []).append(as_float(r[metric]))
     return {m: {k: _nanmean(v) for k, v in by.items()} for m, by in acc.items()}
 
 
@@ -95,11 +96,11 @@ def screen(rows: Sequence[dict], runs: Sequence[tuple], baseline: str,
             continue
         key = (r["method_name"], runs[int(r["fold"])], r["class_name"])
         a = acc.setdefault(key, {"ratios": [], "precision": [], "false": 0.0})
-        n_ref, n_pred = _float(r.get("n_ref")), _float(r.get("n_pred"))
+        n_ref, n_pred = as_float(r.get("n_ref")), as_float(r.get("n_pred"))
         if n_ref > 0:
             a["ratios"].append(n_pred / n_ref)
-        a["precision"].append(_float(r.get("precision")))
-        f = _float(r.get("n_false_lesions"))
+        a["precision"].append(as_float(r.get("precision")))
+        f = as_float(r.get("n_false_lesions"))
         if not math.isnan(f):
             a["false"] += f
     out = []
