@@ -397,6 +397,24 @@ def test_a_one_arm_study_is_scored_without_case_level_statistics():
     assert statistics_flags(["nnU-Net", "CWCD"], "nnU-Net") == ["--baseline", "nnU-Net", "--ranking"]
 
 
+def test_a_failed_attempt_counts_its_training_seconds(tmp_path, monkeypatch):
+    """The seconds a failed (or interrupted) training attempt spent are added to the run's ``train`` time,
+    which the progress table and the study's budget read."""
+    from nnunet_losses.nnunet.tools.study import run as run_module
+
+    folder = StudyFolder(str(tmp_path / "s"))
+    os.makedirs(folder.root)
+    folder.write_state("A__fold0__seed0", seconds={"train": 10.0})
+    monkeypatch.setattr(run_module, "run_environment", lambda spec: dict(os.environ))
+    monkeypatch.setattr(run_module, "train_command", lambda spec, resume: [
+        sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(3)"])
+    spec = {"root": folder.root, "run": "A__fold0__seed0", "log": str(tmp_path / "s" / "logs" / "A.log"),
+            "attempt": 2, "seed": 0, "device": "cpu", "fold_dir": str(tmp_path / "fold_0"), "pause_at": None}
+    with pytest.raises(run_module.RunFailed, match="exited with code 3"):
+        run_module.execute_run(spec)
+    assert 10.3 <= folder.read_state("A__fold0__seed0")["seconds"]["train"] < 60
+
+
 def test_training_progress_prefers_the_final_checkpoint(tmp_path):
     """A run stopped between nnU-Net's writing checkpoint_final.pth and removing checkpoint_latest.pth keeps an
     older latest checkpoint: the progress is the final one's."""

@@ -127,8 +127,11 @@ def execute_run(spec: Dict[str, Any]) -> Dict[str, Any]:
     if not os.path.isfile(final):
         resume = os.path.isfile(os.path.join(fold_dir, "checkpoint_latest.pth"))
         t0 = time.time()
-        _run_logged(train_command(spec, resume), env, log)
-        seconds["train"] = round(seconds.get("train", 0.0) + time.time() - t0, 2)
+        try:
+            _run_logged(train_command(spec, resume), env, log)
+        finally:  # a failed or interrupted attempt's time counts too (its epochs are trained again)
+            seconds["train"] = round(seconds.get("train", 0.0) + time.time() - t0, 2)
+            folder.write_state(rid, seconds=seconds)
         if not os.path.isfile(final):
             if spec.get("pause_at") is not None:
                 return folder.write_state(rid, status="paused", epoch=spec["pause_at"], seconds=seconds,
