@@ -161,17 +161,18 @@ def _validation_table(data: StudyData) -> List[str]:
             by.setdefault(r["arm"], []).append(r)
     if not by:
         return []
-    lines = ["Validation pseudo Dice so far: nnU-Net's EMA of the foreground Dice on the fold's own validation "
-             "patches, the value successive halving screens by. One value per run at its last checkpoint, "
-             "averaged over the runs; **a screen, not a test**: no difference in this table is established.", "",
-             "| arm | runs with a checkpoint | epochs | mean validation pseudo Dice (EMA) | min - max over the runs |",
+    lines = ["Validation pseudo Dice so far: the foreground Dice nnU-Net logs after each epoch on the fold's own "
+             "validation patches, the mean of its last 2 epochs (the value successive halving screens by). One "
+             "value per run at its last checkpoint, averaged over the runs; **a screen, not a test**: no "
+             "difference in this table is established.", "",
+             "| arm | runs with a checkpoint | epochs | mean validation pseudo Dice | min - max over the runs |",
              "|---|---|---|---|---|"]
     for arm in data.arms:
         rows = by.get(arm)
         if not rows:
             continue
         ep = sorted({int(r["epochs"]) for r in rows})
-        vals = [as_float(r["val_ema_dice"]) for r in rows]
+        vals = [as_float(r["val_dice"]) for r in rows]
         vals = [v for v in vals if not math.isnan(v)]
         mean = sum(vals) / len(vals) if vals else float("nan")
         rng = f"{min(vals):.3f} - {max(vals):.3f}" if vals else "–"
@@ -181,28 +182,46 @@ def _validation_table(data: StudyData) -> List[str]:
 
 
 def _halving_table(data: StudyData) -> List[str]:
+    """The scores each halving decision used, with a decision it superseded (made with nnU-Net's EMA)."""
     if not data.halving:
         return []
-    rounds = sorted(data.halving, key=int)
-    lines = ["Successive halving decisions (the mean validation pseudo Dice of each arm's runs at the pause; "
-             "a screen, not a test):", "",
-             "| arm | " + " | ".join(f"after epoch {e}" for e in rounds) + " |",
-             "|---|" + "---|" * len(rounds)]
-    stopped_at: Dict[str, str] = {}
-    for e in rounds:
+    columns = []  # (header, scores, stopped)
+    for e in sorted(data.halving, key=int):
+        d = data.halving[e]
+        if d.get("superseded"):
+            old = d["superseded"]
+            columns.append((f"after epoch {e}, first decision (nnU-Net's EMA; superseded)", old["scores"],
+                            old["stopped"], e))
+        columns.append((f"after epoch {e}", d["scores"], d["stopped"], e))
+    lines = ["Successive halving decisions (the mean over each arm's runs of its validation pseudo Dice, the mean "
+             "of the last 2 epochs up to the pause; a screen, not a test):", ""]
+    if any(d.get("superseded") for d in data.halving.values()):
+        lines += ["A first decision was taken with nnU-Net's EMA of the pseudo Dice (`0.9 ema + 0.1 x`, the value "
+                  "nnU-Net picks its best checkpoint by). A few epochs into training it still weighs the first, "
+                  "near-zero epochs, so it ranked arms by when they left zero rather than where they were. The "
+                  "decision was made again with the mean of the last 2 epochs, from the runs' logged history: "
+                  "the arms the first decision stopped that this screen keeps continued, and the arms this screen "
+                  "stops were stopped at that epoch (both decisions are in `halving.json`).", ""]
+    lines += ["| arm | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    final_stop: Dict[str, str] = {}
+    for e in sorted(data.halving, key=int):
         for a in data.halving[e]["stopped"]:
-            stopped_at[a] = e
+            final_stop.setdefault(a, e)
     for arm in data.arms:
         cells = []
-        for e in rounds:
-            score = data.halving[e]["scores"].get(arm)
-            if arm in stopped_at and int(e) > int(stopped_at[arm]):
+        for _, scores, stopped, e in columns:
+            score = scores.get(arm)
+            if arm in final_stop and int(e) > int(final_stop[arm]):
                 cells.append("")
-            elif score is None and arm not in data.halving[e]["scores"]:
+            elif score is None and arm not in scores:
                 cells.append("")
             else:
-                cells.append(_f(as_float(score)) + (" (stopped)" if stopped_at.get(arm) == e else ""))
+                cells.append(_f(as_float(score)) + (" (stopped)" if arm in stopped else ""))
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    went_on = [(e, a) for e in sorted(data.halving, key=int) for a in data.halving[e].get("went_on") or []]
+    if went_on:
+        lines += ["", "Arms the screen would have stopped that had trained past the pause already, and went on: "
+                  + ", ".join(f"{a} (epoch {e})" for e, a in went_on) + "."]
     return lines + [""]
 
 

@@ -43,7 +43,8 @@ def _fake_root(tmp_path, p_holm_cwcd=0.012, stop_scores=False):
             for seed in (0, 1):
                 stopped = arm == "OsC"
                 runs.append({"arm": arm, "fold": fold, "seed": seed, "status": "stopped" if stopped else "done",
-                             "epochs": 5 if stopped else 20, "val_ema_dice": 0.2 if stopped else 0.8,
+                             "epochs": 5 if stopped else 20, "val_dice": 0.2 if stopped else 0.8,
+                             "val_ema_dice": 0.1 if stopped else 0.7,
                              "test_dice": "" if stopped else {"nnU-Net": 0.80, "CWCD": 0.83, "Combo": 0.79}[arm]})
     _write_csv(d / "per_run.csv", runs)
     _write_csv(d / "run_level.csv", [
@@ -200,3 +201,20 @@ def test_the_recall_weighted_rule_counts_flagged_runs(tmp_path):
     data.screen = [r for r in screen if not (r["arm"] == "Tversky" and r["fold"] == "0")]
     assert "| Tversky | 8 | 2 |" in "\n".join(quality.recall_weighted_decision(data))
     assert "not decided yet (10 runs needed)" in "\n".join(quality.recall_weighted_decision(data))
+
+
+def test_a_superseded_halving_decision_is_shown_beside_the_one_that_counts(tmp_path):
+    """A decision made again with the screen keeps the first one (nnU-Net's EMA) in ``halving.json``; the page
+    shows both, and the arm the first one stopped is marked only in its column."""
+    root = _fake_root(tmp_path)
+    d = root / quality.DATA / "hippocampus_every_trainer"
+    json.dump({"5": {"scores": {"nnU-Net": 0.3, "CWCD": 0.35, "Combo": 0.31, "OsC": 0.1}, "stopped": ["OsC"],
+                     "screen": "validation pseudo Dice, mean of the last 2 epochs up to the pause",
+                     "superseded": {"scores": {"nnU-Net": 0.06, "CWCD": 0.02, "Combo": 0.2, "OsC": 0.1},
+                                    "stopped": ["CWCD"]}}}, open(d / "halving.json", "w"))
+    quality.write_pages(str(root))
+    page = (root / "docs" / "quality.md").read_text()
+    assert "| arm | after epoch 5, first decision (nnU-Net's EMA; superseded) | after epoch 5 |" in page
+    assert "| CWCD | 0.020 (stopped) | 0.350 |" in page
+    assert "| OsC | 0.100 | 0.100 (stopped) |" in page
+    assert "A first decision was taken with nnU-Net's EMA" in page

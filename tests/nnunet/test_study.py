@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -222,8 +223,8 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
     scores = {"nnU-Net": 0.0, "A": 0.9, "B": 0.5, "C": 0.1}
     seen = []
 
-    def stub(spec):
-        seen.append((spec["arm"], spec["pause_at"] if "pause_at" in spec else None))
+    def stub(spec, epoch):
+        seen.append((spec["arm"], epoch))
         return scores[spec["arm"]]
 
     lines = []
@@ -249,6 +250,10 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
     decisions = folder.read_halving()
     assert sorted(decisions) == [1, 2] and decisions[1]["stopped"] == ["C"] and decisions[2]["stopped"] == ["B"]
     assert decisions[1]["scores"]["C"] == scores["C"], decisions
+    from nnunet_losses.nnunet.tools.study.grid import SCREEN
+
+    assert decisions[1]["screen"] == SCREEN and "superseded" not in decisions[1], decisions
+    assert ("C", 1) in seen and ("B", 2) in seen and ("C", 2) not in seen, seen
 
     # predictions at the stops: C and the baseline at epoch 1, B and the baseline at epoch 2, A only at the end
     n_cases = len(os.listdir(definition.test_images))
@@ -420,14 +425,100 @@ def test_training_progress_prefers_the_final_checkpoint(tmp_path):
     older latest checkpoint: the progress is the final one's."""
     import torch
 
-    from nnunet_losses.nnunet.tools.study.grid import training_progress, validation_dice
+    from nnunet_losses.nnunet.tools.study.grid import training_progress
 
     spec = {"fold_dir": str(tmp_path)}
     assert training_progress(spec)[0] == 0
-    torch.save({"logging": {"ema_fg_dice": [0.1, 0.2]}}, tmp_path / "checkpoint_latest.pth")
-    assert training_progress(spec) == (2, 0.2) and validation_dice(spec) == 0.2
-    torch.save({"logging": {"ema_fg_dice": [0.1, 0.2, 0.3]}}, tmp_path / "checkpoint_final.pth")
-    assert training_progress(spec) == (3, 0.3)
+    torch.save({"logging": {"ema_fg_dice": [0.1, 0.2], "mean_fg_dice": [0.1, 0.3]}}, tmp_path / "checkpoint_latest.pth")
+    assert training_progress(spec) == (2, 0.2, pytest.approx(0.2))
+    torch.save({"logging": {"ema_fg_dice": [0.1, 0.2, 0.3], "mean_fg_dice": [0.1, 0.3, 0.7]}},
+               tmp_path / "checkpoint_final.pth")
+    assert training_progress(spec) == (3, 0.3, pytest.approx(0.5))
+
+
+def test_the_halving_screen_is_the_mean_of_the_last_two_epochs_not_the_ema(tmp_path):
+    """nnU-Net's logged pseudo Dice 0, 0, 0.1, 0.5, 0.7: its EMA after epoch 5 is 0.123 (the early zeros
+    still weigh), the screen 0.6; read at epoch 4 from a run that trained on to 7, it is (0.1 + 0.5) / 2."""
+    import torch
+
+    from nnunet_losses.nnunet.tools.study.grid import validation_dice
+
+    dice = [0.0, 0.0, 0.1, 0.5, 0.7, 0.8, 0.9]
+    ema = [dice[0]]
+    for x in dice[1:]:
+        ema.append(0.9 * ema[-1] + 0.1 * x)
+    assert ema[4] == pytest.approx(0.1231)
+    torch.save({"logging": {"mean_fg_dice": dice, "ema_fg_dice": ema}}, tmp_path / "checkpoint_latest.pth")
+    spec = {"fold_dir": str(tmp_path)}
+    assert validation_dice(spec, 5) == pytest.approx(0.6)
+    assert validation_dice(spec, 4) == pytest.approx(0.3)
+    assert validation_dice(spec, 1) == pytest.approx(0.0)
+    assert math.isnan(validation_dice(spec, 8))  # not reached
+    assert math.isnan(validation_dice({"fold_dir": str(tmp_path / "none")}, 5))
+
+
+def _halving_setup(tmp_path, arms=("nnU-Net", "A", "B", "C", "D")):
+    from types import SimpleNamespace
+
+    folder = StudyFolder(str(tmp_path / "s"))
+    definition = SimpleNamespace(baseline_arm="nnU-Net", arms=[SimpleNamespace(name=a) for a in arms])
+    specs = {}
+    for a in arms:
+        for fold in (0, 1):
+            rid = f"{a}__fold{fold}__seed0"
+            specs[rid] = {"run": rid, "arm": a, "fold": fold, "seed": 0, "fold_dir": str(tmp_path / rid)}
+            folder.write_state(rid, status="paused", epoch=5)
+    return folder, definition, specs
+
+
+def test_a_decision_taken_with_the_ema_is_made_again_with_the_screen(tmp_path):
+    """The first decision (no "screen": nnU-Net's EMA) stopped C and D; the screen ranks A, C, B, D: C is
+    reinstated, B is stopped (its runs are still at the pause), D stays stopped, and the old decision is kept."""
+    from nnunet_losses.nnunet.tools.study.grid import SCREEN, _halve
+
+    folder, definition, specs = _halving_setup(tmp_path)
+    folder.write_halving(5, {"nnU-Net": 0.06, "A": 0.2, "B": 0.24, "C": 0.13, "D": 0.0}, ["C", "D"])
+    for rid, sp in specs.items():
+        if sp["arm"] in ("C", "D"):
+            folder.write_state(rid, status="stopped", stopped_at=5, reason="EMA")
+    scores = {"nnU-Net": 0.4, "A": 0.9, "B": 0.5, "C": 0.8, "D": 0.1}
+    lines = []
+    going_on = _halve(folder, definition, specs, ["nnU-Net", "A", "B"], lambda sp, e: scores[sp["arm"]], 5,
+                      lines.append)
+    assert going_on == ["nnU-Net", "A", "C"], lines
+    d = folder.read_halving()[5]
+    assert d["stopped"] == ["B", "D"] and d["screen"] == SCREEN and d["scores"]["C"] == 0.8
+    assert d["superseded"] == {"scores": {"nnU-Net": 0.06, "A": 0.2, "B": 0.24, "C": 0.13, "D": 0.0},
+                               "stopped": ["C", "D"]}
+    st = {rid: folder.read_state(rid) for rid in specs}
+    assert st["C__fold0__seed0"]["status"] == "paused" and st["C__fold1__seed0"]["stopped_at"] is None
+    assert st["C__fold0__seed0"]["reinstated"] == {"epoch": 5, "screen": SCREEN}
+    assert st["B__fold1__seed0"]["status"] == "stopped" and st["B__fold1__seed0"]["stopped_at"] == 5
+    assert st["D__fold0__seed0"]["reason"] == "EMA"  # stopped before, left as it was
+    assert any("keeps them" in line for line in lines), lines
+    # recorded with the screen now: reused as it is, whatever the metric says
+    assert _halve(folder, definition, specs, ["nnU-Net", "A", "B", "C", "D"], lambda sp, e: 0.0, 5,
+                  lines.append) == ["nnU-Net", "A", "C"]
+
+
+def test_an_arm_that_trained_past_the_stop_goes_on_when_the_decision_is_made_again(tmp_path):
+    import torch
+
+    from nnunet_losses.nnunet.tools.study.grid import _halve
+
+    folder, definition, specs = _halving_setup(tmp_path)
+    folder.write_halving(5, {"nnU-Net": 0.06, "A": 0.2, "B": 0.24, "C": 0.13, "D": 0.0}, ["C", "D"])
+    os.makedirs(specs["B__fold0__seed0"]["fold_dir"])
+    torch.save({"logging": {"ema_fg_dice": [0.1] * 7, "mean_fg_dice": [0.1] * 7}},
+               os.path.join(specs["B__fold0__seed0"]["fold_dir"], "checkpoint_latest.pth"))
+    scores = {"nnU-Net": 0.4, "A": 0.9, "B": 0.5, "C": 0.8, "D": 0.1}
+    lines = []
+    going_on = _halve(folder, definition, specs, ["nnU-Net", "A", "B"], lambda sp, e: scores[sp["arm"]], 5,
+                      lines.append)
+    assert going_on == ["nnU-Net", "A", "B", "C"], lines
+    d = folder.read_halving()[5]
+    assert d["stopped"] == ["D"] and d["went_on"] == ["B"]
+    assert folder.read_state("B__fold1__seed0")["status"] == "paused"
 
 
 def test_halving_decisions_are_kept_round_by_round(tmp_path):

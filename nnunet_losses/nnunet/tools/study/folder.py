@@ -97,18 +97,28 @@ class StudyFolder:
 
     # ------------------------------------------------------------------ successive halving
     def read_halving(self) -> Dict[int, Dict[str, Any]]:
-        """The halving decisions taken so far, ``{epoch: {"scores": {arm: Dice}, "stopped": [arm]}}`` from
-        ``halving.json`` (``{}`` before the first)."""
+        """The halving decisions taken so far, ``{epoch: {"scores": {arm: screen}, "stopped": [arm], "screen":
+        what the scores are, ...}}`` from ``halving.json`` (``{}`` before the first). A decision recorded
+        before the screen was named has no ``"screen"`` (it was nnU-Net's EMA)."""
         try:
             with open(self.path("halving.json")) as f:
                 return {int(e): d for e, d in json.load(f).items()}
         except FileNotFoundError:
             return {}
 
-    def write_halving(self, epoch: int, scores: Dict[str, Any], stopped: List[str]) -> None:
-        """Record the decision taken at ``epoch`` (kept for good: the checkpoints move on after it)."""
+    def write_halving(self, epoch: int, scores: Dict[str, Any], stopped: List[str], screen: Optional[str] = None,
+                      superseded: Optional[Dict[str, Any]] = None, went_on: Optional[List[str]] = None) -> None:
+        """Record the decision taken at ``epoch`` with ``screen``; ``superseded``: the decision it replaces,
+        ``went_on``: arms this decision would stop that had trained past ``epoch`` already."""
         decisions = {str(e): d for e, d in self.read_halving().items()}
-        decisions[str(epoch)] = {"scores": scores, "stopped": stopped}
+        record: Dict[str, Any] = {"scores": scores, "stopped": stopped}
+        if screen:
+            record["screen"] = screen
+        if went_on:
+            record["went_on"] = went_on
+        if superseded:
+            record["superseded"] = superseded
+        decisions[str(epoch)] = record
         os.makedirs(self.root, exist_ok=True)
         atomic_write_json(self.path("halving.json"), decisions, indent=1)
 

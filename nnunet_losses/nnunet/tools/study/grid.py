@@ -3,12 +3,22 @@ resume, interrupt), and successive halving.
 
 Successive halving (``--halving``): every arm starts with the full schedule and pauses after 1/4 of its
 epochs (a checkpoint; the learning-rate schedule is the full one); the worse half of the arms other than
-the baseline, by the mean over their runs of nnU-Net's validation pseudo Dice (the EMA of the foreground
-Dice it logs), stops; the others continue to 1/2, the worse half stops again, and the survivors finish.
-A survivor's training is the training of a full run (same epochs, same schedule, resumed with ``--c``).
+the baseline, by the mean over their runs of the validation pseudo Dice nnU-Net logs after each epoch,
+averaged over the last ``SCREEN_EPOCHS`` epochs up to the pause (:func:`validation_dice`), stops; the others
+continue to 1/2, the worse half stops again, and the survivors finish. A survivor's training is the training
+of a full run (same epochs, same schedule, resumed with ``--c``).
 After each decision, when the study has a test set, the runs of the arms stopped there and the baseline's
 runs predict the test set with their checkpoint at that epoch (``predictions_at_stop/``), so a stopped arm
-is scored and screened at its stop beside the baseline at the same epoch.
+is scored and screened at its stop beside the baseline at that epoch.
+
+The screen is not nnU-Net's EMA of that Dice (``0.9 ema + 0.1 x``, the value it picks ``checkpoint_best``
+by): a few epochs into training the EMA still weighs the first, near-zero epochs and ranks arms by when they
+left zero rather than where they are (on MSD Hippocampus after 5 epochs it put an arm at 0.13 whose last two
+epochs averaged 0.53, below one at 0.24 whose last two averaged 0.45). A decision recorded with another screen
+(``halving.json`` without this ``SCREEN``) is made again from the runs' logged history when the study
+continues: arms it stopped that the screen keeps are reinstated (paused, they continue), and arms the screen
+stops are stopped where every run of theirs is still at that epoch (an arm that already trained past it
+goes on); the first decision is kept in the record as ``superseded``.
 """
 from __future__ import annotations
 
@@ -143,10 +153,15 @@ def halving_milestones(epochs: int) -> List[Optional[int]]:
     return out + [None]
 
 
-def training_progress(spec: dict) -> Tuple[int, float]:
-    """(epochs trained, nnU-Net's last validation pseudo Dice EMA) of a run, from its newest checkpoint;
-    ``(0, nan)`` before the first one. The EMA is ``0.9 ema + 0.1 x`` of the foreground Dice nnU-Net logs
-    after each epoch."""
+#: the epochs up to a pause whose validation pseudo Dice the halving screen averages
+SCREEN_EPOCHS = 2
+#: the screen's name, recorded with each decision
+SCREEN = f"validation pseudo Dice, mean of the last {SCREEN_EPOCHS} epochs up to the pause"
+
+
+def _training_log(spec: dict) -> Dict[str, list]:
+    """nnU-Net's training log (``mean_fg_dice``, ``ema_fg_dice``, ... one value per epoch) from the run's newest
+    checkpoint; ``{}`` before the first."""
     import torch
 
     # the final checkpoint first: a run stopped between writing it and removing checkpoint_latest.pth (nnU-Net's
@@ -154,15 +169,38 @@ def training_progress(spec: dict) -> Tuple[int, float]:
     for name in ("checkpoint_final.pth", "checkpoint_latest.pth"):
         path = os.path.join(spec["fold_dir"], name)
         if os.path.isfile(path):
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            values = ckpt.get("logging", {}).get("ema_fg_dice") or []
-            return len(values), (float(values[-1]) if values else float("nan"))
-    return 0, float("nan")
+            return torch.load(path, map_location="cpu", weights_only=False).get("logging") or {}
+    return {}
 
 
-def validation_dice(spec: dict) -> float:
-    """nnU-Net's validation pseudo Dice of a paused run: the last EMA of the foreground Dice it logged."""
-    return training_progress(spec)[1]
+def training_progress(spec: dict) -> Tuple[int, float, float]:
+    """(epochs trained, nnU-Net's last validation pseudo Dice EMA, :func:`validation_dice` at the last epoch)
+    of a run, from its newest checkpoint; ``(0, nan, nan)`` before the first one. The EMA is ``0.9 ema + 0.1 x``
+    of the foreground Dice nnU-Net logs after each epoch."""
+    log = _training_log(spec)
+    ema = log.get("ema_fg_dice") or []
+    epochs = len(ema)
+    return epochs, (float(ema[-1]) if ema else float("nan")), _screen(log, epochs)
+
+
+def _screen(log: Dict[str, list], epoch: int) -> float:
+    values = (log.get("mean_fg_dice") or [])[:epoch]
+    if epoch < 1 or len(values) < epoch:
+        return float("nan")
+    last = [float(v) for v in values[-SCREEN_EPOCHS:]]
+    return sum(last) / len(last)
+
+
+def validation_dice(spec: dict, epoch: int) -> float:
+    """The halving screen of one run at ``epoch``: the mean of nnU-Net's validation pseudo Dice (the foreground
+    Dice on the fold's own validation patches it logs after each epoch, ``mean_fg_dice``) over the last
+    ``SCREEN_EPOCHS`` epochs up to ``epoch``. Read from the logged history of the newest checkpoint, so it is
+    the same after the run trained on; ``nan`` when the run has not reached ``epoch``.
+
+    >>> validation_dice({"fold_dir": "/no/such/folder"}, 5)
+    nan
+    """
+    return _screen(_training_log(spec), epoch)
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -301,7 +339,7 @@ def _execute(folder: StudyFolder, executor, specs: Dict[str, dict], rids: List[s
 
 
 def run_grid(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, dict], executor,
-             halving: bool = False, halving_metric: Callable[[dict], float] = validation_dice,
+             halving: bool = False, halving_metric: Callable[[dict, int], float] = validation_dice,
              echo: Callable[[str], None] = print) -> None:
     """Run every unfinished run of the grid (see the module docstring for ``halving``)."""
     def on_signal(signum, frame):
@@ -330,30 +368,50 @@ def run_grid(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, 
 
 
 def _halve(folder, definition, specs, arms, metric, pause_at, echo) -> List[str]:
-    """Stop the worse half of the arms other than the baseline; the arms that go on. A decision is recorded
-    in ``halving.json`` and reused when the study continues (the checkpoints have moved on since)."""
+    """Stop the worse half of the arms other than the baseline by ``metric(spec, pause_at)``; the arms that go
+    on. A decision is recorded in ``halving.json`` and reused when the study continues; one recorded with
+    another screen is made again where it still can be (module docstring)."""
     decided = folder.read_halving().get(pause_at)
-    if decided:
+    if decided and decided.get("screen") == SCREEN:
         return [a for a in arms if a not in decided["stopped"]]
     base = definition.baseline_arm
+    candidates = list(arms) + [a for a in (decided or {}).get("stopped", []) if a not in arms]
+    candidates = [a.name for a in definition.arms if a.name in candidates]
     scores = {}
-    for arm in arms:
-        runs = [s for s in specs.values() if s["arm"] == arm and folder.read_state(s["run"]).get("status") == "paused"]
-        values = [metric(s) for s in runs]
+    for arm in candidates:
+        values = [metric(s, pause_at) for s in specs.values() if s["arm"] == arm]
         values = [v for v in values if not math.isnan(v)]
         scores[arm] = sum(values) / len(values) if values else float("-inf")
-    others = sorted([a for a in arms if a != base], key=lambda a: scores[a], reverse=True)
+    others = sorted([a for a in candidates if a != base], key=lambda a: scores[a], reverse=True)
     keep = others[:math.ceil(len(others) / 2)]
     drop = others[len(keep):]
-    echo(f"halving after epoch {pause_at}: validation Dice " + ", ".join(f"{a} {scores[a]:.4f}" for a in arms)
-         + f"; stopping {drop or 'none'}")
-    folder.write_halving(pause_at, {a: (None if math.isinf(v) else v) for a, v in scores.items()}, drop)
+    went_on = []
+    if decided:  # an arm told to go on that trained past the stop can no longer be stopped there
+        went_on = [a for a in drop if a not in decided["stopped"] and any(
+            training_progress(s)[0] > pause_at for s in specs.values() if s["arm"] == a)]
+        drop = [a for a in drop if a not in went_on]
+    echo(f"halving after epoch {pause_at} ({SCREEN}): " + ", ".join(f"{a} {scores[a]:.4f}" for a in candidates)
+         + f"; stopping {drop or 'none'}" + (f"; {went_on} trained past epoch {pause_at} already and go on"
+                                              if went_on else ""))
+    superseded = None
+    if decided:
+        superseded = {k: v for k, v in decided.items() if k != "superseded"}
+        back = [a for a in decided["stopped"] if a not in drop]
+        if back:
+            echo(f"the decision recorded after epoch {pause_at} ({decided.get('screen', 'nnU-Net EMA')}) stopped "
+                 f"{back}; this screen keeps them: they continue")
+        for s in specs.values():
+            if s["arm"] in back and folder.read_state(s["run"]).get("status") == "stopped":
+                folder.write_state(s["run"], status="paused", stopped_at=None, reason=None,
+                                   reinstated={"epoch": pause_at, "screen": SCREEN})
+    folder.write_halving(pause_at, {a: (None if math.isinf(v) else v) for a, v in scores.items()}, drop,
+                         screen=SCREEN, superseded=superseded, went_on=went_on)
     for s in specs.values():
-        if s["arm"] in drop:
+        if s["arm"] in drop and folder.read_state(s["run"]).get("status") != "stopped":
             folder.write_state(s["run"], status="stopped", stopped_at=pause_at,
-                               reason=f"successive halving after epoch {pause_at}: validation Dice "
+                               reason=f"successive halving after epoch {pause_at}: {SCREEN} "
                                       f"{scores[s['arm']]:.4f}")
-    return [a for a in arms if a not in drop]
+    return [a for a in candidates if a not in drop]
 
 
 def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, dict],

@@ -179,21 +179,22 @@ def _status_table(folder: StudyFolder, specs: Dict[str, dict]) -> List[str]:
     return lines
 
 
-PROGRESS_COLUMNS = ["arm", "fold", "seed", "status", "epochs", "val_ema_dice", "attempts", "train_s", "predict_s",
-                    "device", "log"]
+PROGRESS_COLUMNS = ["arm", "fold", "seed", "status", "epochs", "val_dice", "val_ema_dice", "attempts", "train_s",
+                    "predict_s", "device", "log"]
 
 
 def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, dict]:
     """{(arm, fold, seed): the run's progress (``PROGRESS_COLUMNS``)}: its state and, from its newest
-    checkpoint, the epochs trained and nnU-Net's last validation pseudo Dice (EMA). Reads only, so it may run
+    checkpoint, the epochs trained, the halving screen at the last epoch (``val_dice``: nnU-Net's validation
+    pseudo Dice, mean of the last ``SCREEN_EPOCHS`` epochs) and nnU-Net's EMA of it. Reads only, so it may run
     while the study trains (no lock)."""
     out: Dict[tuple, dict] = {}
     for rid, sp in specs.items():
         st = folder.read_state(rid)
-        epochs, ema = training_progress(sp)
+        epochs, ema, screen = training_progress(sp)
         out[(sp["arm"], sp["fold"], sp["seed"])] = {
             "arm": sp["arm"], "fold": sp["fold"], "seed": sp["seed"], "status": st.get("status"),
-            "epochs": epochs, "val_ema_dice": ema,
+            "epochs": epochs, "val_dice": screen, "val_ema_dice": ema,
             "attempts": st.get("attempts", 0), "train_s": (st.get("seconds") or {}).get("train"),
             "predict_s": (st.get("seconds") or {}).get("predict"), "log": st.get("log") or sp["log"],
             "device": st.get("device")}
