@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
+from nnunet_losses.nnunet.tools.study.grid import SCREEN_EPOCHS
 from nnunet_losses.nnunet.tools.study.report import read_csv
 from nnunet_losses.nnunet.tools.study.statistics import as_float, run_level_tests
 
@@ -162,7 +163,8 @@ def _validation_table(data: StudyData) -> List[str]:
     if not by:
         return []
     lines = ["Validation pseudo Dice so far: the foreground Dice nnU-Net logs after each epoch on the fold's own "
-             "validation patches, the mean of its last 2 epochs (the value successive halving screens by). One "
+             f"validation patches, the mean of its last {SCREEN_EPOCHS} epochs (the value successive halving "
+             "screens by). One "
              "value per run at its last checkpoint, averaged over the runs; **a screen, not a test**: no "
              "difference in this table is established.", "",
              "| arm | runs with a checkpoint | epochs | mean validation pseudo Dice | min - max over the runs |",
@@ -185,21 +187,23 @@ def _halving_table(data: StudyData) -> List[str]:
     """The scores each halving decision used, with a decision it superseded (made with nnU-Net's EMA)."""
     if not data.halving:
         return []
-    columns = []  # (header, scores, stopped)
+    columns = []  # (header, scores, stopped, epoch)
     for e in sorted(data.halving, key=int):
         d = data.halving[e]
         if d.get("superseded"):
             old = d["superseded"]
-            columns.append((f"after epoch {e}, first decision (nnU-Net's EMA; superseded)", old["scores"],
+            how = old.get("screen", "nnU-Net's EMA")
+            columns.append((f"after epoch {e}, first decision ({how}; superseded)", old["scores"],
                             old["stopped"], e))
         columns.append((f"after epoch {e}", d["scores"], d["stopped"], e))
     lines = ["Successive halving decisions (the mean over each arm's runs of its validation pseudo Dice, the mean "
-             "of the last 2 epochs up to the pause; a screen, not a test):", ""]
+             f"of the last {SCREEN_EPOCHS} epochs up to the pause; a screen, not a test):", ""]
     if any(d.get("superseded") for d in data.halving.values()):
         lines += ["A first decision was taken with nnU-Net's EMA of the pseudo Dice (`0.9 ema + 0.1 x`, the value "
                   "nnU-Net picks its best checkpoint by). A few epochs into training it still weighs the first, "
                   "near-zero epochs, so it ranked arms by when they left zero rather than where they were. The "
-                  "decision was made again with the mean of the last 2 epochs, from the runs' logged history: "
+                  f"decision was made again with the mean of the last {SCREEN_EPOCHS} epochs, from the runs' logged "
+                  "history: "
                   "the arms the first decision stopped that this screen keeps continued, and the arms this screen "
                   "stops were stopped at that epoch (both decisions are in `halving.json`).", ""]
     lines += ["| arm | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
