@@ -1,15 +1,17 @@
-"""docs/quality.md's study sections and README's "Which loss?" table, regenerated from committed study data.
+"""docs/quality.md's study sections, README's "Which loss?" table and the two decisions docs/losses.md and
+docs/trainers.md repeat, regenerated from committed study data.
 
     # copy a study's data into the repository (docs/data/studies/NAME/): its report is rebuilt first, in the
     # study folder, or, while the study trains (its folder is locked), as a snapshot in a temporary folder
     python -m benchmarks.studies.quality collect /work/evidence_runs/hippo/every_trainer hippocampus_every_trainer
-    # rewrite every generated block of docs/quality.md and README.md from docs/data/
+    # rewrite every generated block of docs/quality.md, README.md, docs/losses.md, docs/trainers.md
     python -m benchmarks.studies.quality page
     python -m benchmarks.studies.quality page --check      # exit 1 where a page and the data disagree
 
 A generated block sits between ``<!-- generated: KEY -->`` and ``<!-- /generated: KEY -->``; the text outside
 the blocks is written by hand and compares no losses. Keys: ``study NAME`` (one per entry of ``STUDIES``),
-``pilots`` and ``which-loss``.
+``pilots`` and ``which-loss``, and in docs/losses.md and docs/trainers.md ``width-evidence`` and
+``recall-weighted-evidence`` (the two decisions the grids make, in the words of docs/quality.md).
 
 Every sentence a block writes about a difference between losses names its level (**runs**: one value per
 training, training randomness included; **cases**: the trained models fixed, the cases resampled), n, the
@@ -74,7 +76,8 @@ PILOTS = (
           per_run="docs/data/pilot_drive_per_run.csv"),
 )
 
-PAGES = ("docs/quality.md", "README.md")
+#: the pages with generated blocks; docs/losses.md and docs/trainers.md repeat the two decisions
+PAGES = ("docs/quality.md", "README.md", "docs/losses.md", "docs/trainers.md")
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -366,40 +369,56 @@ def _run_values(data: StudyData, column: str = "test_dice") -> Dict[str, Dict[tu
     return out
 
 
+def _width_outcome(data: StudyData) -> Optional[dict]:
+    """The contour-width rule's inputs and result: ``{"widths", "done", "tests", "better"}`` (``tests`` None
+    until every width arm and ``"auto"`` has 10 runs with a test Dice); None for a study without width arms."""
+    widths = [a for a in data.arms if a.startswith("CWCD_") and a != WIDTH_DEFAULT]
+    if WIDTH_DEFAULT not in data.arms or not widths:
+        return None
+    values = _run_values(data)
+    done = {a: len(values.get(a, {})) for a in [WIDTH_DEFAULT] + widths}
+    if any(n < 10 for n in done.values()):
+        return {"widths": widths, "done": done, "tests": None, "better": None}
+    tests = run_level_tests(values, WIDTH_DEFAULT, [WIDTH_DEFAULT] + widths)
+    better = [t for t in tests if verdict(t["mean_diff"], t["p_holm"]) == "higher, holds"]
+    return {"widths": widths, "done": done, "tests": tests,
+            "better": max(better, key=lambda t: t["mean_diff"]) if better else None}
+
+
+def _width_sentence(outcome: dict) -> str:
+    """The width decision in one sentence, with its level, n, test and corrected p."""
+    tests, best = outcome["tests"], outcome["better"]
+    if tests is None:
+        return ("Not decided yet: finished runs with a test Dice: "
+                + ", ".join(f"{a} {n}" for a, n in outcome["done"].items()) + " (10 each needed).")
+    if best:
+        return (f"**Decision: change.** {best['arm']} gives a higher test Dice than `\"auto\"` "
+                f"({best['mean_diff']:+.3f}; runs, n = {best['n_runs']}, Wilcoxon, Holm over {len(tests)} "
+                f"widths: p = {_p(best['p_holm'])}): the rule's choice is not the best width on this dataset.")
+    return (f"**Decision: keep `\"auto\"`.** No fixed width gives a higher test Dice than it at run "
+            f"level (n = {min(t['n_runs'] for t in tests)} runs, Wilcoxon, Holm over {len(tests)} widths: "
+            f"smallest corrected p = {_p(min(t['p_holm'] for t in tests))}). This says the rule's choice is "
+            f"not shown to be worse than a fixed width here, not that the width matters.")
+
+
 def width_decision(data: StudyData) -> List[str]:
     """The contour-width rule, decided by the rule fixed before the data: CWCD with ``"auto"`` against each
     fixed width at run level (test Dice, paired by fold and seed, two-sided exact Wilcoxon signed-rank, Holm
     over the fixed widths). A fixed width higher than ``"auto"`` with a corrected p below 0.05 changes the
     rule; otherwise ``"auto"`` stays."""
-    values = _run_values(data)
-    widths = [a for a in data.arms if a.startswith("CWCD_") and a != WIDTH_DEFAULT]
-    if WIDTH_DEFAULT not in data.arms or not widths:
+    outcome = _width_outcome(data)
+    if outcome is None:
         return []
     head = ["**The width decision** (rule fixed before the data: `\"auto\"` stays unless a fixed width gives a "
             "higher test Dice than it at run level with Holm's p below 0.05):", ""]
-    done = {a: len(v) for a, v in values.items()}
-    if done.get(WIDTH_DEFAULT, 0) < 10 or any(done.get(w, 0) < 10 for w in widths):
-        return head + ["Not decided yet: finished runs with a test Dice: "
-                       + ", ".join(f"{a} {done.get(a, 0)}" for a in [WIDTH_DEFAULT] + widths)
-                       + " (10 each needed).", ""]
-    tests = run_level_tests(values, WIDTH_DEFAULT, [WIDTH_DEFAULT] + widths)
+    if outcome["tests"] is None:
+        return head + [_width_sentence(outcome), ""]
     lines = head + [f"| fixed width | runs | difference to {WIDTH_DEFAULT} | runs better / equal / worse | "
                     "p (Holm) | result |", "|---|---|---|---|---|---|"]
-    for t in tests:
+    for t in outcome["tests"]:
         lines.append(f"| {t['arm']} | {t['n_runs']} | {t['mean_diff']:+.4f} | {t['better']} / {t['equal']} / "
                      f"{t['worse']} | {_p(t['p_holm'])} | {verdict(t['mean_diff'], t['p_holm'])} |")
-    better = [t for t in tests if verdict(t["mean_diff"], t["p_holm"]) == "higher, holds"]
-    if better:
-        best = max(better, key=lambda t: t["mean_diff"])
-        lines += ["", f"**Decision: change.** {best['arm']} gives a higher test Dice than `\"auto\"` "
-                      f"({best['mean_diff']:+.3f}; runs, n = {best['n_runs']}, Wilcoxon, Holm over {len(tests)} "
-                      f"widths: p = {_p(best['p_holm'])}): the rule's choice is not the best width on this dataset."]
-    else:
-        lines += ["", f"**Decision: keep `\"auto\"`.** No fixed width gives a higher test Dice than it at run "
-                      f"level (n = {min(t['n_runs'] for t in tests)} runs, Wilcoxon, Holm over {len(tests)} widths: "
-                      f"smallest corrected p = {_p(min(t['p_holm'] for t in tests))}). This says the rule's choice is "
-                      f"not shown to be worse than a fixed width here, not that the width matters."]
-    return lines + [""]
+    return lines + ["", _width_sentence(outcome), ""]
 
 
 def _flagged_runs(data: StudyData, arm: str) -> tuple:
@@ -421,12 +440,24 @@ def _flagged_runs(data: StudyData, arm: str) -> tuple:
             sum(prec) / len(prec) if prec else float("nan"))
 
 
+def _recall_weighted_rows(data: StudyData) -> List[tuple]:
+    """(arm, runs screened, runs flagged, median volume ratio, mean precision, decision) per recall-weighted
+    arm of the study, by the rule fixed before the data."""
+    rows = []
+    for arm in (a for a in RECALL_WEIGHTED if a in data.arms):
+        n, flagged, ratio, prec = _flagged_runs(data, arm)
+        decision = "not decided yet (10 runs needed)" if n < 10 else (
+            "variant with CE, and a warning" if flagged * 2 >= n else "a note in the docs")
+        rows.append((arm, n, flagged, ratio, prec, decision))
+    return rows
+
+
 def recall_weighted_decision(data: StudyData) -> List[str]:
     """The recall-weighted losses (AsymFbeta, and Tversky, nearly the same loss), decided by the rule fixed
     before the data: a variant with CE when at least half of an arm's screened runs are flagged (10 runs
     screened), else a note in the docs."""
-    arms = [a for a in RECALL_WEIGHTED if a in data.arms]
-    if not arms:
+    rows = _recall_weighted_rows(data)
+    if not rows:
         return []
     lines = ["**The recall-weighted losses** (rule fixed before the data: if at least half of an arm's 10 runs are "
              "flagged by the degenerate-solution screen, each run at its last scored epoch, the package adds a "
@@ -434,12 +465,53 @@ def recall_weighted_decision(data: StudyData) -> List[str]:
              "screen found):", "",
              "| arm | runs screened | runs flagged | median volume ratio | mean precision | decision |",
              "|---|---|---|---|---|---|"]
-    for arm in arms:
-        n, flagged, ratio, prec = _flagged_runs(data, arm)
-        decision = "not decided yet (10 runs needed)" if n < 10 else (
-            "variant with CE, and a warning" if flagged * 2 >= n else "a note in the docs")
+    for arm, n, flagged, ratio, prec, decision in rows:
         lines.append(f"| {arm} | {n} | {flagged} | {_f(ratio, 2)} | {_f(prec)} | {decision} |")
     return lines + [""]
+
+
+def _study(name: str) -> Study:
+    return next(s for s in STUDIES if s.name == name)
+
+
+def width_evidence_block(root: str) -> str:
+    """docs/losses.md's and docs/trainers.md's paragraph on the contour-width default: the width study's
+    decision (or how far it is), the same sentence docs/quality.md prints."""
+    study = _study("hippocampus_contour_width")
+    data = StudyData(root, study)
+    outcome = _width_outcome(data) if data.started else None
+    where = (f"**The contour-width study** (CWCD with `\"auto\"` against 1, 2, 3 and 6 erosions on MSD "
+             f"Hippocampus, 5 folds x 2 seeds; data `{DATA}/{study.name}/`, rule and table in "
+             f"docs/quality.md): ")
+    if outcome is None:
+        return where + "not started yet; until it decides, `\"auto\"` rests on the rule's reasoning, not on a " \
+                       "measured gain.\n"
+    text = _width_sentence(outcome)
+    if outcome["tests"] is None:
+        text = text[0].lower() + text[1:]
+        text += " Until it decides, `\"auto\"` rests on the rule's reasoning, not on a measured gain."
+    return where + text + "\n"
+
+
+def recall_weighted_evidence_block(root: str) -> str:
+    """docs/losses.md's and docs/trainers.md's paragraph on AsymFbeta and Tversky: what the DRIVE grid's
+    degenerate-solution screen found and the decision the rule gives, as in docs/quality.md."""
+    study = _study("drive_every_trainer")
+    data = StudyData(root, study)
+    rows = _recall_weighted_rows(data) if data.started else []
+    where = (f"**What the DRIVE grid's degenerate-solution screen found** (each run at its last scored "
+             f"evaluation: median predicted / reference volume outside [0.5, 2], or precision below half of "
+             f"nnU-Net's run of the same fold, seed and epoch; data `{DATA}/{study.name}/`, rule in docs/quality.md): ")
+    if not rows:
+        return where + "not started yet.\n"
+    parts = []
+    for arm, n, flagged, ratio, prec, decision in rows:
+        if n < 10:
+            parts.append(f"{arm}: not decided yet ({n} of 10 runs screened)")
+        else:
+            parts.append(f"{arm}: {flagged} of {n} runs flagged (median volume ratio {_f(ratio, 2)}, mean "
+                         f"precision {_f(prec)}); decision: {decision}")
+    return where + "; ".join(parts) + ".\n"
 
 
 def study_block(root: str, study: Study) -> str:
@@ -536,6 +608,8 @@ def blocks(root: str) -> Dict[str, str]:
     out = {f"study {s.name}": study_block(root, s) for s in STUDIES}
     out["pilots"] = pilots_block(root)
     out["which-loss"] = which_loss_block(root)
+    out["width-evidence"] = width_evidence_block(root)
+    out["recall-weighted-evidence"] = recall_weighted_evidence_block(root)
     return out
 
 
@@ -621,12 +695,12 @@ def collect(study_dir: str, name: str, root: str = ROOT, echo=print) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.quality", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.quality", description=" ".join(__doc__.split("\n\n")[0].split()))
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="copy a study folder's data into docs/data/studies/NAME")
     c.add_argument("study_dir")
     c.add_argument("name", choices=[s.name for s in STUDIES])
-    g = sub.add_parser("page", help="rewrite the generated blocks of docs/quality.md and README.md")
+    g = sub.add_parser("page", help="rewrite the generated blocks of " + ", ".join(PAGES))
     g.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page is stale")
     a = p.parse_args(argv)
     if a.command == "collect":

@@ -29,8 +29,8 @@ def _fake_root(tmp_path, p_holm_cwcd=0.012, stop_scores=False):
     d.mkdir(parents=True)
     (root / "docs").mkdir(exist_ok=True)
     for page in quality.PAGES:
-        keys = ["which-loss"] + ([f"study {s.name}" for s in quality.STUDIES] + ["pilots"]
-                                 if page.endswith("quality.md") else [])
+        keys = {"docs/quality.md": ["which-loss"] + [f"study {s.name}" for s in quality.STUDIES] + ["pilots"],
+                "README.md": ["which-loss"]}.get(page, ["width-evidence", "recall-weighted-evidence"])
         (root / page).write_text("# page\n\n" + "".join(f"<!-- generated: {k} -->\nSTALE TEXT\n<!-- /generated: {k} -->\n\n"
                                                         for k in keys) + "hand-written tail\n")
     json.dump({"definition": {"arms": ARMS, "baseline": "nnU-Net", "folds": [0, 1, 2, 3, 4], "seeds": [0, 1],
@@ -124,7 +124,8 @@ def test_a_change_in_the_data_makes_the_pages_stale(tmp_path):
     _fake_root(tmp_path / "again", p_holm_cwcd=0.2)  # same study, CWCD's corrected p no longer below 0.05
     src = tmp_path / "again" / "repo" / quality.DATA / "hippocampus_every_trainer" / "run_level.csv"
     (root / quality.DATA / "hippocampus_every_trainer" / "run_level.csv").write_text(src.read_text())
-    assert quality.write_pages(str(root), check=True) == list(quality.PAGES)
+    # the every-trainer grid's data is in docs/quality.md and README, not in the decisions losses.md repeats
+    assert quality.write_pages(str(root), check=True) == ["docs/quality.md", "README.md"]
     quality.write_pages(str(root))
     page = (root / "docs" / "quality.md").read_text()
     assert "Training with CWCD" not in page
@@ -173,6 +174,33 @@ def test_the_width_rule_changes_only_when_a_fixed_width_beats_auto(tmp_path):
     assert "**Decision: keep `\"auto\"`.**" in lines and "change" not in lines
 
 
+def test_losses_and_trainers_pages_repeat_the_width_decision_of_the_quality_page(tmp_path):
+    root = _fake_root(tmp_path)
+    quality.write_pages(str(root))
+    for page in ("docs/losses.md", "docs/trainers.md"):
+        text = (root / page).read_text()
+        assert "**The contour-width study**" in text and "not started yet" in text
+        assert "**What the DRIVE grid's degenerate-solution screen found**" in text and "not started yet" in text
+    _width_data(root, i2_gain=0.02)
+    quality.write_pages(str(root))
+    decision = next(line for line in (root / "docs" / "quality.md").read_text().splitlines()
+                    if line.startswith("**Decision: change.** CWCD_i2"))
+    for page in ("docs/losses.md", "docs/trainers.md"):
+        assert decision in (root / page).read_text()
+        assert "rests on the rule's reasoning" not in (root / page).read_text()
+
+
+def test_the_width_evidence_says_how_far_the_study_is_until_it_decides(tmp_path):
+    _width_data(tmp_path, i2_gain=0.05)
+    text = quality.width_evidence_block(str(tmp_path))
+    assert "**Decision: change.**" in text
+    (tmp_path / quality.DATA / "hippocampus_contour_width" / "per_run.csv").write_text(
+        "arm,fold,seed,status,test_dice\n" + "".join(f"CWCD_auto,{f},0,done,0.8\n" for f in range(5)))
+    text = quality.width_evidence_block(str(tmp_path))
+    assert "not decided yet: finished runs with a test Dice: CWCD_auto 5, CWCD_i1 0" in text
+    assert "Until it decides, `\"auto\"` rests on the rule's reasoning, not on a measured gain." in text
+
+
 def test_the_width_rule_waits_for_ten_runs_per_arm(tmp_path):
     data = _width_data(tmp_path, i2_gain=0.05)
     data.per_run = [r for r in data.per_run if not (r["arm"] == "CWCD_i6" and r["fold"] == "4")]
@@ -198,6 +226,19 @@ def test_the_recall_weighted_rule_counts_flagged_runs(tmp_path):
     lines = "\n".join(quality.recall_weighted_decision(data))
     assert "| AsymFbeta | 10 | 5 | 1.80 | 0.500 | variant with CE, and a warning |" in lines
     assert "| Tversky | 10 | 4 | 1.10 | 0.500 | a note in the docs |" in lines
+    # docs/losses.md and docs/trainers.md repeat the counts and the decision in one sentence
+    d = tmp_path / "drive"
+    d.mkdir()
+    for name in ("per_run.csv", "screen.csv"):
+        _write_csv(d / name, data.per_run if name == "per_run.csv" else screen)
+    json.dump({"definition": data.definition, "versions": {}, "collected": "now", "report": True},
+              open(d / "study.json", "w"))
+    target = tmp_path / "root" / quality.DATA / "drive_every_trainer"
+    target.parent.mkdir(parents=True)
+    d.rename(target)
+    text = quality.recall_weighted_evidence_block(str(tmp_path / "root"))
+    assert ("AsymFbeta: 5 of 10 runs flagged (median volume ratio 1.80, mean precision 0.500); decision: variant "
+            "with CE, and a warning; Tversky: 4 of 10 runs flagged") in text
     data.screen = [r for r in screen if not (r["arm"] == "Tversky" and r["fold"] == "0")]
     assert "| Tversky | 8 | 2 |" in "\n".join(quality.recall_weighted_decision(data))
     assert "not decided yet (10 runs needed)" in "\n".join(quality.recall_weighted_decision(data))
