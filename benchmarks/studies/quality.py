@@ -370,7 +370,7 @@ def _run_values(data: StudyData, column: str = "test_dice") -> Dict[str, Dict[tu
 
 
 def _width_outcome(data: StudyData) -> Optional[dict]:
-    """The contour-width rule's inputs and result: ``{"widths", "done", "tests", "better"}`` (``tests`` None
+    """The contour-width rule's inputs and result: ``{"done", "tests", "better"}`` (``tests`` None
     until every width arm and ``"auto"`` has 10 runs with a test Dice); None for a study without width arms."""
     widths = [a for a in data.arms if a.startswith("CWCD_") and a != WIDTH_DEFAULT]
     if WIDTH_DEFAULT not in data.arms or not widths:
@@ -378,11 +378,10 @@ def _width_outcome(data: StudyData) -> Optional[dict]:
     values = _run_values(data)
     done = {a: len(values.get(a, {})) for a in [WIDTH_DEFAULT] + widths}
     if any(n < 10 for n in done.values()):
-        return {"widths": widths, "done": done, "tests": None, "better": None}
+        return {"done": done, "tests": None, "better": None}
     tests = run_level_tests(values, WIDTH_DEFAULT, [WIDTH_DEFAULT] + widths)
     better = [t for t in tests if verdict(t["mean_diff"], t["p_holm"]) == "higher, holds"]
-    return {"widths": widths, "done": done, "tests": tests,
-            "better": max(better, key=lambda t: t["mean_diff"]) if better else None}
+    return {"done": done, "tests": tests, "better": max(better, key=lambda t: t["mean_diff"]) if better else None}
 
 
 def _width_sentence(outcome: dict) -> str:
@@ -695,7 +694,8 @@ def collect(study_dir: str, name: str, root: str = ROOT, echo=print) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.quality", description=" ".join(__doc__.split("\n\n")[0].split()))
+    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.quality",
+                                description=" ".join(__doc__.split("\n\n")[0].split()))
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="copy a study folder's data into docs/data/studies/NAME")
     c.add_argument("study_dir")

@@ -227,15 +227,12 @@ def test_the_recall_weighted_rule_counts_flagged_runs(tmp_path):
     assert "| AsymFbeta | 10 | 5 | 1.80 | 0.500 | variant with CE, and a warning |" in lines
     assert "| Tversky | 10 | 4 | 1.10 | 0.500 | a note in the docs |" in lines
     # docs/losses.md and docs/trainers.md repeat the counts and the decision in one sentence
-    d = tmp_path / "drive"
-    d.mkdir()
-    for name in ("per_run.csv", "screen.csv"):
-        _write_csv(d / name, data.per_run if name == "per_run.csv" else screen)
+    d = tmp_path / "root" / quality.DATA / "drive_every_trainer"
+    d.mkdir(parents=True)
+    _write_csv(d / "per_run.csv", data.per_run)
+    _write_csv(d / "screen.csv", screen)
     json.dump({"definition": data.definition, "versions": {}, "collected": "now", "report": True},
               open(d / "study.json", "w"))
-    target = tmp_path / "root" / quality.DATA / "drive_every_trainer"
-    target.parent.mkdir(parents=True)
-    d.rename(target)
     text = quality.recall_weighted_evidence_block(str(tmp_path / "root"))
     assert ("AsymFbeta: 5 of 10 runs flagged (median volume ratio 1.80, mean precision 0.500); decision: variant "
             "with CE, and a warning; Tversky: 4 of 10 runs flagged") in text
