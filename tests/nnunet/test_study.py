@@ -149,6 +149,8 @@ def test_report_has_both_levels_and_the_screen(interrupted_study):
         rows = list(csv.DictReader(f))
     assert {(r["arm"], r["fold"]) for r in rows} == {(a, f) for a in ("nnU-Net", "CWCD") for f in ("0", "1")}
     assert all(0.0 <= float(r["cv_dice"]) <= 1.0 for r in rows)
+    # each run's log relative to the study folder, so a moved or committed report still points at it
+    assert all(os.path.isfile(os.path.join(root, r["log"])) and not os.path.isabs(r["log"]) for r in rows), rows
     # how far each run trained and nnU-Net's validation pseudo Dice (EMA) it ended with, from its checkpoint
     assert all(r["epochs"] == "2" and 0.0 <= float(r["val_ema_dice"]) <= 1.0 for r in rows), rows
     with open(os.path.join(root, "run_level.csv")) as f:

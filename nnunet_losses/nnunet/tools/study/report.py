@@ -196,9 +196,16 @@ def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, di
             "arm": sp["arm"], "fold": sp["fold"], "seed": sp["seed"], "status": st.get("status"),
             "epochs": epochs, "val_dice": screen, "val_ema_dice": ema,
             "attempts": st.get("attempts", 0), "train_s": (st.get("seconds") or {}).get("train"),
-            "predict_s": (st.get("seconds") or {}).get("predict"), "log": st.get("log") or sp["log"],
-            "device": st.get("device")}
+            "predict_s": (st.get("seconds") or {}).get("predict"),
+            "log": _in_folder(folder, st.get("log") or sp["log"]), "device": st.get("device")}
     return out
+
+
+def _in_folder(folder: StudyFolder, path: str) -> str:
+    """``path`` relative to the study folder when it lies inside it (``logs/<run>.log``), so that the report
+    stays valid when the folder is moved, copied or committed; other paths as they are."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(folder.root))
+    return path if rel.startswith(os.pardir) else rel
 
 
 def _column_order(name: str):
