@@ -245,16 +245,26 @@ def _mean_test_dice(data: StudyData, arm: str, column: str = "test_dice") -> flo
     return sum(vals) / len(vals) if vals else float("nan")
 
 
+def _family(rows: List[dict]) -> int:
+    """How many tests Holm corrected ``rows`` over: every arm the study compares with its baseline on the test
+    set, at the end or at a halving stop (``family_size`` of run_level.csv; older data: the rows)."""
+    return max([int(r["family_size"]) for r in rows if r.get("family_size")] + [len(rows)])
+
+
+HOLM_FAMILY = ("Holm over the {m} arms the study compares with {base} on the test set, each once: at the end or "
+               "at the halving stop that ended it; arms not compared yet count as p = 1")
+
+
 def _stop_tables(data: StudyData) -> List[str]:
     """The arms stopped by successive halving, scored at their stop against the baseline at that epoch."""
     lines: List[str] = []
     epochs = data.definition.get("epochs")
     for epoch, rows in sorted(data.stop_level.items()):
         col = f"test_epoch{epoch}_dice"
-        k = len(rows)
+        family = HOLM_FAMILY.format(m=_family(rows), base=data.baseline)
         lines += [f"**Arms stopped after epoch {epoch} of {epochs}, scored at their stop** (run level, test set; "
                   f"each run's checkpoint at epoch {epoch} paired with {data.baseline}'s at the same epoch; two-sided "
-                  f"exact Wilcoxon signed-rank over the runs, Holm over the {k} arms stopped there). This describes "
+                  f"exact Wilcoxon signed-rank over the runs, {family}). This describes "
                   f"the losses after {epoch} epochs, where a slow start shows, not after the full schedule:", "",
                   "| arm | runs | mean test Dice at the stop | difference | runs better / equal / worse | p (Holm) | "
                   "result |", "|---|---|---|---|---|---|---|",
@@ -273,7 +283,7 @@ def run_level_sentences(data: StudyData) -> List[str]:
     """The study's run-level findings, one sentence each (level, n, test, corrected p in every one)."""
     if not data.run_level:
         return []
-    k = len(data.run_level)
+    k = _family(data.run_level)
     out = []
     held = [r for r in data.run_level if verdict(as_float(r["mean_diff"]), as_float(r["p_holm"])) != "not established"]
     for r in held:
@@ -293,11 +303,11 @@ def _run_level_table(data: StudyData) -> List[str]:
     if not data.run_level:
         return ["**Run level, test set**: no (fold, seed) run is finished by every scored arm yet; nothing is "
                 "compared.", ""]
-    k = len(data.run_level)
+    family = HOLM_FAMILY.format(m=_family(data.run_level), base=data.baseline)
     lines = [f"**Run level, test set** (does *training with the loss* change the Dice? One value per run: the "
              f"mean Dice over the test cases and foreground classes; each run paired with {data.baseline}'s run of "
-             f"the same fold and seed; two-sided exact Wilcoxon signed-rank test over the runs, Holm over the "
-             f"{k} arms; the smallest p a test can reach with n runs is 2/2^n):", "",
+             f"the same fold and seed; two-sided exact Wilcoxon signed-rank test over the runs, {family}; the "
+             f"smallest p a test can reach with n runs is 2/2^n):", "",
              "| arm | runs | mean test Dice | difference | runs better / equal / worse | p | p (Holm) | "
              "smallest reachable p | result |", "|---|---|---|---|---|---|---|---|---|",
              f"| {data.baseline} | {sum(1 for r in data.per_run if r['arm'] == data.baseline and r.get('test_dice'))} "
@@ -598,8 +608,10 @@ def which_loss_block(root: str) -> str:
     total = sum(len(d.per_run) for d in datas if d.started)
     lines += ["", f"Runs finished: {done} of {total} in the studies started so far. "
               + (" ".join(sentences) if sentences else
-                 "No run-level comparison exists yet, so **no loss here is established as better than nnU-Net's "
-                 "default**: train nnU-Net's own trainer first and treat every other trainer as an experiment.")]
+                 "No run-level comparison at the end of the schedule exists yet (a result at a halving stop compares "
+                 "both trainings at that early epoch: it shows a fast or slow start, not where training ends), so "
+                 "**no loss here is established as better than nnU-Net's default**: train nnU-Net's own trainer "
+                 "first and treat every other trainer as an experiment.")]
     return "\n".join(lines) + "\n"
 
 

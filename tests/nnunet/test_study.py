@@ -22,7 +22,7 @@ import pytest
 
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition, parse_arm
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder, StudyLocked
-from nnunet_losses.nnunet.tools.study.statistics import run_level_tests, screen, smallest_p
+from nnunet_losses.nnunet.tools.study.statistics import holm_planned, run_level_tests, screen, smallest_p
 
 SCHEDULE = ["--epochs", "2", "--iterations", "2", "--val-iterations", "1"]
 
@@ -275,6 +275,13 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
     with open(folder.path("run_level.csv")) as f:
         level = {(r["evaluation"], r["arm"]) for r in csv.DictReader(f)}
     assert level == {("test", "A"), ("test_epoch1", "C"), ("test_epoch2", "B")}, level
+    # one Holm family over the test set: each of the 3 arms compared once, at the end or at its stop
+    with open(folder.path("run_level.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["family_size"] for r in rows} == {"3"}
+    expected = holm_planned([float(r["p_value"]) for r in rows], 3)
+    assert [float(r["p_holm"]) for r in rows] == pytest.approx(list(expected), nan_ok=True)  # 1 run: no p
+    assert "Holm's correction over 3 arms" in report
     with open(folder.path("per_run.csv")) as f:
         per_run = {r["arm"]: r for r in csv.DictReader(f)}
     assert 0.0 <= float(per_run["C"]["test_epoch1_dice"]) <= 1.0 and per_run["C"]["test_dice"] == ""
@@ -378,6 +385,46 @@ def test_run_level_statistics_by_hand():
     assert rows["X"]["p_holm"] == pytest.approx(min(1.0, 2 * ps[0]))
     assert rows["Y"]["p_holm"] == pytest.approx(min(1.0, max(2 * ps[0], ps[1])))
     assert smallest_p(6) == pytest.approx(0.03125)
+    assert rows["X"]["family_size"] == rows["Y"]["family_size"] == 2
+
+
+def test_holm_over_a_planned_family_counts_the_tests_still_missing_as_p_one():
+    # 2 of 4 planned tests done: Holm over 4, sorted p 0.002, 0.01 -> 4 x 0.002 = 0.008, max(0.008, 3 x 0.01) = 0.03
+    assert holm_planned([0.01, 0.002], 4) == pytest.approx([0.03, 0.008])
+    # a NaN p (no pair to test) counts as missing, not as a test: the same family of 4
+    assert holm_planned([0.01, float("nan"), 0.002], 4)[[0, 2]] == pytest.approx([0.03, 0.008])
+    assert math.isnan(holm_planned([0.01, float("nan"), 0.002], 4)[1])
+    # the complete family is plain Holm; a family smaller than the tests given cannot shrink it
+    assert holm_planned([0.01, 0.002, 0.3, 0.04], 4) == pytest.approx([0.03, 0.008, 0.3, 0.08])
+    assert holm_planned([0.01, 0.002], 1) == pytest.approx([0.01, 0.004])
+    # a later test can only lower the corrected p of the earlier ones
+    before = holm_planned([0.01, 0.002], 4)
+    assert all(holm_planned([0.01, 0.002, 0.001], 4)[:2] <= before)
+
+
+def test_report_corrects_the_test_set_at_the_end_and_at_the_stops_as_one_family(tmp_path):
+    """A kept at the end, C stopped at epoch 1, both better than the baseline in 3 of 3 runs (p = 0.25 each):
+    Holm over the study's 3 arms (B not compared yet counts as p = 1) gives 3 x 0.25 = 0.75 to both, not 0.25
+    per evaluation; the cross-validation is a family of its own."""
+    from nnunet_losses.nnunet.tools.study.report import _run_level, write_csv
+
+    runs = [(0, 0), (1, 0), (2, 0)]
+    sources, evaluations = {}, []
+    for which, arm in (("test", "A"), ("cv", "A"), ("test_epoch1", "C")):
+        rows = [{"method_name": m, "fold": i, "case": "c", "class_name": "fg", "dice": 0.5 + 0.1 * i + d}
+                for m, d in (("base", 0.0), (arm, 0.1)) for i in range(3)]
+        sources[which] = str(tmp_path / which)
+        os.makedirs(sources[which])
+        write_csv(os.path.join(sources[which], "per_case.csv"), rows, list(rows[0]))
+        evaluations.append((which, which, ["base", arm], runs))
+    tests = _run_level(sources, evaluations, "base", family_size=3)
+    for which in ("test", "test_epoch1"):
+        (t,) = tests[which]
+        assert t["p_value"] == pytest.approx(0.25) and t["p_holm"] == pytest.approx(0.75) and t["family_size"] == 3
+    (cv,) = tests["cv"]  # alone in its family of 3: 3 x 0.25
+    assert cv["p_holm"] == pytest.approx(0.75) and cv["family_size"] == 3
+    tests = _run_level(sources, evaluations, "base", family_size=1)  # no larger plan: the 2 test-set arms
+    assert tests["test"][0]["p_holm"] == pytest.approx(0.5) and tests["cv"][0]["p_holm"] == pytest.approx(0.25)
 
 
 def test_screen_flags_a_loss_that_paints_background():

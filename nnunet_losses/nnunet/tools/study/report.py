@@ -7,6 +7,10 @@ The runs scored are the (fold, seed) runs that every arm still in the study fini
 are listed, not scored), so every comparison is paired. Arms stopped by successive halving are scored in a
 section of their own, at their stop, against the baseline's runs at the same epoch (``evaluation/test_epoch<E>``),
 when the study has a test set.
+
+Run-level p-values are Holm-corrected over one family per data source: on the test set every arm is compared
+with the baseline once (at the end, or at the stop that ended it), and the family is every arm of the study
+but the baseline, those not compared yet counted as p = 1; the cross-validation is a family of its own.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from nnunet_losses.nnunet.tools.commands import command_path
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
 from nnunet_losses.nnunet.tools.study.grid import run_specs, training_progress
-from nnunet_losses.nnunet.tools.study.statistics import run_level_tests, run_values, screen
+from nnunet_losses.nnunet.tools.study.statistics import holm_planned, run_level_tests, run_values, screen
 
 __all__ = ["build_report", "scored_runs", "progress_rows", "PROGRESS_COLUMNS", "read_csv", "write_csv"]
 
@@ -215,24 +219,42 @@ def _column_order(name: str):
     return (epoch, name)
 
 
+def _run_level(sources: Dict[str, str], evaluations: List[tuple], base: str, family_size: int) -> Dict[str, List[dict]]:
+    """{evaluation: its run-level tests of the Dice}, Holm-corrected over one family per data source (module
+    docstring): the test set (``test`` and every ``test_epoch<E>``) and the cross-validation (``cv``), each of
+    at least ``family_size`` tests."""
+    tests = {which: run_level_tests(run_values(read_csv(os.path.join(sources[which], "per_case.csv")), runs, "dice"),
+                                    base, arms) for which, _, arms, runs in evaluations}
+    for family in ([w for w in tests if w != "cv"], [w for w in tests if w == "cv"]):
+        rows = [t for w in family for t in tests[w]]
+        m = max(family_size, len(rows))
+        for t, p in zip(rows, holm_planned([t["p_value"] for t in rows], m)):
+            t["p_holm"], t["family_size"] = float(p), m
+    return tests
+
+
 def _score(dest: Callable[..., str], out: str, which: str, label: str, arms: List[str], runs: List[tuple], base: str,
-           per_run: Dict[tuple, dict], run_rows: List[dict], screen_rows: Optional[List[dict]]) -> List[str]:
-    """The run- and case-level sections of one evaluation (``evaluation/<which>``); fills ``per_run``
-    (``<which>_<metric>`` columns), ``run_rows`` and ``screen_rows`` (unless None). Returns the markdown."""
+           tests: List[dict], per_run: Dict[tuple, dict], run_rows: List[dict],
+           screen_rows: Optional[List[dict]]) -> List[str]:
+    """The run- and case-level sections of one evaluation (``evaluation/<which>``) with its run-level
+    ``tests``; fills ``per_run`` (``<which>_<metric>`` columns), ``run_rows`` and ``screen_rows`` (unless
+    None). Returns the markdown."""
     rows = read_csv(os.path.join(out, "per_case.csv"))
     for metric in ("dice",) + tuple(m for m in ("precision", "recall") if m in rows[0]):
         for arm, by in run_values(rows, runs, metric).items():
             for (f, s), v in by.items():
                 per_run[(arm, f, s)][f"{which}_{metric}"] = v
     values = run_values(rows, runs, "dice")
-    tests = run_level_tests(values, base, arms)
     for t in tests:
         run_rows.append({"evaluation": which, "metric": "dice", **t})
     n = len(runs)
+    m = tests[0]["family_size"] if tests else 0
+    family = "cross-validation" if which == "cv" else "test set, at the end or at the halving stop that ended it"
     md = [f"## Run level, {label}: does training with this loss change the Dice?", "",
           f"One value per run: the mean Dice over the cases and foreground classes of one (fold, seed) "
           f"training; {n} runs per arm, paired with {base}'s run of the same fold and seed. Two-sided "
-          f"Wilcoxon signed-rank test over the runs, Holm's correction over the {len(tests)} arms. This level "
+          f"Wilcoxon signed-rank test over the runs, Holm's correction over {m} arms (every arm the study "
+          f"compares with {base} on this data, {family}; those not compared yet count as p = 1). This level "
           f"includes training randomness: it supports sentences about *the loss* (\"training with X gives a "
           f"higher Dice on this dataset\"). The smallest p a test can reach with n runs is 2/2^n.", "",
           "| arm | mean Dice of the runs | difference to the baseline | runs better / equal / worse | p | "
@@ -294,10 +316,11 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
                   + (f" (not scored: {left_out[a.name]})" if a.name in left_out else ""))
     md += ["", "## Runs", "", *_status_table(folder, specs), ""]
     sources = {}
+    sections: list = []  # in page order: markdown lines, or an evaluation (which, label, arms, runs) to score
     if base in left_out:
-        md += [f"The baseline {base} has no finished run: nothing is compared yet.", ""]
+        sections.append([f"The baseline {base} has no finished run: nothing is compared yet.", ""])
     elif not runs:
-        md += ["No (fold, seed) run is finished by every scored arm yet: nothing is compared.", ""]
+        sections.append(["No (fold, seed) run is finished by every scored arm yet: nothing is compared.", ""])
     else:
         for which in ("test", "cv"):
             try:
@@ -309,34 +332,41 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
                 # the cross-validation is a second view: a fold with a single validation case (say) leaves
                 # it out, with the reason, instead of the whole report
                 echo(f"  cross-validation not scored: {e}")
-                md += [f"Cross-validation not scored: {e}.", ""]
+                sections.append([f"Cross-validation not scored: {e}.", ""])
                 continue
             if out and os.path.isfile(os.path.join(out, "per_case.csv")):
                 sources[which] = out
-    per_run = progress_rows(folder, specs)
-    screen_rows: List[dict] = []
-    run_rows: List[dict] = []
-    for which, out in sources.items():
-        label = "test set" if which == "test" else "cross-validation (each fold's own validation cases)"
-        md += _score(dest, out, which, label, arms, runs, base, per_run, run_rows,
-                     screen_rows if not screen_rows else None)
+                label = "test set" if which == "test" else "cross-validation (each fold's own validation cases)"
+                sections.append((which, label, arms, runs))
     stops = stop_scored_runs(folder, definition, specs)
     for epoch, (stop_arms, stop_runs) in stops.items():
         which = f"test_epoch{epoch}"
-        md += [f"## Arms stopped by successive halving after epoch {epoch} of "
-               f"{record['schedule']['epochs'] or 'the default'}, scored at their stop", "",
-               f"{', '.join(stop_arms[1:])} stopped after epoch {epoch}; their runs and {base}'s predicted the "
-               f"test set with their checkpoint at that epoch. These values describe the losses **after "
-               f"{epoch} epochs** (a slow start shows here), not after the full schedule.", ""]
+        sections.append([f"## Arms stopped by successive halving after epoch {epoch} of "
+                         f"{record['schedule']['epochs'] or 'the default'}, scored at their stop", "",
+                         f"{', '.join(stop_arms[1:])} stopped after epoch {epoch}; their runs and {base}'s predicted "
+                         f"the test set with their checkpoint at that epoch. These values describe the losses **after "
+                         f"{epoch} epochs** (a slow start shows here), not after the full schedule.", ""])
         if not stop_runs:
-            md += ["No (fold, seed) run has its predictions at this stop for every one of these arms yet.", ""]
+            sections.append(["No (fold, seed) run has its predictions at this stop for every one of these arms yet.",
+                             ""])
             continue
         out = _compare(folder, record, definition, stop_arms, stop_runs, specs, which, echo, epoch, dest) \
             if evaluate else dest("evaluation", which)
         if out and os.path.isfile(os.path.join(out, "per_case.csv")):
             sources[which] = out
-            md += _score(dest, out, which, f"test set at epoch {epoch}", stop_arms, stop_runs, base, per_run, run_rows,
-                         screen_rows)
+            sections.append((which, f"test set at epoch {epoch}", stop_arms, stop_runs))
+    evaluations = [s for s in sections if isinstance(s, tuple)]
+    tests = _run_level(sources, evaluations, base, family_size=len(definition.arms) - 1)
+    per_run = progress_rows(folder, specs)
+    screen_rows: List[dict] = []
+    run_rows: List[dict] = []
+    for item in sections:
+        if isinstance(item, list):
+            md += item
+            continue
+        which, label, e_arms, e_runs = item  # the screen: of the test set (else the cross-validation) and stops
+        md += _score(dest, sources[which], which, label, e_arms, e_runs, base, tests[which], per_run, run_rows,
+                     screen_rows if which.startswith("test_epoch") or not screen_rows else None)
     flagged = [r for r in screen_rows if r["flag"]]
     md += ["## Degenerate-solution screen", "",
            "Per run and class: median over the cases of predicted / reference foreground volume, mean precision, "
@@ -368,7 +398,7 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
     write_csv(dest("per_run.csv"), list(per_run.values()), per_run_cols)
     write_csv(dest("run_level.csv"), run_rows, ["evaluation", "metric", "arm", "baseline", "n_runs",
                                                         "mean_diff", "better", "equal", "worse", "p_value", "p_holm",
-                                                        "smallest_p"])
+                                                        "family_size", "smallest_p"])
     write_csv(dest("screen.csv"), screen_rows, ["evaluation", "arm", "fold", "seed", "class", "volume_ratio",
                                                        "precision", "false_components", "flag"])
     stop_files = [w for w in sources if w.startswith("test_epoch")]

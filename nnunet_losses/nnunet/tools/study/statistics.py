@@ -6,8 +6,9 @@ Two levels, never mixed:
   test cases are resampled; it says whether *these models* differ on cases like these;
 * **run level** (here): one value per run (mean over cases and foreground classes of one (fold, seed)
   training) and arm; each arm is paired with the baseline run by run, two-sided Wilcoxon signed-rank test
-  over the runs, Holm's correction over the arms. It says whether *training with this loss* differs,
-  training randomness included. With n runs (no ties) the smallest reachable two-sided p is 2 / 2^n: with
+  over the runs, Holm's correction over every arm the study compares with the baseline (arms not compared
+  yet count as p = 1, so a later result can only lower a corrected p). It says whether *training with this
+  loss* differs, training randomness included. With n runs (no ties) the smallest reachable two-sided p is 2 / 2^n: with
   3 runs p >= 0.25, so a run-level test needs about 6 runs (p >= 0.031) to ever reach 0.05.
 
 Screen (per run and foreground class): median over cases of the predicted / reference foreground volume,
@@ -24,7 +25,7 @@ import numpy as np
 
 from nnunet_losses.nnunet.tools.compare.paired import TIE, holm, wilcoxon_p
 
-__all__ = ["as_float", "run_values", "run_level_tests", "smallest_p", "screen", "VOLUME_RANGE", "PRECISION_FACTOR"]
+__all__ = ["as_float", "run_values", "run_level_tests", "holm_planned", "smallest_p", "screen", "VOLUME_RANGE", "PRECISION_FACTOR"]
 
 VOLUME_RANGE = (0.5, 2.0)
 PRECISION_FACTOR = 0.5
@@ -63,10 +64,24 @@ def smallest_p(n: int) -> float:
     return 2.0 / 2 ** n if n >= 1 else 1.0
 
 
+def holm_planned(p_values: Sequence[float], family_size: int) -> np.ndarray:
+    """Holm-adjusted ``p_values`` in a family of ``family_size`` planned tests, those without a (finite) p yet
+    counted as p = 1: an adjusted p can then only fall as the other tests arrive, so a difference that holds
+    now still holds when the family is complete.
+
+    >>> [round(float(p), 4) for p in holm_planned([0.002, 0.01], 4)]  # Holm over 4: 4 x 0.002, 3 x 0.01
+    [0.008, 0.03]
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    missing = max(0, int(family_size) - int(np.isfinite(p).sum()))
+    return holm(np.concatenate([p, np.ones(missing)]))[:p.size]
+
+
 def run_level_tests(values: Dict[str, Dict[tuple, float]], baseline: str, arms: Sequence[str],
-                    higher_is_better: bool = True) -> List[dict]:
+                    higher_is_better: bool = True, family_size: Optional[int] = None) -> List[dict]:
     """Per arm: mean difference to the baseline over the runs both have, runs better / equal / worse,
-    Wilcoxon p, Holm-adjusted p (over the arms), the smallest reachable p."""
+    Wilcoxon p, Holm-adjusted p, the smallest reachable p, and ``family_size``: the number of tests Holm
+    corrects over (default: the arms compared here; see :func:`holm_planned` for a larger planned family)."""
     rows = []
     for arm in arms:
         if arm == baseline or arm not in values or baseline not in values:
@@ -81,9 +96,9 @@ def run_level_tests(values: Dict[str, Dict[tuple, float]], baseline: str, arms: 
                      "better": int(np.sum((sign * d > 0) & ~tie)), "equal": int(np.sum(tie)),
                      "worse": int(np.sum((sign * d < 0) & ~tie)), "p_value": wilcoxon_p(d),
                      "smallest_p": smallest_p(int(np.sum(~tie)))})
-    adjusted = holm([r["p_value"] for r in rows])
-    for r, p in zip(rows, adjusted):
-        r["p_holm"] = float(p)
+    m = max(len(rows), family_size or 0)
+    for r, p in zip(rows, holm_planned([r["p_value"] for r in rows], m)):
+        r["p_holm"], r["family_size"] = float(p), m
     return rows
 
 
