@@ -8,8 +8,8 @@ Two levels, never mixed:
   training) and arm; each arm is paired with the baseline run by run, two-sided Wilcoxon signed-rank test
   over the runs, Holm's correction over every arm the study compares with the baseline (arms not compared
   yet count as p = 1, so a later result can only lower a corrected p). It says whether *training with this
-  loss* differs, training randomness included. With n runs (no ties) the smallest reachable two-sided p is 2 / 2^n: with
-  3 runs p >= 0.25, so a run-level test needs about 6 runs (p >= 0.031) to ever reach 0.05.
+  loss* differs, training randomness included. With n runs (no ties) the smallest reachable two-sided p is
+  2 / 2^n: with 3 runs p >= 0.25, so a run-level test needs about 6 runs (p >= 0.031) to ever reach 0.05.
 
 Screen (per run and foreground class): median over cases of the predicted / reference foreground volume,
 mean precision, and the predicted components that touch no reference structure (the compare tool's
@@ -25,7 +25,8 @@ import numpy as np
 
 from nnunet_losses.nnunet.tools.compare.paired import TIE, holm, wilcoxon_p
 
-__all__ = ["as_float", "run_values", "run_level_tests", "holm_planned", "smallest_p", "screen", "VOLUME_RANGE", "PRECISION_FACTOR"]
+__all__ = ["as_float", "run_values", "run_level_tests", "holm_planned", "smallest_p", "screen", "VOLUME_RANGE",
+           "PRECISION_FACTOR"]
 
 VOLUME_RANGE = (0.5, 2.0)
 PRECISION_FACTOR = 0.5
@@ -78,10 +79,10 @@ def holm_planned(p_values: Sequence[float], family_size: int) -> np.ndarray:
 
 
 def run_level_tests(values: Dict[str, Dict[tuple, float]], baseline: str, arms: Sequence[str],
-                    higher_is_better: bool = True, family_size: Optional[int] = None) -> List[dict]:
+                    higher_is_better: bool = True) -> List[dict]:
     """Per arm: mean difference to the baseline over the runs both have, runs better / equal / worse,
-    Wilcoxon p, Holm-adjusted p, the smallest reachable p, and ``family_size``: the number of tests Holm
-    corrects over (default: the arms compared here; see :func:`holm_planned` for a larger planned family)."""
+    Wilcoxon p, Holm-adjusted p over the arms compared here (``family_size``; a study's report widens the
+    family with :func:`holm_planned`), the smallest reachable p."""
     rows = []
     for arm in arms:
         if arm == baseline or arm not in values or baseline not in values:
@@ -96,9 +97,8 @@ def run_level_tests(values: Dict[str, Dict[tuple, float]], baseline: str, arms: 
                      "better": int(np.sum((sign * d > 0) & ~tie)), "equal": int(np.sum(tie)),
                      "worse": int(np.sum((sign * d < 0) & ~tie)), "p_value": wilcoxon_p(d),
                      "smallest_p": smallest_p(int(np.sum(~tie)))})
-    m = max(len(rows), family_size or 0)
-    for r, p in zip(rows, holm_planned([r["p_value"] for r in rows], m)):
-        r["p_holm"], r["family_size"] = float(p), m
+    for r, p in zip(rows, holm([r["p_value"] for r in rows])):
+        r["p_holm"], r["family_size"] = float(p), len(rows)
     return rows
 
 
