@@ -21,6 +21,7 @@ Usage::
 
     python -m benchmarks.acceptance.kit build [--python PATH_TO_PYTHON3.12]   # then prints the plan
     python -m benchmarks.acceptance.kit plan                                  # the plan of the manifest
+    python -m benchmarks.acceptance.kit split                                 # split again: the tree grew
     python3 -m benchmarks.acceptance.kit verify                               # on the machine
 
 ``python -m benchmarks.acceptance.dry_run`` plays the plan here in a fresh Python 3.12 virtual environment
@@ -272,6 +273,26 @@ def fetch_wheels(python: str, items: Sequence[dict], names: Sequence[str], dest:
     return out
 
 
+def split(manifest: dict, tree: int, kit: str = os.path.join(REPO, KIT_DIR)) -> dict:
+    """The manifest with its wheels split again for a working tree of ``tree`` bytes, as ``build`` splits
+    them, without resolving or downloading anything: for when commits grew the tree past what the parts
+    leave it (the size test says so). Parts already built here (``.gpu_kit/wheels``) are regrouped too."""
+    sizes = {w["file"]: w["bytes"] for w in manifest["wheels"]}
+    parts = split_parts(sizes, LIMIT_BYTES - tree - TREE_MARGIN_BYTES)
+    names = [f"part{i}" for i in range(1, len(parts) + 1)]
+    where = {f: n for n, files in zip(names, parts) for f in files}
+    if os.path.isdir(os.path.join(kit, "wheels")):
+        for old in glob.glob(os.path.join(kit, "part*")):
+            shutil.rmtree(old)
+        for f, n in where.items():
+            os.makedirs(os.path.join(kit, n), exist_ok=True)
+            shutil.copy2(os.path.join(kit, "wheels", f), os.path.join(kit, n, f))
+    return {**manifest, "tree_bytes_at_build": tree,
+            "wheels": [{**w, "part": where[w["file"]]} for w in manifest["wheels"]],
+            "parts": [{"name": n, "bytes": sum(sizes[f] for f in files)} for n, files in zip(names, parts)],
+            "calls": plan_calls(names)}
+
+
 def build(python: str) -> dict:
     """Resolve, fetch, split into ``.gpu_kit/part<N>/``, write and return the manifest."""
     t0 = time.perf_counter()
@@ -370,12 +391,22 @@ def main(argv=None) -> int:
     b = sub.add_parser("build", help="resolve, fetch and split the wheelhouse, write the manifest, print the plan")
     b.add_argument("--python", default=None, help="a Python 3.12 interpreter (default: python3.12 or pyenv's)")
     sub.add_parser("plan", help="print the plan of the manifest")
+    sub.add_parser("split", help="split the manifest's wheels again for the tree as it is now (no download)")
     sub.add_parser("verify", help="on the device: are the parts and this package installed and consistent")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         manifest = build(args.python or find_python312())
     else:
         manifest = load_manifest()
+    if args.cmd == "split":
+        manifest = split(manifest, tree_bytes())
+        with open(MANIFEST, "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.write("\n")
+        if not os.path.isdir(os.path.join(REPO, KIT_DIR, "wheels")):  # nothing built here: the plan only
+            print(format_plan(manifest, tree_bytes()))
+            print(f"(no {KIT_DIR}/ here: `kit build` fetches the wheels and builds these parts)")
+            return 0 if not size_problems({p["name"]: p["bytes"] for p in manifest["parts"]}, tree_bytes()) else 1
     if args.cmd == "verify":
         problems = verify(manifest)
         print("\n".join(["verify: " + p for p in problems]) or f"verify: {len(manifest['wheels'])} carried "

@@ -455,7 +455,9 @@ def _first_gpu_section() -> List[str]:
              "device's Python, keeps every one the image lacks (wheels downloaded, or built here for a package "
              "with only a source archive), splits them into parts that each travel with the tree under 60 MiB "
              "(`.gpu_kit/part<N>/`, ignored by git), writes `benchmarks/acceptance/gpu_kit.json` and prints "
-             "the exact calls with their carry, commands and expected times (`kit plan` prints them again).",
+             "the exact calls with their carry, commands and expected times (`kit plan` prints them again). "
+             "When commits have grown the tree past what the parts leave it (a test says so), `python -m "
+             "benchmarks.acceptance.kit split` groups the same wheels again, without a download.",
              "2. Here, to check the plan: `python -m benchmarks.acceptance.dry_run`: a fresh Python 3.12 "
              "environment with only what the image has, the printed calls in order on a copy of the tree, the "
              "acceptance run as `--device cpu --smoke`; it prints the size of each carry and the time of each "
