@@ -318,6 +318,39 @@ def test_compare_2d_statistics_and_topology(tiny2d, tmp_path):
     assert settings["baseline"] == "A" and settings["ranking"] and settings["surface_convention"] == "monai"
 
 
+def test_rescore_from_per_case_rows_gives_the_compare_runs_own_tables(tiny2d, tmp_path):
+    """The statistics computed again from per_case.csv alone are the compare run's, to the last digit; the
+    rows of two runs merged are scored as one run over both."""
+    import pandas as pd
+
+    from nnunet_losses.nnunet.tools.compare import rescore
+
+    root, metrics = tiny2d[0], ["dice", "hd95", "betti0_error"]
+    out, again = tmp_path / "compare", tmp_path / "rescored"
+    r = _run(["-i", f"A={root / 'A'},{root / 'A'}", f"B={root / 'B'},{root / 'A'}", "-ref", str(root / "labelsTs"),
+              "--dataset-json", str(root / "dataset.json"), "-o", str(out), "--overlays", "0", "--metrics", *metrics,
+              "--baseline", "A", "--ranking", "--bootstrap", "300", "--rank-bootstrap", "100"])
+    assert r.returncode == 0, r.stderr
+    result = rescore(str(out / "per_case.csv"), str(again), metrics=metrics, baseline="A", ranking=True,
+                     bootstrap=300, rank_bootstrap=100, source="test")
+    for name in ("per_case.csv", "summary.csv", "paired.csv", "ranking.csv", "pairwise.csv", "consensus.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(again / name), check_exact=True,
+                                      obj=name)
+    assert "## Paired differences: Dice (method − A; higher is better)" in (again / "summary.md").read_text()
+    assert result.holds and all(line in r.stdout for line in result.holds)  # the console lines of compare
+    # two runs' rows merged: fold 1 of the second run is its own fold, scored with the first's
+    rows = pd.read_csv(out / "per_case.csv", dtype={"class": str})
+    first, second = rows[rows.fold == 0], rows[rows.fold == 1]
+    merged = pd.concat([first[first["class"] != "mean"], second[second["class"] != "mean"]])
+    rescore(merged, str(tmp_path / "merged"), metrics=metrics, baseline="A", bootstrap=300)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "paired.csv"), pd.read_csv(tmp_path / "merged" / "paired.csv"),
+                                  check_exact=False, rtol=1e-12, obj="paired.csv of the merged rows")
+    with pytest.raises(ValueError, match="baseline 'C' is not one of the methods"):
+        rescore(merged, str(tmp_path / "bad"), metrics=metrics, baseline="C")
+    with pytest.raises(ValueError, match=r"method\(s\) \['B'\] not in"):
+        rescore(merged, str(tmp_path / "bad"), metrics=metrics, methods_order=["A"])
+
+
 def test_compare_3d_deepmind_convention_with_workers(results3d, tmp_path):
     sd = pytest.importorskip("surface_distance", reason="test-only dependency surface-distance (requirements-test.txt)")
     root, env = results3d

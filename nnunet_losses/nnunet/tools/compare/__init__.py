@@ -8,12 +8,14 @@
 - ranking.py: per-case rankings (every class and the mean row) with bootstrap rank distribution and consensus;
 - pairwise.py: every ordered pair of methods, one-sided Wilcoxon + Holm (significance maps);
 - plots.py, overlays.py: the PNGs; output.py: the output folder (staging, overwrite rules);
-- run.py: :func:`compare`, one whole run; cli.py: the command line (``entry_point``).
+- run.py: :func:`compare`, one whole run; cli.py: the command line (``entry_point``);
+- rescore.py: :func:`rescore`, the tables and statistics again from per-case rows (merged runs, no predictions).
 
 nnU-Net is imported lazily (its image readers), the trainers never.
 """
 from .reading import Method, build_jobs, methods_from_folders, methods_from_results, parse_labels
+from .rescore import rescore
 from .run import CompareResult, compare
 
 __all__ = ["Method", "CompareResult", "build_jobs", "compare", "methods_from_folders", "methods_from_results",
-           "parse_labels"]
+           "parse_labels", "rescore"]
