@@ -293,6 +293,64 @@ def test_halving_stops_the_expected_arms_through_the_slurm_path(nnunet_tiny, tmp
     for name in ("per_case_test_epoch1.csv", "paired_test_epoch2.csv", "plots/runs_test_epoch1_dice.png"):
         assert os.path.getsize(folder.path(name)) > 0, name
 
+    _restored_study_scores_the_same(folder, definition, tmp_path, lines)
+
+
+def _restored_study_scores_the_same(folder, definition, tmp_path, lines):
+    """The study folder lost: 'restore' from the report's files (what collect commits) gives a folder whose
+    report has the same numbers without a single prediction, and a run that goes on trains from the start."""
+    import shutil
+
+    from nnunet_losses.nnunet.tools.study.grid import run_specs, validation_dice
+    from nnunet_losses.nnunet.tools.study.report import build_report
+    from nnunet_losses.nnunet.tools.study.restore import restore
+
+    data = tmp_path / "collected"
+    data.mkdir()
+    for name in ("per_run.csv", "per_case.csv", "per_case_test_epoch1.csv", "per_case_test_epoch2.csv",
+                 "halving.json"):
+        shutil.copyfile(folder.path(name), data / name)
+    again = StudyFolder(str(tmp_path / "new_machine"))
+    assert restore(again, definition, str(data), echo=lines.append) == {"done": 2, "stopped": 2}
+    assert again.read_halving() == folder.read_halving()
+    assert not os.path.isdir(again.path("results")) and not os.path.isdir(again.path("predictions_at_stop"))
+    build_report(again, echo=lines.append)
+    for name in ("run_level.csv", "per_run.csv", "screen.csv", "per_case.csv", "per_case_test_epoch1.csv"):
+        with open(folder.path(name)) as f, open(again.path(name)) as g:
+            old, new = list(csv.DictReader(f)), list(csv.DictReader(g))
+        drop = {"log", "val_dice", "val_ema_dice", "predict_s", "device", "attempts"}  # of the training, not scores
+        key = lambda r: sorted((k, v) for k, v in r.items() if k not in drop)  # noqa: E731
+        assert sorted(map(key, old)) == sorted(map(key, new)), name
+    report = open(again.path("report.md")).read()
+    assert "restored from collected" in report and "## Run level, test set at epoch 2:" in report
+    assert restore(again, definition, str(data), echo=lines.append) == {"kept": 4}  # nothing overwritten
+
+    # a paused run restored: its screen stands in for the lost checkpoint, and it goes on from the start
+    rows = list(csv.DictReader(open(data / "per_run.csv")))
+    for r in rows:
+        if r["arm"] == "A":
+            r.update(status="paused", epochs="2", val_dice="0.61")
+    with open(data / "per_run.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    paused = StudyFolder(str(tmp_path / "paused"))
+    restore(paused, definition, str(data), echo=lines.append)
+    state = paused.read_state("A__fold0__seed0")
+    assert state["status"] == "paused" and state["epoch"] == 2 and "seconds" not in state
+    spec = run_specs(paused, paused.read_study(), definition)["A__fold0__seed0"]
+    assert validation_dice(spec, 2) == pytest.approx(0.61) and math.isnan(validation_dice(spec, 1))
+
+    rows[0]["test_dice"] = "0.123"  # per_run.csv and per_case.csv of different reports
+    with open(data / "per_run.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(ValueError, match="not from the same report"):
+        restore(StudyFolder(str(tmp_path / "mismatch")), definition, str(data), echo=lines.append)
+    with pytest.raises(ValueError, match="has no per_run.csv"):
+        restore(StudyFolder(str(tmp_path / "empty")), definition, str(tmp_path), echo=lines.append)
+
 
 def test_threads_are_a_speed_setting_the_definition_does_not_hold(nnunet_tiny, tmp_path, monkeypatch):
     """--threads reaches every run; the default is cores / runs at a time; continuing with another value is
@@ -406,25 +464,81 @@ def test_report_corrects_the_test_set_at_the_end_and_at_the_stops_as_one_family(
     """A kept at the end, C stopped at epoch 1, both better than the baseline in 3 of 3 runs (p = 0.25 each):
     Holm over the study's 3 arms (B not compared yet counts as p = 1) gives 3 x 0.25 = 0.75 to both, not 0.25
     per evaluation; the cross-validation is a family of its own."""
-    from nnunet_losses.nnunet.tools.study.report import _run_level, write_csv
+    from nnunet_losses.nnunet.tools.study.report import _run_level, read_csv, write_csv
 
     runs = [(0, 0), (1, 0), (2, 0)]
-    sources, evaluations = {}, []
+    cases, evaluations = {}, []
     for which, arm in (("test", "A"), ("cv", "A"), ("test_epoch1", "C")):
         rows = [{"method_name": m, "fold": i, "case": "c", "class_name": "fg", "dice": 0.5 + 0.1 * i + d}
                 for m, d in (("base", 0.0), (arm, 0.1)) for i in range(3)]
-        sources[which] = str(tmp_path / which)
-        os.makedirs(sources[which])
-        write_csv(os.path.join(sources[which], "per_case.csv"), rows, list(rows[0]))
+        write_csv(str(tmp_path / f"{which}.csv"), rows, list(rows[0]))
+        cases[which] = read_csv(str(tmp_path / f"{which}.csv"))  # strings, as the report reads them
         evaluations.append((which, which, ["base", arm], runs))
-    tests = _run_level(sources, evaluations, "base", family_size=3)
+    tests = _run_level(cases, evaluations, "base", family_size=3)
     for which in ("test", "test_epoch1"):
         (t,) = tests[which]
         assert t["p_value"] == pytest.approx(0.25) and t["p_holm"] == pytest.approx(0.75) and t["family_size"] == 3
     (cv,) = tests["cv"]  # alone in its family of 3: 3 x 0.25
     assert cv["p_holm"] == pytest.approx(0.75) and cv["family_size"] == 3
-    tests = _run_level(sources, evaluations, "base", family_size=1)  # no larger plan: the 2 test-set arms
+    tests = _run_level(cases, evaluations, "base", family_size=1)  # no larger plan: the 2 test-set arms
     assert tests["test"][0]["p_holm"] == pytest.approx(0.5) and tests["cv"][0]["p_holm"] == pytest.approx(0.25)
+
+
+def test_report_merges_runs_predicted_here_with_restored_ones(tmp_path, monkeypatch):
+    """A restored study: run (0, 0) has only restored rows, run (1, 0) was predicted here, run (2, 0) has
+    neither. The evaluation scores the first two as one, in the report's order, and leaves the third out."""
+    import pandas as pd
+
+    from nnunet_losses.nnunet.tools.study import report
+    from nnunet_losses.nnunet.tools.study.restore import RESTORED
+
+    folder = StudyFolder(str(tmp_path / "s"))
+    definition = StudyDefinition(dataset="990", configuration="2d", arms=[parse_arm("base=nnUNetTrainer"),
+                                                                          parse_arm("A=nnUNetTrainerCWCD")],
+                                 folds=[0, 1, 2], seeds=[0], metrics=["dice"])
+
+    def rows(arm, run, fold_value, extra):
+        return [{"method_name": arm, **fold_value, "case": c, "class_name": "fg", "class": cl,
+                 "dice": 0.5 + 0.1 * run[0] + extra + (0.01 * i if cl == "1" else 0.005 * i)}
+                for i, c in enumerate(("c1", "c2")) for cl in ("1", "mean")]
+
+    os.makedirs(folder.path(RESTORED))
+    restored = rows("base", (0, 0), {"run_fold": 0, "run_seed": 0}, 0.0) + \
+        rows("A", (0, 0), {"run_fold": 0, "run_seed": 0}, 0.2)
+    report.write_csv(folder.path(RESTORED, "test.csv"), restored, list(restored[0]))
+    specs = {}
+    for arm in ("base", "A"):
+        for f in (0, 1, 2):
+            prediction = tmp_path / "pred" / arm / str(f)
+            prediction.mkdir(parents=True)
+            if f == 1:
+                (prediction / "c1.nii.gz").write_bytes(b"")
+            specs[f"{arm}{f}"] = {"arm": arm, "fold": f, "seed": 0, "prediction": str(prediction),
+                                  "fold_dir": str(tmp_path / "none")}
+    compared = []
+
+    def fake_compare(folder_, record, definition_, arms, runs, specs_, which, echo, epoch=None, dest=None,
+                     name=None):
+        compared.append((arms, runs, name))
+        out = tmp_path / "here"
+        out.mkdir()
+        here = rows("base", (1, 0), {"fold": 0}, 0.0) + rows("A", (1, 0), {"fold": 0}, -0.1)
+        report.write_csv(str(out / "per_case.csv"), here, list(here[0]))
+        return str(out)
+
+    monkeypatch.setattr(report, "_compare", fake_compare)
+    lines = []
+    out, runs = report._evaluate(folder, {}, definition, ["base", "A"], [(0, 0), (1, 0), (2, 0)], specs, "test",
+                                 lines.append)
+    assert compared == [(["base", "A"], [(1, 0)], "test_here")]
+    assert runs == [(0, 0), (1, 0)] and any("1 of 3 run(s) have neither" in x for x in lines)
+    merged = pd.read_csv(os.path.join(out, "per_case.csv"), dtype={"class": str})
+    by_run = merged[merged["class"] == "1"].groupby(["method_name", "fold"]).dice.mean()
+    assert by_run[("A", 0)] == pytest.approx(0.705) and by_run[("A", 1)] == pytest.approx(0.505)
+    assert by_run[("base", 1)] == pytest.approx(0.605)
+    paired = pd.read_csv(os.path.join(out, "paired.csv"), dtype={"class": str})
+    row = paired[(paired.metric == "dice") & (paired["class"] == "1")].iloc[0]
+    assert row["mean_diff"] == pytest.approx((0.2 - 0.1) / 2) and row["n"] == 2  # both runs' pairs, 2 cases
 
 
 def test_screen_flags_a_loss_that_paints_background():

@@ -1,4 +1,4 @@
-"""``nnunet_losses_study``: the command line (``run``, ``status``, ``report``, ``adopt``); docs/study.md.
+"""``nnunet_losses_study``: the command line (``run``, ``status``, ``report``, ``adopt``, ``restore``); docs/study.md.
 
     nnunet_losses_study run STUDY_DIR -d 4 -c 3d_fullres --arms nnUNetTrainer nnUNetTrainerCWCD \\
         'CWCD_i2=nnUNetTrainerCWCD:{"contour_width": 2}' --seeds 0 1 2 --jobs 2 --devices cuda:0 cuda:1
@@ -6,6 +6,7 @@
     nnunet_losses_study status STUDY_DIR
     nnunet_losses_study report STUDY_DIR                   # rebuild report.md and the CSVs, no training
     nnunet_losses_study adopt STUDY_DIR --from OTHER_DIR   # copy OTHER's matching runs instead of training them
+    nnunet_losses_study restore STUDY_DIR --from DATA_DIR --definition FILE   # a lost folder, from its report's data
 """
 from __future__ import annotations
 
@@ -177,6 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("--definition", help="prepare STUDY from this definition first (writes study.json, trains "
                                          "nothing)")
     ad.add_argument("--dry-run", action="store_true", help="list what would be adopted, copy nothing")
+    rs = sub.add_parser("restore", help="a study whose folder was lost: write its runs' states and per-case rows "
+                                        "from the data its report left (per_run.csv, per_case*.csv, halving.json)")
+    rs.add_argument("study", help="the new study folder (runs that have a state there keep it)")
+    rs.add_argument("--from", dest="source", required=True, metavar="DATA_DIR",
+                    help="the folder a report's CSV files were collected into (docs/data/studies/NAME)")
+    rs.add_argument("--definition", required=True, help="the study's definition (JSON file)")
     return p
 
 
@@ -191,6 +198,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         adopt(a.study, a.source, pairs=a.arm, dry_run=a.dry_run,
               definition=load_definition(a.definition)[0] if a.definition else None)
+        return 0
+    if a.command == "restore":
+        from nnunet_losses.nnunet.tools.study.restore import restore
+
+        with folder:
+            restore(folder, load_definition(a.definition)[0], a.source)
         return 0
     if a.command == "report":
         from nnunet_losses.nnunet.tools.study.report import build_report

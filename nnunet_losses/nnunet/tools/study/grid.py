@@ -197,10 +197,17 @@ def validation_dice(spec: dict, epoch: int) -> float:
     ``SCREEN_EPOCHS`` epochs up to ``epoch``. Read from the logged history of the newest checkpoint, so it is
     the same after the run trained on; ``nan`` when the run has not reached ``epoch``.
 
+    A restored run (``nnunet_losses_study restore``) that has not trained here yet has the screen its data
+    recorded at the epoch it had reached.
+
     >>> validation_dice({"fold_dir": "/no/such/folder"}, 5)
     nan
     """
-    return _screen(_training_log(spec), epoch)
+    value = _screen(_training_log(spec), epoch)
+    if math.isnan(value) and spec.get("root") and spec.get("run"):
+        restored = StudyFolder(spec["root"]).read_state(spec["run"]).get("restored") or {}
+        value = float((restored.get("screen") or {}).get(str(epoch), value))
+    return value
 
 
 # ------------------------------------------------------------------------------------------ running

@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import subprocess
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from nnunet_losses._io import atomic_write_bytes
 from nnunet_losses.nnunet.tools.commands import command_path
@@ -77,7 +77,7 @@ def stop_scored_runs(folder: StudyFolder, definition: StudyDefinition, specs: Di
             continue
         arms = [base] + stopped
         runs = [(f, s) for s in definition.seeds for f in definition.folds
-                if all("prediction" in ((states[rid].get("at_stop") or {}).get(str(epoch)) or {})
+                if all({"prediction", "restored"} & set((states[rid].get("at_stop") or {}).get(str(epoch)) or {})
                        for rid, sp in specs.items() if sp["arm"] in arms and sp["fold"] == f and sp["seed"] == s)]
         out[epoch] = (arms, runs)
     return out
@@ -85,9 +85,9 @@ def stop_scored_runs(folder: StudyFolder, definition: StudyDefinition, specs: Di
 
 def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arms, runs, specs, which: str,
              echo: Callable[[str], None], epoch: Optional[int] = None,
-             dest: Optional[Callable[..., str]] = None) -> Optional[str]:
-    """``nnunet_losses_compare`` of ``arms`` over ``runs`` into ``evaluation/<which>``: ``test`` (the test
-    predictions; at a halving stop with ``epoch``) or ``cv`` (nnU-Net's validation predictions)."""
+             dest: Optional[Callable[..., str]] = None, name: Optional[str] = None) -> Optional[str]:
+    """``nnunet_losses_compare`` of ``arms`` over ``runs`` into ``evaluation/<name or which>``: ``test`` (the
+    test predictions; at a halving stop with ``epoch``) or ``cv`` (nnU-Net's validation predictions)."""
     ds = record["dataset"]
     by = {(s["arm"], s["fold"], s["seed"]): s for s in specs.values()}
     if which != "cv":
@@ -98,12 +98,9 @@ def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arm
         ref, images = ds["test_labels"], ds["test_images"]
     else:
         dirs = {a: [os.path.join(by[(a, f, s)]["fold_dir"], "validation") for f, s in runs] for a in arms}
-        if not all(os.path.isdir(d) for v in dirs.values() for d in v):
-            echo("  cross-validation: some fold has no validation/ folder (final validation skipped), not scored")
-            return None
         ref, images = ds["gt"], None  # every training case; each fold predicted its own validation cases
     dest = dest or folder.path
-    out = dest("evaluation", which)
+    out = dest("evaluation", name or which)
     cmd = [command_path("nnunet_losses_compare"), "-d", definition.dataset, "-ref", ref, "-o", out, "--overwrite",
            "--no-progress", "--lesions", "--metrics", *definition.metrics,
            *statistics_flags(arms, definition.baseline_arm), "--overlays", "0", "-i", *[f"{a}={','.join(dirs[a])}" for a in arms]]
@@ -113,7 +110,7 @@ def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arm
         cmd.append("--allow-missing")
     env = dict(os.environ, **{k: v for k, v in record["nnunet_paths"].items() if v})
     os.makedirs(dest("logs"), exist_ok=True)
-    log = dest("logs", f"compare_{which}.log")
+    log = dest("logs", f"compare_{name or which}.log")
     with open(log, "wb") as f:
         f.write(("$ " + " ".join(cmd) + "\n").encode())
         f.flush()
@@ -121,6 +118,63 @@ def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arm
     if rc != 0:
         raise RuntimeError(f"nnunet_losses_compare failed on the {which} predictions (exit {rc}); see {log}")
     return out
+
+
+def _predicted_here(folder: StudyFolder, which: str, spec: dict, epoch: Optional[int]) -> bool:
+    """Whether a run's predictions that evaluation ``which`` scores are in this study folder: its nnU-Net
+    validation predictions (``cv``), its test-set predictions, or those at the halving stop ``epoch``."""
+    if which == "cv":
+        return os.path.isdir(os.path.join(spec["fold_dir"], "validation"))
+    d = spec["prediction"] if epoch is None else folder.stop_prediction_dir(spec["arm"], spec["fold"], spec["seed"],
+                                                                            epoch)
+    return os.path.isdir(d) and any(not n.startswith(".") for n in os.listdir(d))
+
+
+def _evaluate(folder: StudyFolder, record: dict, definition: StudyDefinition, arms, runs, specs, which: str,
+              echo: Callable[[str], None], epoch: Optional[int] = None,
+              dest: Optional[Callable[..., str]] = None) -> Tuple[Optional[str], List[tuple]]:
+    """(``evaluation/<which>``, the runs it scores): :func:`_compare` of the runs whose predictions are here;
+    when the study was restored (``restored/<which>.csv``), those merged with the restored rows of the other
+    runs and scored again as one evaluation (:func:`~nnunet_losses.nnunet.tools.compare.rescore`). A run with
+    neither (a fold whose final validation was skipped, say) is left out, with a message."""
+    from nnunet_losses.nnunet.tools.compare import rescore
+    from nnunet_losses.nnunet.tools.compare.run import check_metrics
+    from nnunet_losses.nnunet.tools.study.restore import restored_rows
+
+    archived = restored_rows(folder, which)
+    by = {(s["arm"], s["fold"], s["seed"]): s for s in specs.values()}
+    here = [r for r in runs if all(_predicted_here(folder, which, by[(a, *r)], epoch) for a in arms)]
+    kept = [r for r in runs if r not in here and all((a, *r) in archived for a in arms)]
+    scored = [r for r in runs if r in here or r in kept]
+    if len(scored) < len(runs):
+        echo(f"  {which}: {len(runs) - len(scored)} of {len(runs)} run(s) have neither predictions here nor "
+             f"restored rows of every arm: " + ("scored without them" if scored else "not scored"))
+    if not kept:
+        return (_compare(folder, record, definition, arms, here, specs, which, echo, epoch, dest) if here
+                else None), here
+    dest = dest or folder.path
+    rows: List[dict] = []
+    if here:
+        sub = _compare(folder, record, definition, arms, here, specs, which, echo, epoch, dest, name=f"{which}_here")
+        for r in read_csv(os.path.join(sub, "per_case.csv")):
+            rows.append({**r, "fold": scored.index(here[int(r["fold"])])})
+    for f, s in kept:
+        for a in arms:
+            rows += [{**{k: v for k, v in r.items() if k not in ("run_fold", "run_seed")},
+                      "fold": scored.index((f, s))} for r in archived[(a, f, s)]]
+    # the compare tool's row order: the class rows case by case, then the "mean" rows
+    rows.sort(key=lambda r: (r["class"] == "mean", r["case"], arms.index(r["method_name"]), r["fold"],
+                             len(r["class"]), r["class"]))
+    merged = dest("evaluation", f"{which}_merged.csv")
+    os.makedirs(os.path.dirname(merged), exist_ok=True)
+    write_csv(merged, rows, list(dict.fromkeys(k for r in rows for k in r)))
+    out = dest("evaluation", which)
+    two = len(arms) >= 2
+    rescore(merged, out, metrics=check_metrics(definition.metrics, lesions=True), methods_order=arms,
+            baseline=definition.baseline_arm if two else None, ranking=two,
+            source=f"{len(here)} run(s) predicted here (evaluation/{which}_here), {len(kept)} restored "
+                   f"(restored/{which}.csv)")
+    return out, scored
 
 
 def read_csv(path: str, missing_ok: bool = False) -> List[dict]:
@@ -178,6 +232,8 @@ def _status_table(folder: StudyFolder, specs: Dict[str, dict]) -> List[str]:
         if st.get("adopted_from"):  # copied from another study by 'adopt'
             src = st["adopted_from"]
             note = "; ".join(n for n in (note, f"adopted from {src['study']}/{src['run']}") if n)
+        if st.get("restored"):  # written by 'restore' from a collected report
+            note = "; ".join(n for n in (note, f"restored from {os.path.basename(st['restored']['from'])}") if n)
         lines.append(f"| {rid} | {st.get('status')} | {st.get('attempts', 0)} | {_fmt(sec.get('train'), 0)} | "
                      f"{_fmt(sec.get('predict'), 0)} | {note} |")
     return lines
@@ -196,6 +252,10 @@ def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, di
     for rid, sp in specs.items():
         st = folder.read_state(rid)
         epochs, ema, screen = training_progress(sp)
+        restored = st.get("restored") or {}
+        if not epochs and restored.get("epochs"):  # restored, not trained here (yet): what its data said
+            epochs, ema = restored["epochs"], restored.get("ema", float("nan"))
+            screen = (restored.get("screen") or {}).get(str(epochs), float("nan"))
         out[(sp["arm"], sp["fold"], sp["seed"])] = {
             "arm": sp["arm"], "fold": sp["fold"], "seed": sp["seed"], "status": st.get("status"),
             "epochs": epochs, "val_dice": screen, "val_ema_dice": ema,
@@ -219,12 +279,13 @@ def _column_order(name: str):
     return (epoch, name)
 
 
-def _run_level(sources: Dict[str, str], evaluations: List[tuple], base: str, family_size: int) -> Dict[str, List[dict]]:
-    """{evaluation: its run-level tests of the Dice}, Holm-corrected over one family per data source (module
-    docstring): the test set (``test`` and every ``test_epoch<E>``) and the cross-validation (``cv``), each of
-    at least ``family_size`` tests."""
-    tests = {which: run_level_tests(run_values(read_csv(os.path.join(sources[which], "per_case.csv")), runs, "dice"),
-                                    base, arms) for which, _, arms, runs in evaluations}
+def _run_level(cases: Dict[str, List[dict]], evaluations: List[tuple], base: str,
+               family_size: int) -> Dict[str, List[dict]]:
+    """{evaluation: its run-level tests of the Dice} from each evaluation's per-case rows (``cases``),
+    Holm-corrected over one family per data source (module docstring): the test set (``test`` and every
+    ``test_epoch<E>``) and the cross-validation (``cv``), each of at least ``family_size`` tests."""
+    tests = {which: run_level_tests(run_values(cases[which], runs, "dice"), base, arms)
+             for which, _, arms, runs in evaluations}
     for family in ([w for w in tests if w != "cv"], [w for w in tests if w == "cv"]):
         rows = [t for w in family for t in tests[w]]
         m = max(family_size, len(rows))
@@ -233,13 +294,12 @@ def _run_level(sources: Dict[str, str], evaluations: List[tuple], base: str, fam
     return tests
 
 
-def _score(dest: Callable[..., str], out: str, which: str, label: str, arms: List[str], runs: List[tuple], base: str,
-           tests: List[dict], per_run: Dict[tuple, dict], run_rows: List[dict],
+def _score(dest: Callable[..., str], out: str, rows: List[dict], which: str, label: str, arms: List[str], runs: List[tuple],
+           base: str, tests: List[dict], per_run: Dict[tuple, dict], run_rows: List[dict],
            screen_rows: Optional[List[dict]]) -> List[str]:
-    """The run- and case-level sections of one evaluation (``evaluation/<which>``) with its run-level
-    ``tests``; fills ``per_run`` (``<which>_<metric>`` columns), ``run_rows`` and ``screen_rows`` (unless
+    """The run- and case-level sections of one evaluation (``out``: ``evaluation/<which>``, its per-case
+    ``rows``) with its run-level ``tests``; fills ``per_run`` (``<which>_<metric>`` columns), ``run_rows`` and ``screen_rows`` (unless
     None). Returns the markdown."""
-    rows = read_csv(os.path.join(out, "per_case.csv"))
     for metric in ("dice",) + tuple(m for m in ("precision", "recall") if m in rows[0]):
         for arm, by in run_values(rows, runs, metric).items():
             for (f, s), v in by.items():
@@ -324,8 +384,8 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
     else:
         for which in ("test", "cv"):
             try:
-                out = _compare(folder, record, definition, arms, runs, specs, which, echo, dest=dest) if evaluate \
-                    else dest("evaluation", which)
+                out, e_runs = _evaluate(folder, record, definition, arms, runs, specs, which, echo, dest=dest) \
+                    if evaluate else (dest("evaluation", which), runs)
             except RuntimeError as e:
                 if which == "test":
                     raise
@@ -337,7 +397,7 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
             if out and os.path.isfile(os.path.join(out, "per_case.csv")):
                 sources[which] = out
                 label = "test set" if which == "test" else "cross-validation (each fold's own validation cases)"
-                sections.append((which, label, arms, runs))
+                sections.append((which, label, arms, e_runs))
     stops = stop_scored_runs(folder, definition, specs)
     for epoch, (stop_arms, stop_runs) in stops.items():
         which = f"test_epoch{epoch}"
@@ -350,13 +410,14 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
             sections.append(["No (fold, seed) run has its predictions at this stop for every one of these arms yet.",
                              ""])
             continue
-        out = _compare(folder, record, definition, stop_arms, stop_runs, specs, which, echo, epoch, dest) \
-            if evaluate else dest("evaluation", which)
+        out, stop_runs = _evaluate(folder, record, definition, stop_arms, stop_runs, specs, which, echo, epoch, dest) \
+            if evaluate else (dest("evaluation", which), stop_runs)
         if out and os.path.isfile(os.path.join(out, "per_case.csv")):
             sources[which] = out
             sections.append((which, f"test set at epoch {epoch}", stop_arms, stop_runs))
     evaluations = [s for s in sections if isinstance(s, tuple)]
-    tests = _run_level(sources, evaluations, base, family_size=len(definition.arms) - 1)
+    cases = {which: read_csv(os.path.join(out, "per_case.csv")) for which, out in sources.items()}
+    tests = _run_level(cases, evaluations, base, family_size=len(definition.arms) - 1)
     per_run = progress_rows(folder, specs)
     screen_rows: List[dict] = []
     run_rows: List[dict] = []
@@ -365,7 +426,7 @@ def build_report(folder: StudyFolder, echo: Callable[[str], None] = print, evalu
             md += item
             continue
         which, label, e_arms, e_runs = item  # the screen: of the test set (else the cross-validation) and stops
-        md += _score(dest, sources[which], which, label, e_arms, e_runs, base, tests[which], per_run, run_rows,
+        md += _score(dest, sources[which], cases[which], which, label, e_arms, e_runs, base, tests[which], per_run, run_rows,
                      screen_rows if which.startswith("test_epoch") or not screen_rows else None)
     flagged = [r for r in screen_rows if r["flag"]]
     md += ["## Degenerate-solution screen", "",
