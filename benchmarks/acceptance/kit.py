@@ -307,32 +307,27 @@ def build(python: str) -> dict:
     names = [n for n in carried(items, [f"{ours}[nnunet]"], device) if n != ours]  # ours: from the tree
     print(f"[kit] {len(names)} distributions to carry: {', '.join(names)}", flush=True)
     wheels = fetch_wheels(python, items, names, os.path.join(kit, "wheels"))
-    sizes = {os.path.basename(p): os.path.getsize(p) for p in wheels.values()}
-    tree = tree_bytes()
-    parts = split_parts(sizes, LIMIT_BYTES - tree - TREE_MARGIN_BYTES)
-    part_names = [f"part{i}" for i in range(1, len(parts) + 1)]
-    for pname, files in zip(part_names, parts):
-        os.makedirs(os.path.join(kit, pname))
-        for f in files:
-            shutil.copy2(os.path.join(kit, "wheels", f), os.path.join(kit, pname, f))
     py_version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
                                 capture_output=True, text=True, check=True).stdout.strip()
     manifest = {
         "about": "written by `python -m benchmarks.acceptance.kit build`; docs/benchmarks.md, 'On the first GPU'",
-        "built_with_python": py_version, "device_python": DEVICE_ENV["python_full_version"], "limit_bytes": LIMIT_BYTES, "tree_bytes_at_build": tree,
-        "wheels": [{"name": n, "file": os.path.basename(p), "bytes": os.path.getsize(p), "sha256": _sha256(p),
-                    "part": next(pn for pn, fs in zip(part_names, parts) if os.path.basename(p) in fs)}
+        "built_with_python": py_version, "device_python": DEVICE_ENV["python_full_version"],
+        "limit_bytes": LIMIT_BYTES,
+        "wheels": [{"name": n, "file": os.path.basename(p), "bytes": os.path.getsize(p), "sha256": _sha256(p)}
                    for n, p in wheels.items()],
-        "parts": [{"name": pn, "bytes": sum(sizes[f] for f in fs)} for pn, fs in zip(part_names, parts)],
         "device_base": sorted(n for n in {normalize(i["metadata"]["name"]) for i in items} if n in device),
         "resolved": {normalize(i["metadata"]["name"]): i["metadata"]["version"] for i in items},
-        "calls": plan_calls(part_names),
     }
-    with open(MANIFEST, "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.write("\n")
+    manifest = split(manifest, tree_bytes(), kit)  # the parts, their folders and the calls
+    write_manifest(manifest)
     print(f"[kit] built in {time.perf_counter() - t0:.0f} s; manifest {os.path.relpath(MANIFEST, REPO)}", flush=True)
     return manifest
+
+
+def write_manifest(manifest: dict, path: str = MANIFEST) -> None:
+    with open(path, "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
 
 
 def load_manifest(path: str = MANIFEST) -> dict:
@@ -398,28 +393,25 @@ def main(argv=None) -> int:
         manifest = build(args.python or find_python312())
     else:
         manifest = load_manifest()
-    if args.cmd == "split":
-        manifest = split(manifest, tree_bytes())
-        with open(MANIFEST, "w") as f:
-            json.dump(manifest, f, indent=1)
-            f.write("\n")
-        if not os.path.isdir(os.path.join(REPO, KIT_DIR, "wheels")):  # nothing built here: the plan only
-            print(format_plan(manifest, tree_bytes()))
-            print(f"(no {KIT_DIR}/ here: `kit build` fetches the wheels and builds these parts)")
-            return 0 if not size_problems({p["name"]: p["bytes"] for p in manifest["parts"]}, tree_bytes()) else 1
     if args.cmd == "verify":
         problems = verify(manifest)
         print("\n".join(["verify: " + p for p in problems]) or f"verify: {len(manifest['wheels'])} carried "
                                                                  "distributions and nnunet-losses installed, "
                                                                  "requirements met")
         return 1 if problems else 0
-    problems = check_parts(manifest)
+    tree = tree_bytes()
+    built_here = os.path.isdir(os.path.join(REPO, KIT_DIR, "wheels"))
+    if args.cmd == "split":
+        manifest = split(manifest, tree)
+        write_manifest(manifest)
+    problems = check_parts(manifest) if built_here or args.cmd != "split" else []
     if problems:
         print("the built parts do not match the manifest: " + "; ".join(problems), file=sys.stderr)
         return 1
-    print(format_plan(manifest, tree_bytes()))
-    return 0 if not size_problems({p["name"]: p["bytes"] for p in manifest["parts"]}, tree_bytes()) else 1
-
+    print(format_plan(manifest, tree))
+    if not built_here and args.cmd == "split":
+        print(f"(no {KIT_DIR}/ here: `kit build` fetches the wheels and builds these parts)")
+    return 0 if not size_problems({p["name"]: p["bytes"] for p in manifest["parts"]}, tree) else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())
