@@ -280,23 +280,31 @@ def _stop_tables(data: StudyData) -> List[str]:
 
 
 def run_level_sentences(data: StudyData) -> List[str]:
-    """The study's run-level findings, one sentence each (level, n, test, corrected p in every one)."""
+    """The study's run-level findings at the end of the schedule, one sentence each (dataset, level, n, test,
+    corrected p in every one)."""
     if not data.run_level:
         return []
     k = _family(data.run_level)
     out = []
+    where = f"{data.study.dataset}, at the end of the schedule"
     held = [r for r in data.run_level if verdict(as_float(r["mean_diff"]), as_float(r["p_holm"])) != "not established"]
     for r in held:
-        out.append(f"Training with {r['arm']} gives a {'higher' if as_float(r['mean_diff']) > 0 else 'lower'} mean "
-                   f"test Dice than {r['baseline']} ({as_float(r['mean_diff']):+.3f}; runs, n = {r['n_runs']}, "
-                   f"two-sided Wilcoxon signed-rank, Holm over {k} arms: p = {_p(as_float(r['p_holm']))}).")
-    if not held:
-        n = sorted({r["n_runs"] for r in data.run_level})
-        best = min(as_float(r["p_holm"]) for r in data.run_level)
-        out.append(f"No arm's mean test Dice differs from {data.baseline}'s at run level (n = {'/'.join(n)} runs "
-                   f"per arm, two-sided Wilcoxon signed-rank, Holm over {k} arms: smallest corrected p = "
-                   f"{_p(best)}): no loss is established as better or worse than nnU-Net's default here.")
-    return out
+        out.append(f"{where}: training with {r['arm']} gives a "
+                   f"{'higher' if as_float(r['mean_diff']) > 0 else 'lower'} mean test Dice than {r['baseline']} "
+                   f"({as_float(r['mean_diff']):+.3f}; runs, n = {r['n_runs']}, two-sided Wilcoxon signed-rank, "
+                   f"Holm over {k} arms: p = {_p(as_float(r['p_holm']))}).")
+    if held:
+        return out
+    n = max(int(r["n_runs"]) for r in data.run_level)
+    if 2 / 2 ** n >= 0.05:  # no exact two-sided test of n pairs can reach 0.05, before any correction
+        return [f"{where}: only {n} run(s) per arm are finished so far, too few for a run-level difference to "
+                f"hold (the smallest two-sided Wilcoxon p with n runs is 2/2^n = {_p(2 / 2 ** n)}); nothing is "
+                f"established there yet."]
+    ns = sorted({r["n_runs"] for r in data.run_level})
+    best = min(as_float(r["p_holm"]) for r in data.run_level)
+    return [f"{where}: no arm's mean test Dice differs from {data.baseline}'s at run level (n = {'/'.join(ns)} runs "
+            f"per arm, two-sided Wilcoxon signed-rank, Holm over {k} arms: smallest corrected p = {_p(best)}): no "
+            f"loss is established as better or worse than nnU-Net's default there."]
 
 
 def _run_level_table(data: StudyData) -> List[str]:
@@ -606,12 +614,16 @@ def which_loss_block(root: str) -> str:
     sentences = [s for d in datas if d.started for s in run_level_sentences(d)]
     done = sum(1 for d in datas if d.started for r in d.per_run if r["status"] == "done")
     total = sum(len(d.per_run) for d in datas if d.started)
+    better = any(verdict(as_float(r["mean_diff"]), as_float(r["p_holm"])) == "higher, holds"
+                 for d in datas if d.started for r in d.run_level)
     lines += ["", f"Runs finished: {done} of {total} in the studies started so far. "
-              + (" ".join(sentences) if sentences else
-                 "No run-level comparison at the end of the schedule exists yet (a result at a halving stop compares "
-                 "both trainings at that early epoch: it shows a fast or slow start, not where training ends), so "
-                 "**no loss here is established as better than nnU-Net's default**: train nnU-Net's own trainer "
-                 "first and treat every other trainer as an experiment.")]
+              + (" ".join(sentences) + " " if sentences else
+                 "No run-level comparison at the end of the schedule exists yet. ")
+              + "A result at a halving stop compares both trainings at that early epoch: it shows a fast or slow "
+                "start, not where training ends."
+              + ("" if better else " So far **no loss here is established as better than nnU-Net's default** at "
+                                   "the end of the schedule: train nnU-Net's own trainer first and treat every other "
+                                   "trainer as an experiment.")]
     return "\n".join(lines) + "\n"
 
 

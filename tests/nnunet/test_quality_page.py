@@ -85,12 +85,13 @@ def test_blocks_say_holds_only_below_the_corrected_threshold(tmp_path):
     readme = (root / "README.md").read_text()
     assert "STALE TEXT" not in page and page.endswith("hand-written tail\n")
     # the held difference: level, n, test, the corrected p, in one sentence; on both pages
-    sentence = ("Training with CWCD gives a higher mean test Dice than nnU-Net (+0.030; runs, n = 10, two-sided "
-                "Wilcoxon signed-rank, Holm over 2 arms: p = 0.012).")
+    sentence = ("Hippocampus, at the end of the schedule: training with CWCD gives a higher mean test Dice than "
+                "nnU-Net (+0.030; runs, n = 10, two-sided Wilcoxon signed-rank, Holm over 2 arms: p = 0.012).")
     assert sentence in page and sentence in readme
+    assert "no loss here is established as better" not in readme  # CWCD is, at the end
     # Combo's raw p 0.04 is not significant after Holm: not established, never "holds"
     assert "| Combo | 10 | 0.790 | -0.0100 | 3 / 0 / 7 | 0.040 | 0.080 | 0.002 | not established |" in page
-    assert "Training with Combo" not in page
+    assert "training with Combo" not in page
     # the cross-validation row is not the test-set table's
     assert "+9.0" not in page
     # the arm halving stopped: its screen score, no test-set comparison
@@ -115,7 +116,7 @@ def test_an_arm_stopped_by_halving_is_reported_at_its_stop(tmp_path):
     assert ("| OsC | stopped by successive halving after epoch 5; there: -0.200, n = 10, p (Holm) = 0.002: "
             "lower, holds |") in readme
     # the stop's comparison is not the finished arms' one: no "Training with OsC" sentence
-    assert "Training with OsC" not in page and "Training with OsC" not in readme
+    assert "training with OsC" not in page and "training with OsC" not in readme
 
 
 def test_a_change_in_the_data_makes_the_pages_stale(tmp_path):
@@ -128,9 +129,32 @@ def test_a_change_in_the_data_makes_the_pages_stale(tmp_path):
     assert quality.write_pages(str(root), check=True) == ["docs/quality.md", "README.md"]
     quality.write_pages(str(root))
     page = (root / "docs" / "quality.md").read_text()
-    assert "Training with CWCD" not in page
-    assert "No arm's mean test Dice differs from nnU-Net's at run level (n = 10 runs per arm" in page
+    assert "training with CWCD" not in page
+    assert ("Hippocampus, at the end of the schedule: no arm's mean test Dice differs from nnU-Net's at run level "
+            "(n = 10 runs per arm") in page
     assert "smallest corrected p = 0.080" in page
+    readme = (root / "README.md").read_text()
+    assert "So far **no loss here is established as better than nnU-Net's default** at the end" in readme
+
+
+def test_too_few_runs_at_the_end_say_so_instead_of_no_difference(tmp_path):
+    """1 run per arm at the end of the schedule: no test can reach 0.05, so the page says that, not "no arm
+    differs"; the stop results keep their own caveat."""
+    root = _fake_root(tmp_path)
+    path = root / quality.DATA / "hippocampus_every_trainer" / "run_level.csv"
+    rows = quality.read_csv(str(path))
+    for r in rows:
+        if r["evaluation"] == "test":
+            r.update(n_runs="1", p_value="nan", p_holm="nan", smallest_p="1")
+    from nnunet_losses.nnunet.tools.study.report import write_csv
+
+    write_csv(str(path), rows, list(rows[0]))
+    quality.write_pages(str(root))
+    readme = (root / "README.md").read_text()
+    assert ("Hippocampus, at the end of the schedule: only 1 run(s) per arm are finished so far, too few for a "
+            "run-level difference to hold (the smallest two-sided Wilcoxon p with n runs is 2/2^n = 1.000)") in readme
+    assert "differs from nnU-Net's" not in readme
+    assert "A result at a halving stop compares both trainings at that early epoch" in readme
 
 
 @pytest.mark.parametrize("diff,p,expected", [(0.03, 0.049, "higher, holds"), (-0.03, 0.01, "lower, holds"),
