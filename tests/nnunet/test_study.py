@@ -341,6 +341,8 @@ def _restored_study_scores_the_same(folder, definition, tmp_path, lines):
     spec = run_specs(paused, paused.read_study(), definition)["A__fold0__seed0"]
     assert validation_dice(spec, 2) == pytest.approx(0.61) and math.isnan(validation_dice(spec, 1))
 
+    _restored_stopped_arm_trains_to_its_stop_again(folder, definition, tmp_path, lines)
+
     rows[0]["test_dice"] = "0.123"  # per_run.csv and per_case.csv of different reports
     with open(data / "per_run.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -350,6 +352,47 @@ def _restored_study_scores_the_same(folder, definition, tmp_path, lines):
         restore(StudyFolder(str(tmp_path / "mismatch")), definition, str(data), echo=lines.append)
     with pytest.raises(ValueError, match="has no per_run.csv"):
         restore(StudyFolder(str(tmp_path / "empty")), definition, str(tmp_path), echo=lines.append)
+
+
+def _restored_stopped_arm_trains_to_its_stop_again(folder, definition, tmp_path, lines):
+    """C's scores at its stop (epoch 1) are not in the data: restored without its checkpoint, C trains to
+    epoch 1 again, predicts the test set there, and the report scores it beside the baseline's restored rows."""
+    import shutil
+
+    from nnunet_losses.nnunet.tools.study.cli import run_study
+    from nnunet_losses.nnunet.tools.study.restore import restore
+
+    data = tmp_path / "collected_without_C"
+    data.mkdir()
+    for name in ("per_case.csv", "per_case_test_epoch2.csv", "halving.json"):
+        shutil.copyfile(folder.path(name), data / name)
+    for name, keep in (("per_run.csv", None), ("per_case_test_epoch1.csv", lambda r: r["method_name"] != "C")):
+        with open(folder.path(name)) as f:
+            rows = list(csv.DictReader(f))
+        if keep is None:
+            for r in rows:
+                if r["arm"] == "C":
+                    r.update({k: "" for k in r if k.startswith("test_epoch1_")})
+        with open(data / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows([r for r in rows if keep is None or keep(r)])
+    lost = StudyFolder(str(tmp_path / "lost_C"))
+    restore(lost, definition, str(data), echo=lines.append)
+    assert "at_stop" not in lost.read_state("C__fold0__seed0")
+    t0 = time.time()
+    run_study(lost, definition, "local", jobs=1, halving=True, halving_metric=lambda spec, epoch: 0.0,
+              echo=lines.append)
+    state = lost.read_state("C__fold0__seed0")
+    assert state["status"] == "stopped" and state["at_stop"]["1"]["prediction"], lines
+    assert 0 < state["seconds"]["train"] < time.time() - t0  # the new training only
+    assert [c for c in _train_commands(state["log"]) if "--c" not in c] and len(_train_commands(state["log"])) == 1
+    with open(lost.path("per_run.csv")) as f:
+        c = next(r for r in csv.DictReader(f) if r["arm"] == "C")
+    assert 0.0 <= float(c["test_epoch1_dice"]) <= 1.0
+    with open(lost.path("run_level.csv")) as f:
+        assert ("test_epoch1", "C") in {(r["evaluation"], r["arm"]) for r in csv.DictReader(f)}
+    assert not any(os.path.isdir(lost.path("results", arm)) for arm in ("nnU-Net", "A", "B"))  # nothing else trained
 
 
 def test_threads_are_a_speed_setting_the_definition_does_not_hold(nnunet_tiny, tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from .output import check_output, staging_folder
 from .paired import BOOTSTRAP_DRAWS, holds_lines
 from .ranking import RANK_DRAWS
 from .reading import Method
-from .run import CompareResult, Inputs, _markdown, _statistics, _write_tables
+from .run import CompareResult, Inputs, statistics_tables, summary_markdown, write_tables
 from .table import MEAN, MetricOptions, aggregate, mean_rows
 
 __all__ = ["rescore"]
@@ -81,16 +81,16 @@ def rescore(per_case, out_dir: str, *, metrics, baseline: str | None = None, ran
     out_dir = os.path.abspath(out_dir)
     check_output(out_dir, overwrite)
     summary = aggregate(df, metric_cols)
-    stats = _statistics(df, metrics, methods, base, ranking, order + [MEAN], bootstrap, rank_bootstrap, seed,
+    stats = statistics_tables(df, metrics, methods, base, ranking, order + [MEAN], bootstrap, rank_bootstrap, seed,
                         holm_across_metrics)
     inputs = Inputs(list(order), classes, None, order + [MEAN], "", [], None, [])
-    md = _markdown(df, summary, stats, metrics, methods, base, inputs, "(per-case rows)", MetricOptions(), "std",
+    md = summary_markdown(df, summary, stats, metrics, methods, base, inputs, "(per-case rows)", MetricOptions(), "std",
                    f"rescored from per-case rows{': ' + source if source else ''}")
     settings = {"rescored_from": source, "metrics": metrics, "baseline": baseline, "ranking": ranking,
                 "bootstrap": bootstrap, "rank_bootstrap": rank_bootstrap, "seed": seed,
                 "holm_across_metrics": holm_across_metrics, "classes": classes,
                 "methods": [{"name": m.name, "folds": dict(m.folds)} for m in methods]}
     with staging_folder(out_dir) as staging:
-        _write_tables(staging, df, summary, stats, methods, classes, md, settings)
+        write_tables(staging, df, summary, stats, methods, classes, md, settings)
     holds = [] if stats.paired is None else holds_lines(stats.paired, methods, base, classes)
     return CompareResult(df, summary, md, stats.paired, stats.ranking, holds, [], stats.pairwise, stats.consensus)

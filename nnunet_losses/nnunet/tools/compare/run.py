@@ -130,10 +130,10 @@ def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images
     df, metric_cols = evaluate(inputs.jobs, inputs.reader_class, inputs.classes, inputs.ignore, options,
                                num_processes, progress)
     summary = aggregate(df, metric_cols)
-    stats = _statistics(df, metrics, methods, base, ranking, inputs.class_order, bootstrap, rank_bootstrap, seed,
+    stats = statistics_tables(df, metrics, methods, base, ranking, inputs.class_order, bootstrap, rank_bootstrap, seed,
                         holm_across_metrics)
     holds = [] if stats.paired is None else holds_lines(stats.paired, methods, base, inputs.names)
-    md_text = _markdown(df, summary, stats, metrics, methods, base, inputs, reference, options, std, command)
+    md_text = summary_markdown(df, summary, stats, metrics, methods, base, inputs, reference, options, std, command)
     settings = {"command": command, "reference": reference, "images": images, "tolerance_mm": tolerance,
                 "percentile": percentile, "surface_convention": surface_convention, "lesions": lesions,
                 "metrics": metrics, "std": std, "baseline": baseline, "ranking": ranking,
@@ -142,7 +142,7 @@ def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images
                 "warn_bad_input": warn_bad_input, "warnings": inputs.warnings, "classes": dict(inputs.names),
                 "ignore_label": inputs.ignore, "methods": [{"name": m.name, "folds": dict(m.folds)} for m in methods]}
     with staging_folder(out_dir) as staging:
-        _write_tables(staging, df, summary, stats, methods, inputs.names, md_text, settings)
+        write_tables(staging, df, summary, stats, methods, inputs.names, md_text, settings)
         _write_plots(staging, df, summary, stats, metrics, methods, inputs, images, n_overlays, progress)
     return CompareResult(df, summary, md_text, stats.paired, stats.ranking, holds, inputs.warnings, stats.pairwise,
                          stats.consensus)
@@ -187,7 +187,7 @@ class Statistics(NamedTuple):
     consensus: Optional[Any]
 
 
-def _statistics(df, metrics, methods, base, ranking: bool, class_order, bootstrap, rank_bootstrap, seed,
+def statistics_tables(df, metrics, methods, base, ranking: bool, class_order, bootstrap, rank_bootstrap, seed,
                 holm_across_metrics) -> Statistics:
     """paired.csv (with a baseline); ranking.csv, pairwise.csv and consensus.csv (with ranking)."""
     paired = None if base is None else paired_comparison(df, metrics, methods, base, class_order, bootstrap, seed,
@@ -221,7 +221,7 @@ def _check_files(jobs, reader_class, dataset_json, methods, warn_bad_input: bool
     return soft
 
 
-def _markdown(df, summary, stats: Statistics, metrics, methods, base, inputs: Inputs, reference, options, std,
+def summary_markdown(df, summary, stats: Statistics, metrics, methods, base, inputs: Inputs, reference, options, std,
               command) -> str:
     """summary.md: header, warnings, one table per metric, then the paired, ranking and consensus tables."""
     class_order, names, warnings = inputs.class_order, inputs.names, inputs.warnings
@@ -241,7 +241,7 @@ def _markdown(df, summary, stats: Statistics, metrics, methods, base, inputs: In
     return header + "\n\n" + "\n\n".join(sections) + "\n"
 
 
-def _write_tables(staging, df, summary, stats: Statistics, methods, names, md_text, settings):
+def write_tables(staging, df, summary, stats: Statistics, methods, names, md_text, settings):
     """per_case.csv, summary.csv, paired.csv, ranking.csv, pairwise.csv, consensus.csv, summary.md, settings.json."""
     write_per_case_csv(df, methods, names, os.path.join(staging, "per_case.csv"))
     write_summary_csv(summary, methods, names, os.path.join(staging, "summary.csv"))

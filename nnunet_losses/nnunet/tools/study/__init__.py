@@ -7,7 +7,10 @@
 - grid.py: preparing a study, the runs' specs, running them (retry once, resume, interrupt), successive halving;
 - statistics.py: run-level tests (Wilcoxon over runs, Holm over arms) and the degenerate-solution screen;
 - report.py: nnunet_losses_compare on test and cross-validation predictions, report.md and its CSVs and plots;
-- cli.py: the command line (``run``, ``status``, ``report``; ``entry_point``).
+- csv_files.py: the study's CSV files, read and written;
+- adopt.py: another study's matching runs copied instead of trained again;
+- restore.py: a study whose folder was lost, continued from the CSV files its report left;
+- cli.py: the command line (``run``, ``status``, ``report``, ``adopt``, ``restore``; ``entry_point``).
 
 nnU-Net is used through its own commands; the trainers are never imported here.
 """

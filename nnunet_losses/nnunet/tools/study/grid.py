@@ -424,7 +424,8 @@ def _halve(folder, definition, specs, arms, metric, pause_at, echo) -> List[str]
 def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, dict],
                          epoch: int) -> List[str]:
     """Runs that predict the test set at the halving stop ``epoch``: those of the arms stopped there and the
-    baseline's, unless done (or failed twice) already."""
+    baseline's, unless done (or failed twice) already. A restored run whose checkpoint was lost is one of
+    them: it trains to the stop again first (:func:`~nnunet_losses.nnunet.tools.study.run.predict_at_stop`)."""
     decision = folder.read_halving().get(epoch)
     if not decision:
         return []
@@ -436,6 +437,9 @@ def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs
                 or st.get("status") not in ("paused", "stopped"):
             continue
         trained = training_progress(spec)[0]
+        if trained == 0 and st.get("restored"):  # restored without its checkpoint: it trains to the stop again
+            out.append(rid)
+            continue
         if trained != epoch:  # continued past the stop (or never reached it): too late to predict there
             folder.write_state(rid, at_stop={**(st.get("at_stop") or {}),
                                              str(epoch): {"error": f"checkpoint at epoch {trained}"}})

@@ -14,7 +14,6 @@ but the baseline, those not compared yet counted as p = 1; the cross-validation 
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from nnunet_losses._io import atomic_write_bytes
 from nnunet_losses.nnunet.tools.commands import command_path
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
+from nnunet_losses.nnunet.tools.study.csv_files import read_csv, write_csv
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
 from nnunet_losses.nnunet.tools.study.grid import run_specs, training_progress
 from nnunet_losses.nnunet.tools.study.statistics import holm_planned, run_level_tests, run_values, screen
@@ -143,25 +143,31 @@ def _evaluate(folder: StudyFolder, record: dict, definition: StudyDefinition, ar
 
     archived = restored_rows(folder, which)
     by = {(s["arm"], s["fold"], s["seed"]): s for s in specs.values()}
-    here = [r for r in runs if all(_predicted_here(folder, which, by[(a, *r)], epoch) for a in arms)]
-    kept = [r for r in runs if r not in here and all((a, *r) in archived for a in arms)]
-    scored = [r for r in runs if r in here or r in kept]
+    here = {(a, r) for a in arms for r in runs if _predicted_here(folder, which, by[(a, *r)], epoch)}
+    scored = [r for r in runs if all((a, r) in here or (a, *r) in archived for a in arms)]
     if len(scored) < len(runs):
         echo(f"  {which}: {len(runs) - len(scored)} of {len(runs)} run(s) have neither predictions here nor "
              f"restored rows of every arm: " + ("scored without them" if scored else "not scored"))
-    if not kept:
-        return (_compare(folder, record, definition, arms, here, specs, which, echo, epoch, dest) if here
-                else None), here
+    whole = [r for r in scored if all((a, r) in here for a in arms)]  # every arm predicted here
+    if whole == scored:
+        return (_compare(folder, record, definition, arms, whole, specs, which, echo, epoch, dest) if whole
+                else None), whole
     dest = dest or folder.path
     rows: List[dict] = []
-    if here:
-        sub = _compare(folder, record, definition, arms, here, specs, which, echo, epoch, dest, name=f"{which}_here")
+    compared = [(arms, whole, f"{which}_here")] if whole else []
+    for a in arms:  # an arm predicted here where the others are restored (a stopped arm trained to its stop again)
+        alone = [r for r in scored if r not in whole and (a, r) in here]
+        compared += [([a], alone, f"{which}_here_{a}")] if alone else []
+    for c_arms, c_runs, name in compared:
+        sub = _compare(folder, record, definition, c_arms, c_runs, specs, which, echo, epoch, dest, name=name)
         for r in read_csv(os.path.join(sub, "per_case.csv")):
-            rows.append({**r, "fold": scored.index(here[int(r["fold"])])})
-    for f, s in kept:
+            rows.append({**r, "fold": scored.index(c_runs[int(r["fold"])])})
+    for r in scored:
         for a in arms:
-            rows += [{**{k: v for k, v in r.items() if k not in ("run_fold", "run_seed")},
-                      "fold": scored.index((f, s))} for r in archived[(a, f, s)]]
+            if (a, r) not in here:
+                rows += [{**{k: v for k, v in x.items() if k not in ("run_fold", "run_seed")},
+                          "fold": scored.index(r)} for x in archived[(a, *r)]]
+    n_here = sum(1 for _, r in here if r in scored)
     # the compare tool's row order: the class rows case by case, then the "mean" rows
     rows.sort(key=lambda r: (r["class"] == "mean", r["case"], arms.index(r["method_name"]), r["fold"],
                              len(r["class"]), r["class"]))
@@ -172,28 +178,9 @@ def _evaluate(folder: StudyFolder, record: dict, definition: StudyDefinition, ar
     two = len(arms) >= 2
     rescore(merged, out, metrics=check_metrics(definition.metrics, lesions=True), methods_order=arms,
             baseline=definition.baseline_arm if two else None, ranking=two,
-            source=f"{len(here)} run(s) predicted here (evaluation/{which}_here), {len(kept)} restored "
-                   f"(restored/{which}.csv)")
+            source=f"{n_here} of {len(arms) * len(scored)} (arm, run) pairs predicted here "
+                   f"(evaluation/{which}_here*), the others restored (restored/{which}.csv)")
     return out, scored
-
-
-def read_csv(path: str, missing_ok: bool = False) -> List[dict]:
-    """The rows of a study CSV as dicts of strings (``[]`` for a missing file with ``missing_ok``)."""
-    if missing_ok and not os.path.isfile(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def write_csv(path: str, rows: List[dict], columns: List[str]) -> None:
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def _fmt(v, d=4) -> str:

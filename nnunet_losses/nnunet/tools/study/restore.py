@@ -10,7 +10,8 @@ data ends instead of from the start:
 - a run **stopped** by successive halving stays stopped, and its scores at the stop are the restored rows;
 - a run **paused** at a halving checkpoint (or interrupted after some epochs) is paused at that epoch, with
   its halving screen (``val_dice``) kept for the decision there; its checkpoint is lost, so when it goes on
-  it trains again from the start, to the same schedule (its training is that of a full run either way);
+  it trains again from the start, to the same schedule (its training is that of a full run either way),
+  and if its arm is stopped at that pause it trains to the stop again to predict the test set there;
 - every other run is pending, as in a new study.
 
 The restored per-case rows lie in ``<study>/restored/<evaluation>.csv`` with the run's fold and seed
@@ -29,6 +30,7 @@ import os
 from typing import Callable, Dict, List, Tuple
 
 from nnunet_losses._io import atomic_write_json
+from nnunet_losses.nnunet.tools.study.csv_files import read_csv, write_csv
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder, run_id
 
@@ -91,8 +93,6 @@ def _rows_with_runs(rows: List[dict], runs: List[Tuple[int, int]], per_run: Dict
 
 def restored_rows(folder: StudyFolder, which: str) -> Dict[tuple, List[dict]]:
     """{(arm, fold, seed): per-case rows} restored for evaluation ``which`` (``{}`` when none)."""
-    from nnunet_losses.nnunet.tools.study.report import read_csv
-
     out: Dict[tuple, List[dict]] = {}
     for r in read_csv(folder.path(RESTORED, f"{which}.csv"), missing_ok=True):
         out.setdefault((r["method_name"], int(r["run_fold"]), int(r["run_seed"])), []).append(r)
@@ -135,7 +135,6 @@ def restore(folder: StudyFolder, definition: StudyDefinition, data_dir: str, ech
     for ``definition``), its halving decisions and its per-case rows (module docstring); {status: runs
     restored}, with ``kept``: runs that already had a state here."""
     from nnunet_losses.nnunet.tools.study.grid import prepare_study
-    from nnunet_losses.nnunet.tools.study.report import read_csv, write_csv
 
     path = os.path.join(data_dir, "per_run.csv")
     if not os.path.isfile(path):
