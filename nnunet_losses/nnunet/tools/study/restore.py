@@ -6,7 +6,8 @@ collect``). When the study folder itself is gone (a new machine, a wiped scratch
 the state of every run those files describe into a new study folder, so that the study continues where its
 data ends instead of from the start:
 
-- a run that was **done** stays done: its test-set scores come from the restored rows, not from predictions;
+- a run that was **done** stays done: its test-set scores come from the restored rows, not from predictions
+  (a done run whose (fold, seed) no other arm had finished has no rows: it trains again, as a paused one);
 - a run **stopped** by successive halving stays stopped, and its scores at the stop are the restored rows;
 - a run **paused** at a halving checkpoint (or interrupted after some epochs) is paused at that epoch, with
   its halving screen (``val_dice``) kept for the decision there; its checkpoint is lost, so when it goes on
@@ -46,6 +47,11 @@ def _float(value: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def _count(value: str, default: int) -> int:
+    v = _float(value)
+    return int(v) if v > 0 else default  # NaN compares false
 
 
 def evaluation_runs(definition: StudyDefinition, per_run: List[dict], which: str) -> List[Tuple[int, int]]:
@@ -99,9 +105,20 @@ def restored_rows(folder: StudyFolder, which: str) -> Dict[tuple, List[dict]]:
     return out
 
 
-def _state(row: dict, evaluations: List[str], data_dir: str) -> dict:
-    """The state file of one run of ``per_run.csv``."""
+def _state(row: dict, evaluations: List[str], data_dir: str, main: str = "test") -> dict:
+    """The state file of one run of ``per_run.csv``; ``main``: the evaluation of finished runs (``test``, or
+    ``cv`` without a test set). A done run without rows there (its (fold, seed) was not finished by every arm
+    when the data was collected) has neither predictions nor checkpoint left: like a paused run, it trains
+    again from the start, straight to the end.
+
+    >>> _state({"status": "done", "epochs": "20"}, ["test"], "data")["status"]
+    'done'
+    >>> _state({"status": "done", "epochs": "20"}, [], "data")["status"]
+    'paused'
+    """
     status, epochs = row["status"], int(_float(row.get("epochs")) if row.get("epochs") else 0)
+    if status == "done" and main not in evaluations:
+        status = "lost"
     seconds = {k: _float(row.get(f"{k}_s")) for k in ("train", "predict")}
     seconds = {k: v for k, v in seconds.items() if not math.isnan(v)}
     restored = {"from": os.path.abspath(data_dir), "status": status, "epochs": epochs, "evaluations": evaluations,
@@ -115,7 +132,7 @@ def _state(row: dict, evaluations: List[str], data_dir: str) -> dict:
     if stops:
         state["at_stop"] = stops
     if status in ("done", "stopped"):  # a run that trains again counts only its new seconds and attempts
-        state.update(seconds=seconds, attempts=int(_float(row.get("attempts")) or 1),
+        state.update(seconds=seconds, attempts=_count(row.get("attempts"), 1),
                      **({"device": row["device"]} if row.get("device") else {}))
     if status == "done":
         state.update(status="done", epoch=epochs)
@@ -124,8 +141,11 @@ def _state(row: dict, evaluations: List[str], data_dir: str) -> dict:
                      reason=f"successive halving after epoch {epochs} (restored from {os.path.basename(data_dir)})")
     elif status in ("paused", "pending", "running") and epochs:  # trained that far: it goes on from there
         state.update(status="paused", epoch=epochs)
+    elif status == "lost":
+        state.update(status="paused", epoch=epochs)
+        state["restored"]["lost"] = f"done, but no {main} rows in the data: trains again"
     elif status == "failed":
-        state.update(status="failed", attempts=int(_float(row.get("attempts")) or 2), error="failed (restored)")
+        state.update(status="failed", attempts=_count(row.get("attempts"), 2), error="failed (restored)")
     return state
 
 
@@ -171,7 +191,7 @@ def restore(folder: StudyFolder, definition: StudyDefinition, data_dir: str, ech
         if os.path.isfile(folder.state_path(rid)):
             counts["kept"] = counts.get("kept", 0) + 1
             continue
-        state = _state(row, scored.get(key, []), data_dir)
+        state = _state(row, scored.get(key, []), data_dir, "test" if record["dataset"]["test_images"] else "cv")
         folder.write_state(rid, run=rid, **state)
         counts[state["status"]] = counts.get(state["status"], 0) + 1
     echo(f"restored {folder.root} from {data_dir}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
