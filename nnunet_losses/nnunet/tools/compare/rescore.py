@@ -82,10 +82,10 @@ def rescore(per_case, out_dir: str, *, metrics, baseline: str | None = None, ran
     check_output(out_dir, overwrite)
     summary = aggregate(df, metric_cols)
     stats = statistics_tables(df, metrics, methods, base, ranking, order + [MEAN], bootstrap, rank_bootstrap, seed,
-                        holm_across_metrics)
+                              holm_across_metrics)
     inputs = Inputs(list(order), classes, None, order + [MEAN], "", [], None, [])
-    md = summary_markdown(df, summary, stats, metrics, methods, base, inputs, "(per-case rows)", MetricOptions(), "std",
-                   f"rescored from per-case rows{': ' + source if source else ''}")
+    md = summary_markdown(df, summary, stats, metrics, methods, base, inputs, "(per-case rows)", MetricOptions(),
+                          "std", f"rescored from per-case rows{': ' + source if source else ''}")
     settings = {"rescored_from": source, "metrics": metrics, "baseline": baseline, "ranking": ranking,
                 "bootstrap": bootstrap, "rank_bootstrap": rank_bootstrap, "seed": seed,
                 "holm_across_metrics": holm_across_metrics, "classes": classes,

@@ -130,8 +130,8 @@ def compare(methods, reference: str, *, dataset_json: dict, out_dir: str, images
     df, metric_cols = evaluate(inputs.jobs, inputs.reader_class, inputs.classes, inputs.ignore, options,
                                num_processes, progress)
     summary = aggregate(df, metric_cols)
-    stats = statistics_tables(df, metrics, methods, base, ranking, inputs.class_order, bootstrap, rank_bootstrap, seed,
-                        holm_across_metrics)
+    stats = statistics_tables(df, metrics, methods, base, ranking, inputs.class_order, bootstrap, rank_bootstrap,
+                              seed, holm_across_metrics)
     holds = [] if stats.paired is None else holds_lines(stats.paired, methods, base, inputs.names)
     md_text = summary_markdown(df, summary, stats, metrics, methods, base, inputs, reference, options, std, command)
     settings = {"command": command, "reference": reference, "images": images, "tolerance_mm": tolerance,
@@ -188,7 +188,7 @@ class Statistics(NamedTuple):
 
 
 def statistics_tables(df, metrics, methods, base, ranking: bool, class_order, bootstrap, rank_bootstrap, seed,
-                holm_across_metrics) -> Statistics:
+                      holm_across_metrics) -> Statistics:
     """paired.csv (with a baseline); ranking.csv, pairwise.csv and consensus.csv (with ranking)."""
     paired = None if base is None else paired_comparison(df, metrics, methods, base, class_order, bootstrap, seed,
                                                          holm_across_metrics)
@@ -221,8 +221,8 @@ def _check_files(jobs, reader_class, dataset_json, methods, warn_bad_input: bool
     return soft
 
 
-def summary_markdown(df, summary, stats: Statistics, metrics, methods, base, inputs: Inputs, reference, options, std,
-              command) -> str:
+def summary_markdown(df, summary, stats: Statistics, metrics, methods, base, inputs: Inputs, reference, options,
+                     std, command) -> str:
     """summary.md: header, warnings, one table per metric, then the paired, ranking and consensus tables."""
     class_order, names, warnings = inputs.class_order, inputs.names, inputs.warnings
     n_cases = df[df["class"] == MEAN].groupby("method").size().max()
