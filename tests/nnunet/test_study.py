@@ -529,7 +529,8 @@ def test_report_corrects_the_test_set_at_the_end_and_at_the_stops_as_one_family(
 
 def test_report_merges_runs_predicted_here_with_restored_ones(tmp_path, monkeypatch):
     """A restored study: run (0, 0) has only restored rows, run (1, 0) was predicted here, run (2, 0) has
-    neither. The evaluation scores the first two as one, in the report's order, and leaves the third out."""
+    neither (its predictions stopped after one of two cases). The evaluation scores the first two as one, in the
+    report's order, and leaves the third out."""
     import pandas as pd
 
     from nnunet_losses.nnunet.tools.study import report
@@ -549,15 +550,20 @@ def test_report_merges_runs_predicted_here_with_restored_ones(tmp_path, monkeypa
     restored = rows("base", (0, 0), {"run_fold": 0, "run_seed": 0}, 0.0) + \
         rows("A", (0, 0), {"run_fold": 0, "run_seed": 0}, 0.2)
     report.write_csv(folder.path(RESTORED, "test.csv"), restored, list(restored[0]))
+    images = tmp_path / "imagesTs"
+    images.mkdir()
+    for c in ("c1", "c2"):
+        (images / f"{c}_0000.nii.gz").write_bytes(b"")
     specs = {}
     for arm in ("base", "A"):
         for f in (0, 1, 2):
             prediction = tmp_path / "pred" / arm / str(f)
             prediction.mkdir(parents=True)
-            if f == 1:
-                (prediction / "c1.nii.gz").write_bytes(b"")
+            for c in {0: (), 1: ("c1", "c2"), 2: ("c1",)}[f]:
+                (prediction / f"{c}.nii.gz").write_bytes(b"")
             specs[f"{arm}{f}"] = {"arm": arm, "fold": f, "seed": 0, "prediction": str(prediction),
-                                  "fold_dir": str(tmp_path / "none")}
+                                  "fold_dir": str(tmp_path / "none"), "test_images": str(images),
+                                  "file_ending": ".nii.gz"}
     compared = []
 
     def fake_compare(folder_, record, definition_, arms, runs, specs_, which, echo, epoch=None, dest=None,

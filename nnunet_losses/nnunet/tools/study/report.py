@@ -26,6 +26,7 @@ from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
 from nnunet_losses.nnunet.tools.study.csv_files import read_csv, write_csv
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
 from nnunet_losses.nnunet.tools.study.grid import run_specs, training_progress
+from nnunet_losses.nnunet.tools.study.run import predictions_complete
 from nnunet_losses.nnunet.tools.study.statistics import holm_planned, run_level_tests, run_values, screen
 
 __all__ = ["build_report", "scored_runs", "progress_rows", "PROGRESS_COLUMNS", "read_csv", "write_csv"]
@@ -122,12 +123,13 @@ def _compare(folder: StudyFolder, record: dict, definition: StudyDefinition, arm
 
 def _predicted_here(folder: StudyFolder, which: str, spec: dict, epoch: Optional[int]) -> bool:
     """Whether a run's predictions that evaluation ``which`` scores are in this study folder: its nnU-Net
-    validation predictions (``cv``), its test-set predictions, or those at the halving stop ``epoch``."""
+    validation predictions (``cv``), its test-set predictions, or those at the halving stop ``epoch``; a test-set
+    folder only when it holds every case."""
     if which == "cv":
         return os.path.isdir(os.path.join(spec["fold_dir"], "validation"))
     d = spec["prediction"] if epoch is None else folder.stop_prediction_dir(spec["arm"], spec["fold"], spec["seed"],
                                                                             epoch)
-    return os.path.isdir(d) and any(not n.startswith(".") for n in os.listdir(d))
+    return predictions_complete(d, spec)
 
 
 def _evaluate(folder: StudyFolder, record: dict, definition: StudyDefinition, arms, runs, specs, which: str,

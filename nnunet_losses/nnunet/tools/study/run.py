@@ -111,6 +111,12 @@ def test_cases(images: str, ending: str) -> int:
     return len([n for n in os.listdir(images) if n.endswith("_0000" + ending)])
 
 
+def predictions_complete(out: str, spec: Dict[str, Any]) -> bool:
+    """Whether folder ``out`` holds a prediction of every case of the run's test images (one that was stopped
+    while it predicted does not)."""
+    return _n_cases(out, spec["file_ending"]) >= test_cases(spec["test_images"], spec["file_ending"])
+
+
 def execute_run(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Train (or continue) and predict one run; returns its final state (also in its state file)."""
     folder = StudyFolder(spec["root"])
@@ -142,12 +148,10 @@ def execute_run(spec: Dict[str, Any]) -> Dict[str, Any]:
         t0 = time.time()
         _run_logged(train_command(spec, False) + ["--val"], env, log)
         seconds["validation"] = round(time.time() - t0, 2)
-    if spec.get("test_images"):
-        n = test_cases(spec["test_images"], spec["file_ending"])
-        if _n_cases(spec["prediction"], spec["file_ending"]) < n:
-            t0 = time.time()
-            _run_logged(predict_command(spec), env, log)
-            seconds["predict"] = round(time.time() - t0, 2)
+    if spec.get("test_images") and not predictions_complete(spec["prediction"], spec):
+        t0 = time.time()
+        _run_logged(predict_command(spec), env, log)
+        seconds["predict"] = round(time.time() - t0, 2)
     return folder.write_state(rid, status="done", seconds=seconds, finished=time.time(), error=None)
 
 
@@ -189,7 +193,7 @@ def predict_at_stop(spec: Dict[str, Any]) -> Dict[str, Any]:
                         f"predictions at the stop can no longer be made")
     out = spec["stop_prediction"]
     t0 = time.time()
-    if _n_cases(out, spec["file_ending"]) < test_cases(spec["test_images"], spec["file_ending"]):
+    if not predictions_complete(out, spec):
         _run_logged(predict_command(spec, out, "checkpoint_latest.pth"), run_environment(spec), log)
     at_stop = dict(folder.read_state(rid).get("at_stop") or {})
     at_stop[str(epoch)] = {"prediction": out, "seconds": round(time.time() - t0, 2)}
