@@ -34,7 +34,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from nnunet_losses.nnunet.tools.commands import command_path
 from nnunet_losses.nnunet.tools.study.definition import load_definition
-from nnunet_losses.nnunet.tools.study.folder import StudyFolder, run_id
+from nnunet_losses.nnunet.tools.study.folder import StudyFolder
+from nnunet_losses.nnunet.tools.study.grid import run_ids
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -75,7 +76,7 @@ def left(root: str, name: str) -> Dict[str, int]:
     """How many runs of study ``name`` are in each state other than done and stopped (``{}``: finished)."""
     definition, _ = load_definition(definition_path(name))
     folder = StudyFolder(study_folder(root, name))
-    states = Counter(folder.read_state(run_id(*r))["status"] for r in definition.runs())
+    states = Counter(s["status"] for s in folder.states(run_ids(definition)).values())
     return {s: n for s, n in sorted(states.items()) if s not in FINISHED}
 
 
