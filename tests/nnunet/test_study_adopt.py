@@ -145,6 +145,68 @@ def test_default_cwcd_fills_cwcd_auto_and_done_stays_done(studies):
     assert tree_hashes(other.root) == before  # the source study is unchanged
 
 
+def restored_study(tmp_path, arms=("nnU-Net", "CWCD", "CWCD_i2"), folds=(0, 1)):
+    """The every-trainer study as ``restore`` leaves it on a new machine: every run done, no fold folder or
+    checkpoint, its test-set rows in ``restored/test.csv`` (one row per case and class, mean rows too)."""
+    from nnunet_losses.nnunet.tools.study.restore import RESTORED, _state
+    from nnunet_losses.nnunet.tools.study.csv_files import write_csv
+
+    other, od = make_study(tmp_path / "other", OTHER_ARMS, tmp_path, folds=folds)
+    rows = [{"method_name": arm, "case": case, "class_name": "fg", "class": cl, "dice": 0.5 + 0.1 * i + 0.01 * fold,
+             "recall": 0.7, "run_fold": fold, "run_seed": 0}
+            for i, arm in enumerate(arms) for fold in folds for case in ("c1", "c2") for cl in ("1", "mean")]
+    os.makedirs(other.path(RESTORED))
+    write_csv(other.path(RESTORED, "test.csv"), rows, list(rows[0]))
+    for arm in arms:
+        for fold in folds:
+            state = _state({"status": "done", "epochs": "8", "val_dice": "0.8", "train_s": "900", "attempts": "1"},
+                           ["test"], str(tmp_path / "data"))
+            other.write_state(run_id(arm, fold, 0), run=run_id(arm, fold, 0), **state)
+    return other, od
+
+
+def test_runs_held_only_as_restored_data_are_adopted_as_data(tmp_path):
+    """On a new machine the source study is restored: no checkpoints, only its rows. Those of arms that train
+    alike become this study's restored rows (under this study's arm names); an arm paired through "auto"
+    (CWCD -> CWCD_i1) is left to train, as nothing records what its "auto" resolved to."""
+    from nnunet_losses.nnunet.tools.study.restore import RESTORED, restored_rows
+
+    other, od = restored_study(tmp_path)
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path)
+    before = tree_hashes(other.root)
+    lines = []
+    adopted = adopt(this.root, other.root, echo=quiet(lines))
+    assert {a.run: a.source_run for a in adopted} == {
+        run_id(t, f, 0): run_id(s, f, 0) for t, s in (("nnU-Net", "nnU-Net"), ("CWCD_auto", "CWCD"),
+                                                      ("CWCD_i2", "CWCD_i2")) for f in (0, 1)}, lines
+    assert all(a.restored and a.status == "done" and not a.predictions for a in adopted)
+    assert "adopted 6 runs: 6 done, 0 paused" in lines[-1]
+    assert any("CWCD_i1__fold0__seed0: CWCD__fold0__seed0 is done there only as restored data" in x
+               and "'auto' options resolved to is not recorded" in x for x in lines), lines
+    rows = restored_rows(this, "test")
+    assert sorted(rows) == sorted((a, f, 0) for a in ("nnU-Net", "CWCD_auto", "CWCD_i2") for f in (0, 1))
+    assert [float(r["dice"]) for r in rows[("CWCD_auto", 1, 0)]] == [0.61] * 4  # CWCD's rows, renamed
+    st = this.read_state(run_id("CWCD_auto", 1, 0))
+    assert st["status"] == "done" and st["epoch"] == 8 and st["restored"]["screen"] == {"8": 0.8}
+    assert st["adopted_from"] == {"study": other.root, "run": run_id("CWCD", 1, 0), "status": "done"}
+    assert not os.path.exists(this.fold_dir(td, "CWCD_auto", 1, 0, DATASET))
+    assert this.read_state(run_id("CWCD_i1", 0, 0))["status"] == "pending"
+    assert tree_hashes(other.root) == before
+    assert adopt(this.root, other.root, echo=quiet(lines)) == []  # adopted once: this study's runs are done
+    assert len(restored_rows(this, "test")[("nnU-Net", 0, 0)]) == 4
+
+
+def test_restored_data_scored_with_other_metrics_is_not_adopted(tmp_path):
+    other, od = restored_study(tmp_path, arms=("nnU-Net",), folds=(0,))
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path, folds=(0,))
+    record = this.read_study()
+    record["definition"]["metrics"] = ["dice"]
+    this.write_study(record)
+    lines = []
+    assert adopt(this.root, other.root, echo=quiet(lines)) == []
+    assert any("scored with metrics" in x for x in lines), lines
+
+
 def test_options_that_differ_are_not_adopted_even_when_paired(studies):
     other, od, this, td = studies
     lines = []

@@ -32,7 +32,12 @@ The rules (docs/study.md, "Sharing runs between studies"):
   only predicts its test set), and OTHER's log appended to STUDY's. The copied ``loss_options.json`` gets
   STUDY's arm options (the old ones kept as ``options_before_adoption``), so that ``--c`` with STUDY's
   ``NNUNET_LOSSES_OPTIONS`` continues the run. The state records ``adopted_from: {"study", "run",
-  "status"}``. Predictions at OTHER's halving stops are not copied.
+  "status"}``. Predictions at OTHER's halving stops are not copied;
+* a run that OTHER holds only as data (``nnunet_losses_study restore`` on a new machine: done, no checkpoint,
+  its test-set per-case rows in ``restored/test.csv``) is adopted as data: its rows go into STUDY's
+  ``restored/test.csv`` under STUDY's arm name and the run is done here, scored from them as a restored run.
+  This needs the same test set, mirroring and metrics, and an arm that trains alike without ``"auto"`` to
+  resolve (a restored run has no ``loss_options.json`` to say what it resolved to).
 """
 from __future__ import annotations
 
@@ -46,8 +51,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from nnunet_losses.nnunet.maps.declaration import AUTO
+from nnunet_losses.nnunet.tools.study.csv_files import read_csv, write_csv
 from nnunet_losses.nnunet.tools.study.definition import Arm, StudyDefinition
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder, run_id
+from nnunet_losses.nnunet.tools.study.restore import RESTORED, restored_rows
 
 __all__ = ["adopt", "Adoption", "effective_options", "match_arms", "pair_arms", "study_differences", "ADOPTABLE"]
 
@@ -68,11 +75,18 @@ class _Study:
     folder: StudyFolder
     record: Dict[str, Any]
     definition: StudyDefinition
+    _restored: Optional[Dict[tuple, List[dict]]] = None
 
     @classmethod
     def load(cls, folder: StudyFolder) -> "_Study":
         record = folder.read_study()
         return cls(folder, record, StudyDefinition.from_json(record["definition"]))
+
+    def restored_test_rows(self) -> Dict[tuple, List[dict]]:
+        """{(arm, fold, seed): the test-set per-case rows ``restore`` wrote for runs held only as data}."""
+        if self._restored is None:
+            self._restored = restored_rows(self.folder, "test")
+        return self._restored
 
     def fold_dir(self, arm: str, fold: int, seed: int) -> str:
         return self.folder.fold_dir(self.definition, arm, fold, seed, self.record["dataset"]["name"])
@@ -239,6 +253,7 @@ class Adoption:
     status: str  # in STUDY: done, paused, or pending (done there, its test set is predicted here)
     epoch: Optional[int]
     predictions: bool  # the test predictions are copied
+    restored: bool = False  # OTHER holds the run only as data (restored rows, no checkpoint): the rows are copied
 
 
 def _empty(path: str) -> bool:
@@ -272,6 +287,8 @@ def _source_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: i
         return f"{rid} is {status} there"
     fold_dir = other.fold_dir(src_arm, fold, seed)
     checkpoint = "checkpoint_final.pth" if status == "done" else "checkpoint_latest.pth"
+    if _held_as_data(other, src_arm, fold, seed):
+        return _data_problem(this, other, arm, src_arm, fold, seed)
     if not os.path.isfile(os.path.join(fold_dir, checkpoint)):
         return f"{rid} is {status} there but has no {checkpoint}"
     if other.plans(src_arm, seed) != this.plans(arm, seed):
@@ -299,6 +316,34 @@ def _source_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: i
     return ""
 
 
+def _held_as_data(other: _Study, src_arm: str, fold: int, seed: int) -> bool:
+    """OTHER's run is done only as restored data: no checkpoint here, its state written by ``restore``."""
+    st = other.folder.read_state(run_id(src_arm, fold, seed))
+    return (st.get("status") == "done" and bool(st.get("restored"))
+            and not os.path.isfile(os.path.join(other.fold_dir(src_arm, fold, seed), "checkpoint_final.pth")))
+
+
+def _data_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: int, seed: int) -> str:
+    """Why OTHER's run held only as restored data cannot fill STUDY's run ("" when its rows can)."""
+    rid = run_id(src_arm, fold, seed)
+    what = f"{rid} is done there only as restored data (no checkpoint)"
+    if not _same_test_set(this, other):
+        return f"{what}, and the studies predict different test sets (or one has none)"
+    if sorted(this.definition.metrics) != sorted(other.definition.metrics):
+        return f"{what}, scored with metrics {sorted(other.definition.metrics)}, not this study's"
+    if match_arms(other.definition.arm(src_arm), this.definition.arm(arm))[1]:
+        return f"{what}: what its 'auto' options resolved to is not recorded"
+    if other.plans(src_arm, seed) != this.plans(arm, seed):
+        return f"{what}, with other plans than this study's"
+    rows = other.restored_test_rows().get((src_arm, fold, seed))
+    if not rows:
+        return f"{what} without test-set rows in {RESTORED}/test.csv"
+    have = read_csv(this.folder.path(RESTORED, "test.csv"), missing_ok=True)
+    if have and set(have[0]) != set(rows[0]):
+        return f"{what}: its rows have other columns than this study's {RESTORED}/test.csv"
+    return ""
+
+
 def plan_adoptions(this: _Study, other: _Study, arms: Dict[str, List[str]]
                    ) -> Tuple[List[Adoption], Dict[str, str], List[str]]:
     """(the adoptions, {run of STUDY: why none} for never-started runs without one, runs of STUDY that
@@ -319,14 +364,15 @@ def plan_adoptions(this: _Study, other: _Study, arms: Dict[str, List[str]]
             continue
         src = min(ok, key=lambda s: list(ADOPTABLE).index(other.folder.read_state(run_id(s, fold, seed))["status"]))
         st = other.folder.read_state(run_id(src, fold, seed))
-        copy_pred = (st["status"] == "done" and predictions
+        as_data = _held_as_data(other, src, fold, seed)
+        copy_pred = (st["status"] == "done" and predictions and not as_data
                      and not _empty(other.folder.prediction_dir(src, fold, seed)))
         status = ADOPTABLE[st["status"]]
-        if status == "done" and this.record["dataset"].get("test_images") and not copy_pred:
+        if status == "done" and this.record["dataset"].get("test_images") and not copy_pred and not as_data:
             status = "pending"  # trained: the next 'run' only predicts the test set
         epoch = st.get("epoch") or st.get("stopped_at")
         adoptions.append(Adoption(rid, arm, fold, seed, run_id(src, fold, seed), src, st["status"], status,
-                                  None if epoch is None else int(epoch), copy_pred))
+                                  None if epoch is None else int(epoch), copy_pred, as_data))
     return adoptions, unmatched, started
 
 
@@ -359,9 +405,30 @@ def _set_saved_options(fold_dir: str, options: Dict[str, Any], trainer: str) -> 
         opt.save_options(fold_dir, saved)
 
 
+def _copy_rows(this: _Study, other: _Study, a: Adoption) -> None:
+    """Add OTHER's restored test-set rows of the run to STUDY's ``restored/test.csv``, under STUDY's arm."""
+    rows = [{**r, "method_name": a.arm} for r in other.restored_test_rows()[(a.source_arm, a.fold, a.seed)]]
+    target = this.folder.path(RESTORED, "test.csv")
+    have = read_csv(target, missing_ok=True)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    write_csv(target, have + rows, list(have[0]) if have else list(rows[0]))
+    this._restored = None
+
+
 def copy_run(this: _Study, other: _Study, a: Adoption) -> None:
-    """Copy OTHER's run into STUDY (fold folder, model files when missing, test predictions, log), then write
-    STUDY's state of the run (last, so an interrupted copy never leaves a run that looks adopted)."""
+    """Copy OTHER's run into STUDY (fold folder, model files when missing, test predictions, log; for a run
+    held only as data its restored rows), then write STUDY's state of the run (last, so an interrupted copy
+    never leaves a run that looks adopted)."""
+    if a.restored:
+        _copy_rows(this, other, a)
+        _append_log(this, other, a)
+        st = other.folder.read_state(a.source_run)
+        this.folder.write_state(a.run, status="done", epoch=a.epoch, seconds=st.get("seconds") or {},
+                                attempts=st.get("attempts", 0), seed=a.seed, log=this.folder.log_path(a.run),
+                                error=None, restored={**st["restored"], "evaluations": ["test"]},
+                                adopted_from={"study": other.folder.root, "run": a.source_run,
+                                              "status": a.source_status})
+        return
     _copy_tree(other.fold_dir(a.source_arm, a.fold, a.seed), this.fold_dir(a.arm, a.fold, a.seed))
     src_model, dst_model = other.model_dir(a.source_arm, a.seed), this.model_dir(a.arm, a.seed)
     for name in MODEL_FILES:
@@ -372,14 +439,7 @@ def copy_run(this: _Study, other: _Study, a: Adoption) -> None:
                    this.folder.prediction_dir(a.arm, a.fold, a.seed))
     arm = this.definition.arm(a.arm)
     _set_saved_options(this.fold_dir(a.arm, a.fold, a.seed), arm.options, arm.trainer)
-    log, src_log = this.folder.log_path(a.run), other.folder.log_path(a.source_run)
-    os.makedirs(os.path.dirname(log), exist_ok=True)
-    with open(log, "ab") as f:
-        f.write(f"\n[{time.strftime('%Y-%m-%d %H:%M:%S')}] adopted from {other.folder.root} run {a.source_run} "
-                f"({a.source_status}); its log follows\n".encode())
-        if os.path.isfile(src_log):
-            with open(src_log, "rb") as s:
-                shutil.copyfileobj(s, f)
+    log = _append_log(this, other, a)
     st = other.folder.read_state(a.source_run)
     this.folder.write_state(a.run, status=a.status, epoch=a.epoch, seconds=st.get("seconds") or {},
                             attempts=st.get("attempts", 0), seed=a.seed, finished=st.get("finished"), log=log,
@@ -387,11 +447,26 @@ def copy_run(this: _Study, other: _Study, a: Adoption) -> None:
                                                      "status": a.source_status})
 
 
+def _append_log(this: _Study, other: _Study, a: Adoption) -> str:
+    """Append OTHER's log of the run (when it has one) to STUDY's, after a line that says so; STUDY's log."""
+    log, src_log = this.folder.log_path(a.run), other.folder.log_path(a.source_run)
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "ab") as f:
+        held = ", held there as restored data" if a.restored else ""
+        f.write(f"\n[{time.strftime('%Y-%m-%d %H:%M:%S')}] adopted from {other.folder.root} run {a.source_run} "
+                f"({a.source_status}{held}); its log follows\n".encode())
+        if os.path.isfile(src_log):
+            with open(src_log, "rb") as s:
+                shutil.copyfileobj(s, f)
+    return log
+
+
 def _describe(a: Adoption) -> str:
     what = {"done": "done", "paused": f"paused at epoch {a.epoch}", "pending": "trained; its test set is predicted "
             "by the next 'run'"}[a.status]
     return (f"{a.run} <- {a.source_run} ({a.source_status} there; {what}"
-            + ("; with its test predictions" if a.predictions else "") + ")")
+            + ("; with its test predictions" if a.predictions else "")
+            + ("; its restored test-set rows, no checkpoint" if a.restored else "") + ")")
 
 
 # ------------------------------------------------------------------------------------------ the command
