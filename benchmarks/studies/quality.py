@@ -11,7 +11,8 @@ docs/trainers.md repeat, regenerated from committed study data.
 A generated block sits between ``<!-- generated: KEY -->`` and ``<!-- /generated: KEY -->``; the text outside
 the blocks is written by hand and compares no losses. Keys: ``study NAME`` (one per entry of ``STUDIES``),
 ``pilots`` and ``which-loss``, and in docs/losses.md and docs/trainers.md ``width-evidence`` and
-``recall-weighted-evidence`` (the two decisions the grids make, in the words of docs/quality.md).
+``recall-weighted-evidence`` (the two decisions the grids make, in the words of docs/quality.md), and in
+docs/trainers.md ``flagged-evidence`` (the other arms the degenerate-solution screen flags).
 
 Every sentence a block writes about a difference between losses names its level (**runs**: one value per
 training, training randomness included; **cases**: the trained models fixed, the cases resampled), n, the
@@ -438,9 +439,9 @@ def width_decision(data: StudyData) -> List[str]:
     return lines + ["", _width_sentence(outcome), ""]
 
 
-def _flagged_runs(data: StudyData, arm: str) -> tuple:
-    """(runs screened, runs with a flagged class, median volume ratio, mean precision) of ``arm``, each run at
-    its last scored evaluation (after training, else at its halving stop)."""
+def _last_screened(data: StudyData, arm: str) -> List[List[dict]]:
+    """``arm``'s screen rows per run, each run at its last scored evaluation (after training, else at its
+    halving stop)."""
     by_run: Dict[tuple, List[dict]] = {}
     for r in data.screen:
         if r["arm"] == arm:
@@ -450,6 +451,13 @@ def _flagged_runs(data: StudyData, arm: str) -> tuple:
         final = [r for r in rows if (r.get("evaluation") or "test") == "test"]
         picked.append(final or [r for r in rows if r.get("evaluation") == max(
             (x.get("evaluation") for x in rows), key=lambda w: int(w[len("test_epoch"):]))])
+    return picked
+
+
+def _flagged_runs(data: StudyData, arm: str) -> tuple:
+    """(runs screened, runs with a flagged class, median volume ratio, mean precision) of ``arm``, each run at
+    its last scored evaluation (after training, else at its halving stop)."""
+    picked = _last_screened(data, arm)
     flagged = sum(1 for rows in picked if any(r["flag"] for r in rows))
     ratios = [v for rows in picked for v in (as_float(r["volume_ratio"]) for r in rows) if not math.isnan(v)]
     prec = [v for rows in picked for v in (as_float(r["precision"]) for r in rows) if not math.isnan(v)]
@@ -484,6 +492,59 @@ def recall_weighted_decision(data: StudyData) -> List[str]:
              "|---|---|---|---|---|---|"]
     for arm, n, flagged, ratio, prec, decision in rows:
         lines.append(f"| {arm} | {n} | {flagged} | {_f(ratio, 2)} | {_f(prec)} | {decision} |")
+    return lines + [""]
+
+
+def _evaluated(which: str) -> str:
+    return "after training" if which == "test" else f"at its stop after epoch {which[len('test_epoch'):]}"
+
+
+def flagged_arms(data: StudyData) -> List[dict]:
+    """The arms besides nnU-Net's (and, on DRIVE, the recall-weighted losses, which have their own rule) with
+    at least half of their screened runs flagged, each run at its last scored evaluation; with nnU-Net's runs
+    flagged at the same evaluation for comparison."""
+    own_rule = RECALL_WEIGHTED if data.study.name.startswith("drive") else ()
+    out = []
+    for arm in data.arms:
+        if arm == data.baseline or arm in own_rule:
+            continue
+        n, flagged, ratio, prec = _flagged_runs(data, arm)
+        if not n or flagged * 2 < n:
+            continue
+        where = sorted({rows[0].get("evaluation") or "test" for rows in _last_screened(data, arm)},
+                       key=lambda w: (w != "test", w))
+        base: Dict[tuple, bool] = {}
+        for r in data.screen:
+            if r["arm"] == data.baseline and (r.get("evaluation") or "test") in where:
+                key = (r.get("evaluation") or "test", r["fold"], r["seed"])
+                base[key] = base.get(key, False) or bool(r["flag"])
+        out.append({"arm": arm, "evaluated": " / ".join(_evaluated(w) for w in where), "runs": n,
+                    "flagged": flagged, "ratio": ratio, "precision": prec,
+                    "baseline": (sum(base.values()), len(base))})
+    return out
+
+
+FLAGGED_RULE = ("rule written after the Hippocampus grid's first screen showed such arms: an arm with at least "
+                "half of its screened runs flagged, each run at its last scored evaluation, gets a warning in "
+                "docs/trainers.md with these numbers, and no variant: at a halving stop the screen cannot tell a "
+                "degenerate solution from a slow start (compare nnU-Net's runs at the same epoch), and the arm "
+                "was not trained further")
+
+
+def flagged_decision(data: StudyData) -> List[str]:
+    """The other arms the degenerate-solution screen flags, with the rule that gives them a docs warning."""
+    if not data.screen:
+        return []
+    besides = " besides the recall-weighted losses" if data.study.name.startswith("drive") else ""
+    lines = [f"**Other arms the screen flags{besides}** ({FLAGGED_RULE}):", ""]
+    rows = flagged_arms(data)
+    if not rows:
+        return lines + ["None so far.", ""]
+    lines += [f"| arm | evaluated | runs flagged | median volume ratio | mean precision | {data.baseline}'s runs "
+              "flagged there |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['arm']} | {r['evaluated']} | {r['flagged']} of {r['runs']} | {_f(r['ratio'], 2)} | "
+                     f"{_f(r['precision'])} | {r['baseline'][0]} of {r['baseline'][1]} |")
     return lines + [""]
 
 
@@ -531,6 +592,24 @@ def recall_weighted_evidence_block(root: str) -> str:
     return where + "; ".join(parts) + ".\n"
 
 
+def flagged_evidence_block(root: str) -> str:
+    """docs/trainers.md's warnings: per every-trainer study, the arms :func:`flagged_arms` lists."""
+    parts = []
+    for study in (s for s in STUDIES if s.name.endswith("every_trainer")):
+        data = StudyData(root, study)
+        if not data.started or not data.screen:
+            parts.append(f"{study.dataset}: not screened yet")
+            continue
+        rows = flagged_arms(data)
+        parts.append(f"{study.dataset}: " + ("; ".join(
+            f"{r['arm']} {r['evaluated']}, {r['flagged']} of {r['runs']} runs flagged (median volume ratio "
+            f"{_f(r['ratio'], 2)}, mean precision {_f(r['precision'])}; {data.baseline}'s runs there: "
+            f"{r['baseline'][0]} of {r['baseline'][1]})" for r in rows) or "no arm flagged so far"))
+    return ("**Warnings from the degenerate-solution screen** (per run: median predicted / reference volume outside "
+            "[0.5, 2], or precision below half of nnU-Net's run of the same fold, seed and epoch; data "
+            f"`{DATA}/`, tables in docs/quality.md; {FLAGGED_RULE}): " + ". ".join(parts) + ".\n")
+
+
 def study_block(root: str, study: Study) -> str:
     data = StudyData(root, study)
     if not data.started:
@@ -542,6 +621,8 @@ def study_block(root: str, study: Study) -> str:
         lines += width_decision(data)
     if study.name.startswith("drive"):
         lines += recall_weighted_decision(data)
+    if study.name.endswith("every_trainer"):
+        lines += flagged_decision(data)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -633,6 +714,7 @@ def blocks(root: str) -> Dict[str, str]:
     out["which-loss"] = which_loss_block(root)
     out["width-evidence"] = width_evidence_block(root)
     out["recall-weighted-evidence"] = recall_weighted_evidence_block(root)
+    out["flagged-evidence"] = flagged_evidence_block(root)
     return out
 
 

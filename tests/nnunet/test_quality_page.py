@@ -280,3 +280,31 @@ def test_a_superseded_halving_decision_is_shown_beside_the_one_that_counts(tmp_p
     assert "| CWCD | 0.020 (stopped) | 0.350 |" in page
     assert "| OsC | 0.100 | 0.100 (stopped) |" in page
     assert "A first decision was taken with nnU-Net's EMA" in page
+
+
+def test_arms_flagged_in_half_their_runs_get_a_warning_beside_the_baseline_there(tmp_path):
+    """OsC is flagged at its halving stop in all 5 screened runs, nnU-Net in none there; CWCD in none after
+    training. Only OsC is listed, in the study's block and in docs/trainers.md's warning; with 2 of 5 runs
+    flagged it is not. On DRIVE the recall-weighted losses have their own rule and are left to it."""
+    root = _fake_root(tmp_path, stop_scores=True)
+    data = quality.StudyData(str(root), quality.STUDIES[0])
+    (row,) = quality.flagged_arms(data)
+    assert (row["arm"], row["evaluated"], row["flagged"], row["runs"], row["baseline"]) == \
+        ("OsC", "at its stop after epoch 5", 5, 5, (0, 5))
+    table = "\n".join(quality.flagged_decision(data))
+    assert "| OsC | at its stop after epoch 5 | 5 of 5 | 3.00 | 0.300 | 0 of 5 |" in table
+    assert "not trained further" in table and "| CWCD |" not in table
+    text = quality.flagged_evidence_block(str(root))
+    assert "Hippocampus: OsC at its stop after epoch 5, 5 of 5 runs flagged (median volume ratio 3.00" in text
+    assert "nnU-Net's runs there: 0 of 5" in text and "DRIVE: not screened yet" in text
+    for r in data.screen:
+        if r["arm"] == "OsC" and int(r["fold"]) >= 2:
+            r["flag"] = ""
+    assert quality.flagged_arms(data) == [] and "None so far." in "\n".join(quality.flagged_decision(data))
+    data.study = quality.STUDIES[1]
+    for r in data.screen:
+        r["flag"] = "precision low" if r["arm"] == "OsC" else r["flag"]
+    data.definition["arms"]["AsymFbeta"] = {}
+    data.screen += [{**r, "arm": "AsymFbeta"} for r in data.screen if r["arm"] == "OsC"]
+    assert [r["arm"] for r in quality.flagged_arms(data)] == ["OsC"]
+    assert "besides the recall-weighted losses" in quality.flagged_decision(data)[0]
