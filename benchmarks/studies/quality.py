@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
 from nnunet_losses.nnunet.tools.study.grid import SCREEN_EPOCHS
 from nnunet_losses.nnunet.tools.study.report import read_csv
-from nnunet_losses.nnunet.tools.study.statistics import as_float, run_level_tests
+from nnunet_losses.nnunet.tools.study.statistics import as_float, holm_planned, run_level_tests, smallest_p
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join("docs", "data", "studies")
@@ -301,11 +301,30 @@ def run_level_sentences(data: StudyData) -> List[str]:
         return [f"{where}: only {n} run(s) per arm are finished so far, too few for a run-level difference to "
                 f"hold (the smallest two-sided Wilcoxon p with n runs is 2/2^n = {_p(2 / 2 ** n)}); nothing is "
                 f"established there yet."]
+    reachable = best_reachable_holm(data)
+    if reachable >= ALPHA:  # even the smallest p of n runs stays above 0.05 once corrected with the family
+        return [f"{where}: only {n} runs per arm are finished so far, too few for a run-level difference to hold "
+                f"yet: the smallest two-sided Wilcoxon p with n runs, 2/2^n = {_p(2 / 2 ** n)}, becomes at best "
+                f"{_p(reachable)} after Holm over {k} arms beside the family's other tests as they stand; nothing "
+                f"is established there yet."]
     ns = sorted({r["n_runs"] for r in data.run_level})
     best = min(as_float(r["p_holm"]) for r in data.run_level)
     return [f"{where}: no arm's mean test Dice differs from {data.baseline}'s at run level (n = {'/'.join(ns)} runs "
             f"per arm, two-sided Wilcoxon signed-rank, Holm over {k} arms: smallest corrected p = {_p(best)}): no "
             f"loss is established as better or worse than nnU-Net's default there."]
+
+
+def best_reachable_holm(data: StudyData) -> float:
+    """The smallest Holm-corrected p an end-of-schedule arm could have with the runs it has: its p at the
+    floor of its n runs (2/2^n), the family's other tests (the test set at the end and at the halving stops)
+    as they stand, arms not compared yet as p = 1."""
+    family = data.run_level + [r for rows in data.stop_level.values() for r in rows]
+    best = 1.0
+    for i, r in enumerate(data.run_level):
+        p = [as_float(x["p_value"]) for x in family]
+        p[i] = smallest_p(int(r["n_runs"]))
+        best = min(best, float(holm_planned(p, _family(family))[i]))
+    return best
 
 
 def _run_level_table(data: StudyData) -> List[str]:

@@ -157,6 +157,29 @@ def test_too_few_runs_at_the_end_say_so_instead_of_no_difference(tmp_path):
     assert "A result at a halving stop compares both trainings at that early epoch" in readme
 
 
+@pytest.mark.parametrize("n,stops,family,reachable", [(6, 0, 2, 0.0625), (6, 8, 14, 0.1875), (8, 8, 14, 0.046875),
+                                                       (10, 8, 14, 14 / 2 ** 9)])
+def test_runs_too_few_for_holm_say_so_until_the_smallest_p_can_hold(tmp_path, n, stops, family, reachable):
+    """Two arms at the end of the schedule and ``stops`` arms at halving stops with p = 0.002, in a family of
+    ``family`` planned tests (the rest not compared yet: p = 1). With n runs the best an end arm can reach is
+    Holm's multiplier at its rank times 2/2^n (6 x 1/32 behind the 8 stops of 14; 14 x 1/512 ahead of them):
+    below 0.05 the page says no arm differs, above it says the runs are too few (never "no arm differs")."""
+    root = _fake_root(tmp_path)
+    data = quality.StudyData(str(root), quality.STUDIES[0])
+    for r in data.run_level:
+        r.update(n_runs=str(n), p_value="0.5", p_holm="1", family_size=str(family))
+    data.run_level = data.run_level[:2]
+    data.stop_level = {5: [{"arm": f"S{i}", "n_runs": "10", "p_value": "0.002", "p_holm": "0.02",
+                            "family_size": str(family), "mean_diff": "-0.1"} for i in range(stops)]}
+    assert quality.best_reachable_holm(data) == pytest.approx(reachable, abs=1e-4)
+    (text,) = quality.run_level_sentences(data)
+    if reachable < 0.05:
+        assert "no arm's mean test Dice differs" in text and "too few" not in text
+    else:
+        assert f"only {n} runs per arm are finished so far, too few" in text and "differs" not in text
+        assert f"becomes at best {reachable:.3f} after Holm over {family} arms" in text
+
+
 @pytest.mark.parametrize("diff,p,expected", [(0.03, 0.049, "higher, holds"), (-0.03, 0.01, "lower, holds"),
                                              (0.03, 0.05, "not established"), (0.0, 0.001, "not established"),
                                              (0.03, float("nan"), "not established")])
