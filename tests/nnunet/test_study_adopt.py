@@ -171,20 +171,32 @@ def test_runs_held_only_as_restored_data_are_adopted_as_data(tmp_path):
     (CWCD -> CWCD_i1) is left to train, as nothing records what its "auto" resolved to."""
     from nnunet_losses.nnunet.tools.study.restore import RESTORED, restored_rows
 
+    from nnunet_losses.nnunet.tools.study.restore import _state
+
     other, od = restored_study(tmp_path)
     this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path)
+    # this study restored too: a run paused at epoch 4 whose checkpoint is lost is filled; one that has
+    # trained here since (an attempt) is not
+    for fold, attempts in ((0, 0), (1, 1)):
+        paused = _state({"status": "pending", "epochs": "4", "val_dice": "0.3"}, [], str(tmp_path / "data"))
+        assert paused["status"] == "paused"
+        this.write_state(run_id("nnU-Net", fold, 0), **{**paused, "attempts": attempts})
     before = tree_hashes(other.root)
     lines = []
     adopted = adopt(this.root, other.root, echo=quiet(lines))
     assert {a.run: a.source_run for a in adopted} == {
         run_id(t, f, 0): run_id(s, f, 0) for t, s in (("nnU-Net", "nnU-Net"), ("CWCD_auto", "CWCD"),
-                                                      ("CWCD_i2", "CWCD_i2")) for f in (0, 1)}, lines
+                                                      ("CWCD_i2", "CWCD_i2")) for f in (0, 1)
+        if (t, f) != ("nnU-Net", 1)}, lines
     assert all(a.restored and a.status == "done" and not a.predictions for a in adopted)
-    assert "adopted 6 runs: 6 done, 0 paused" in lines[-1]
+    assert "adopted 5 runs: 5 done, 0 paused" in lines[-1] and "1 started already" in lines[-1]
+    assert this.read_state(run_id("nnU-Net", 1, 0))["status"] == "paused"
     assert any("CWCD_i1__fold0__seed0: CWCD__fold0__seed0 is done there only as restored data" in x
                and "'auto' options resolved to is not recorded" in x for x in lines), lines
     rows = restored_rows(this, "test")
-    assert sorted(rows) == sorted((a, f, 0) for a in ("nnU-Net", "CWCD_auto", "CWCD_i2") for f in (0, 1))
+    assert sorted(rows) == sorted((a, f, 0) for a in ("nnU-Net", "CWCD_auto", "CWCD_i2") for f in (0, 1)
+                                  if (a, f) != ("nnU-Net", 1))
+    assert this.read_state(run_id("nnU-Net", 0, 0))["status"] == "done"
     assert [float(r["dice"]) for r in rows[("CWCD_auto", 1, 0)]] == [0.61] * 4  # CWCD's rows, renamed
     st = this.read_state(run_id("CWCD_auto", 1, 0))
     assert st["status"] == "done" and st["epoch"] == 8 and st["restored"]["screen"] == {"8": 0.8}
@@ -205,6 +217,22 @@ def test_restored_data_scored_with_other_metrics_is_not_adopted(tmp_path):
     lines = []
     assert adopt(this.root, other.root, echo=quiet(lines)) == []
     assert any("scored with metrics" in x for x in lines), lines
+
+
+def test_a_restored_run_whose_checkpoint_was_lost_is_filled_and_forgets_its_restore(studies, tmp_path):
+    """This study was restored on this machine: its nnU-Net run paused at epoch 4 lost its checkpoint and
+    would train from the start. The other study's done run fills it, and the state no longer says restored
+    (else the report would name it so and a halving screen would read the old epoch-4 value)."""
+    from nnunet_losses.nnunet.tools.study.restore import _state
+
+    other, od, this, td = studies
+    paused = _state({"status": "pending", "epochs": "4", "val_dice": "0.3"}, ["test_epoch4"], str(tmp_path / "d"))
+    this.write_state(run_id("nnU-Net", 0, 0), **paused)
+    adopted = {a.run: a for a in adopt(this.root, other.root, echo=quiet([]))}
+    assert adopted[run_id("nnU-Net", 0, 0)].status == "done" and not adopted[run_id("nnU-Net", 0, 0)].restored
+    st = this.read_state(run_id("nnU-Net", 0, 0))
+    assert st["status"] == "done" and not st.get("restored") and not st.get("at_stop")
+    assert os.path.isfile(os.path.join(this.fold_dir(td, "nnU-Net", 0, 0, DATASET), "checkpoint_final.pth"))
 
 
 def test_options_that_differ_are_not_adopted_even_when_paired(studies):

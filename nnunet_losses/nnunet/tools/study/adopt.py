@@ -21,7 +21,8 @@ The rules (docs/study.md, "Sharing runs between studies"):
   Such a pair is checked per run: OTHER's run is adoptable only when its saved ``loss_options.json`` says
   the option resolved to STUDY's value (``resolved``), and never without that file. The reverse (``"auto"``
   here, explicit there) is never paired: what ``"auto"`` resolves to here is known only when STUDY trains;
-* a run (fold, seed) is adopted when STUDY's run never started (pending, no attempt, no files) and OTHER's
+* a run (fold, seed) is adopted when STUDY's run never started here (pending, or paused by ``restore`` with
+  its checkpoint lost; no attempt, no files) and OTHER's
   run is done, paused or stopped (by OTHER's successive halving: paused here, so STUDY's ``run`` continues
   it with ``--c``), has its checkpoint, and was trained with the plans STUDY uses (the ``plans.json`` nnU-Net
   saved beside it equals STUDY's, compared as JSON); among several such runs (arms of OTHER), a done one
@@ -262,9 +263,11 @@ def _empty(path: str) -> bool:
 
 
 def _untouched(this: _Study, arm: str, fold: int, seed: int) -> bool:
-    """STUDY's run never started: pending, no attempt, no fold folder or test predictions."""
+    """STUDY's run never started here: pending (or paused by ``restore``, whose checkpoint is lost, so it would
+    train again from the start), no attempt here, no fold folder or test predictions."""
     st = this.folder.read_state(run_id(arm, fold, seed))
-    return (st.get("status") == "pending" and not st.get("attempts") and _empty(this.fold_dir(arm, fold, seed))
+    waiting = st.get("status") == "pending" or (st.get("status") == "paused" and bool(st.get("restored")))
+    return (waiting and not st.get("attempts") and _empty(this.fold_dir(arm, fold, seed))
             and _empty(this.folder.prediction_dir(arm, fold, seed)))
 
 
@@ -425,7 +428,7 @@ def copy_run(this: _Study, other: _Study, a: Adoption) -> None:
         st = other.folder.read_state(a.source_run)
         this.folder.write_state(a.run, status="done", epoch=a.epoch, seconds=st.get("seconds") or {},
                                 attempts=st.get("attempts", 0), seed=a.seed, log=this.folder.log_path(a.run),
-                                error=None, restored={**st["restored"], "evaluations": ["test"]},
+                                error=None, restored={**st["restored"], "evaluations": ["test"]}, at_stop=None,
                                 adopted_from={"study": other.folder.root, "run": a.source_run,
                                               "status": a.source_status})
         return
@@ -443,8 +446,9 @@ def copy_run(this: _Study, other: _Study, a: Adoption) -> None:
     st = other.folder.read_state(a.source_run)
     this.folder.write_state(a.run, status=a.status, epoch=a.epoch, seconds=st.get("seconds") or {},
                             attempts=st.get("attempts", 0), seed=a.seed, finished=st.get("finished"), log=log,
-                            error=None, adopted_from={"study": other.folder.root, "run": a.source_run,
-                                                     "status": a.source_status})
+                            error=None, restored=None, at_stop=None,  # what a restore here had said is void
+                            adopted_from={"study": other.folder.root, "run": a.source_run,
+                                          "status": a.source_status})
 
 
 def _append_log(this: _Study, other: _Study, a: Adoption) -> str:
