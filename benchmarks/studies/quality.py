@@ -129,6 +129,12 @@ class StudyData:
     def arms(self) -> List[str]:
         return list(self.definition["arms"])
 
+    @property
+    def recall_rule_arms(self) -> tuple:
+        """The arms the recall-weighted rule, fixed before the data, decides: AsymFbeta and Tversky on DRIVE,
+        where their rim of false positives was seen; none on other datasets (the general screen rule there)."""
+        return tuple(a for a in RECALL_WEIGHTED if a in self.arms) if self.study.name.startswith("drive") else ()
+
 
 # ----------------------------------------------------------------------------------------------- blocks
 def _progress(data: StudyData) -> List[str]:
@@ -473,10 +479,9 @@ def _last_screened(data: StudyData, arm: str) -> List[List[dict]]:
     return picked
 
 
-def _flagged_runs(data: StudyData, arm: str) -> tuple:
-    """(runs screened, runs with a flagged class, median volume ratio, mean precision) of ``arm``, each run at
-    its last scored evaluation (after training, else at its halving stop)."""
-    picked = _last_screened(data, arm)
+def _flag_counts(picked: List[List[dict]]) -> tuple:
+    """(runs screened, runs with a flagged class, median volume ratio, mean precision) of one arm's runs, each
+    given by its screen rows at one evaluation (:func:`_last_screened`)."""
     flagged = sum(1 for rows in picked if any(r["flag"] for r in rows))
     ratios = [v for rows in picked for v in (as_float(r["volume_ratio"]) for r in rows) if not math.isnan(v)]
     prec = [v for rows in picked for v in (as_float(r["precision"]) for r in rows) if not math.isnan(v)]
@@ -488,8 +493,8 @@ def _recall_weighted_rows(data: StudyData) -> List[tuple]:
     """(arm, runs screened, runs flagged, median volume ratio, mean precision, decision) per recall-weighted
     arm of the study, by the rule fixed before the data."""
     rows = []
-    for arm in (a for a in RECALL_WEIGHTED if a in data.arms):
-        n, flagged, ratio, prec = _flagged_runs(data, arm)
+    for arm in data.recall_rule_arms:
+        n, flagged, ratio, prec = _flag_counts(_last_screened(data, arm))
         decision = "not decided yet (10 runs needed)" if n < 10 else (
             "variant with CE, and a warning" if flagged * 2 >= n else "a note in the docs")
         rows.append((arm, n, flagged, ratio, prec, decision))
@@ -522,15 +527,15 @@ def flagged_arms(data: StudyData) -> List[dict]:
     """The arms besides nnU-Net's (and, on DRIVE, the recall-weighted losses, which have their own rule) with
     at least half of their screened runs flagged, each run at its last scored evaluation; with nnU-Net's runs
     flagged at the same evaluation for comparison."""
-    own_rule = RECALL_WEIGHTED if data.study.name.startswith("drive") else ()
     out = []
     for arm in data.arms:
-        if arm == data.baseline or arm in own_rule:
+        if arm == data.baseline or arm in data.recall_rule_arms:
             continue
-        n, flagged, ratio, prec = _flagged_runs(data, arm)
+        picked = _last_screened(data, arm)
+        n, flagged, ratio, prec = _flag_counts(picked)
         if not n or flagged * 2 < n:
             continue
-        where = sorted({rows[0].get("evaluation") or "test" for rows in _last_screened(data, arm)},
+        where = sorted({rows[0].get("evaluation") or "test" for rows in picked},
                        key=lambda w: (w != "test", w))
         base: Dict[tuple, bool] = {}
         for r in data.screen:
@@ -554,7 +559,7 @@ def flagged_decision(data: StudyData) -> List[str]:
     """The other arms the degenerate-solution screen flags, with the rule that gives them a docs warning."""
     if not data.screen:
         return []
-    besides = " besides the recall-weighted losses" if data.study.name.startswith("drive") else ""
+    besides = " besides the recall-weighted losses" if data.recall_rule_arms else ""
     lines = [f"**Other arms the screen flags{besides}** ({FLAGGED_RULE}):", ""]
     rows = flagged_arms(data)
     if not rows:
@@ -638,7 +643,7 @@ def study_block(root: str, study: Study) -> str:
         + _case_level_table(data) + _stop_tables(data) + _screen_table(data)
     if study.name.endswith("contour_width"):
         lines += width_decision(data)
-    if study.name.startswith("drive"):
+    if data.recall_rule_arms:
         lines += recall_weighted_decision(data)
     if study.name.endswith("every_trainer"):
         lines += flagged_decision(data)

@@ -290,7 +290,7 @@ def _source_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: i
         return f"{rid} is {status} there"
     fold_dir = other.fold_dir(src_arm, fold, seed)
     checkpoint = "checkpoint_final.pth" if status == "done" else "checkpoint_latest.pth"
-    if _held_as_data(other, src_arm, fold, seed):
+    if _held_as_data(other, st, src_arm, fold, seed):
         return _data_problem(this, other, arm, src_arm, fold, seed)
     if not os.path.isfile(os.path.join(fold_dir, checkpoint)):
         return f"{rid} is {status} there but has no {checkpoint}"
@@ -319,9 +319,9 @@ def _source_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: i
     return ""
 
 
-def _held_as_data(other: _Study, src_arm: str, fold: int, seed: int) -> bool:
-    """OTHER's run is done only as restored data: no checkpoint here, its state written by ``restore``."""
-    st = other.folder.read_state(run_id(src_arm, fold, seed))
+def _held_as_data(other: _Study, st: Dict[str, Any], src_arm: str, fold: int, seed: int) -> bool:
+    """OTHER's run (state ``st``) is done only as restored data: its state written by ``restore``, no
+    checkpoint there."""
     return (st.get("status") == "done" and bool(st.get("restored"))
             and not os.path.isfile(os.path.join(other.fold_dir(src_arm, fold, seed), "checkpoint_final.pth")))
 
@@ -341,7 +341,7 @@ def _data_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: int
     rows = other.restored_test_rows().get((src_arm, fold, seed))
     if not rows:
         return f"{what} without test-set rows in {RESTORED}/test.csv"
-    have = read_csv(this.folder.path(RESTORED, "test.csv"), missing_ok=True)
+    have = next(iter(this.restored_test_rows().values()), None)  # one csv: every group has its columns
     if have and set(have[0]) != set(rows[0]):
         return f"{what}: its rows have other columns than this study's {RESTORED}/test.csv"
     return ""
@@ -367,7 +367,7 @@ def plan_adoptions(this: _Study, other: _Study, arms: Dict[str, List[str]]
             continue
         src = min(ok, key=lambda s: list(ADOPTABLE).index(other.folder.read_state(run_id(s, fold, seed))["status"]))
         st = other.folder.read_state(run_id(src, fold, seed))
-        as_data = _held_as_data(other, src, fold, seed)
+        as_data = _held_as_data(other, st, src, fold, seed)
         copy_pred = (st["status"] == "done" and predictions and not as_data
                      and not _empty(other.folder.prediction_dir(src, fold, seed)))
         status = ADOPTABLE[st["status"]]
