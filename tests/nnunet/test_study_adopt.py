@@ -219,6 +219,22 @@ def test_restored_data_scored_with_other_metrics_is_not_adopted(tmp_path):
     assert any("scored with metrics" in x for x in lines), lines
 
 
+def test_restored_rows_with_other_columns_than_this_study_s_are_not_adopted(tmp_path):
+    """This study's own restored rows (here without ``recall``) and the other's cannot share one CSV."""
+    from nnunet_losses.nnunet.tools.study.csv_files import write_csv
+    from nnunet_losses.nnunet.tools.study.restore import RESTORED
+
+    other, od = restored_study(tmp_path, arms=("nnU-Net",), folds=(0, 1))
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path, folds=(0, 1))
+    own = [{"method_name": "nnU-Net", "case": "c1", "class_name": "fg", "class": "1", "dice": 0.4, "run_fold": 1,
+            "run_seed": 0}]
+    os.makedirs(this.path(RESTORED))
+    write_csv(this.path(RESTORED, "test.csv"), own, list(own[0]))
+    lines = []
+    assert adopt(this.root, other.root, echo=quiet(lines)) == []
+    assert any("its rows have other columns than this study's restored/test.csv" in x for x in lines), lines
+
+
 def test_a_restored_run_whose_checkpoint_was_lost_is_filled_and_forgets_its_restore(studies, tmp_path):
     """This study was restored on this machine: its nnU-Net run paused at epoch 4 lost its checkpoint and
     would train from the start. The other study's done run fills it, and the state no longer says restored
