@@ -717,11 +717,9 @@ def which_loss_block(root: str) -> str:
                              f"{_p(as_float(row['p_holm']))}: {verdict(as_float(row['mean_diff']), as_float(row['p_holm']))}")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     sentences = [s for d in datas if d.started for s in run_level_sentences(d)]
-    done = sum(1 for d in datas if d.started for r in d.per_run if r["status"] == "done")
-    total = sum(len(d.per_run) for d in datas if d.started)
     better = any(verdict(as_float(r["mean_diff"]), as_float(r["p_holm"])) == "higher, holds"
                  for d in datas if d.started for r in d.run_level)
-    lines += ["", f"Runs finished: {done} of {total} in the studies started so far. "
+    lines += ["", " ".join(_grid_progress(d) for d in datas if d.started) + " "
               + (" ".join(sentences) + " " if sentences else
                  "No run-level comparison at the end of the schedule exists yet. ")
               + "A result at a halving stop compares both trainings at that early epoch: it shows a fast or slow "
@@ -730,6 +728,19 @@ def which_loss_block(root: str) -> str:
                                    "the end of the schedule: train nnU-Net's own trainer first and treat every other "
                                    "trainer as an experiment.")]
     return "\n".join(lines) + "\n"
+
+
+def _grid_progress(data: StudyData) -> str:
+    """How far one every-trainer grid is, in runs: trained to the end, stopped by successive halving, total.
+
+    A grid is finished when every run is one or the other; stopped runs are finished too (compared at their
+    stop), so "50 done of 150" would undersell a finished grid."""
+    done = sum(1 for r in data.per_run if r["status"] == "done")
+    stopped = sum(1 for r in data.per_run if r["status"] == "stopped")
+    what = f"{done} trained to the end, {stopped} stopped by successive halving"
+    if done + stopped == len(data.per_run):
+        return f"{data.study.dataset} grid: finished ({what})."
+    return f"{data.study.dataset} grid: {done + stopped} of {len(data.per_run)} runs finished ({what})."
 
 
 def blocks(root: str) -> Dict[str, str]:

@@ -101,6 +101,12 @@ def test_blocks_say_holds_only_below_the_corrected_threshold(tmp_path):
     # nothing of an unstarted study is invented
     assert "**Not started**: no data in `docs/data/studies/drive_every_trainer/`" in page
     assert quality.write_pages(str(root), check=True) == []
+    # how far the grid is: stopped runs are finished too
+    assert "Hippocampus grid: finished (30 trained to the end, 10 stopped by successive halving)." in readme
+    data = quality.StudyData(str(root), quality.STUDIES[0])
+    data.per_run[0]["status"] = "paused"
+    assert quality._grid_progress(data) == ("Hippocampus grid: 39 of 40 runs finished (29 trained to the end, "
+                                            "10 stopped by successive halving).")
 
 
 def test_an_arm_stopped_by_halving_is_reported_at_its_stop(tmp_path):
