@@ -145,9 +145,10 @@ def test_default_cwcd_fills_cwcd_auto_and_done_stays_done(studies):
     assert tree_hashes(other.root) == before  # the source study is unchanged
 
 
-def restored_study(tmp_path, arms=("nnU-Net", "CWCD", "CWCD_i2"), folds=(0, 1)):
+def restored_study(tmp_path, arms=("nnU-Net", "CWCD", "CWCD_i2"), folds=(0, 1), auto_resolved=None):
     """The every-trainer study as ``restore`` leaves it on a new machine: every run done, no fold folder or
-    checkpoint, its test-set rows in ``restored/test.csv`` (one row per case and class, mean rows too)."""
+    checkpoint, its test-set rows in ``restored/test.csv`` (one row per case and class, mean rows too);
+    ``auto_resolved``: CWCD's ``per_run.csv`` value (not recorded when None, as in data collected before)."""
     from nnunet_losses.nnunet.tools.study.restore import RESTORED, _state
     from nnunet_losses.nnunet.tools.study.csv_files import write_csv
 
@@ -159,8 +160,9 @@ def restored_study(tmp_path, arms=("nnU-Net", "CWCD", "CWCD_i2"), folds=(0, 1)):
     write_csv(other.path(RESTORED, "test.csv"), rows, list(rows[0]))
     for arm in arms:
         for fold in folds:
-            state = _state({"status": "done", "epochs": "8", "val_dice": "0.8", "train_s": "900", "attempts": "1"},
-                           ["test"], str(tmp_path / "data"))
+            row = {"status": "done", "epochs": "8", "val_dice": "0.8", "train_s": "900", "attempts": "1",
+                   "auto_resolved": auto_resolved if arm == "CWCD" and auto_resolved else ""}
+            state = _state(row, ["test"], str(tmp_path / "data"))
             other.write_state(run_id(arm, fold, 0), run=run_id(arm, fold, 0), **state)
     return other, od
 
@@ -206,6 +208,47 @@ def test_runs_held_only_as_restored_data_are_adopted_as_data(tmp_path):
     assert tree_hashes(other.root) == before
     assert adopt(this.root, other.root, echo=quiet(lines)) == []  # adopted once: this study's runs are done
     assert len(restored_rows(this, "test")[("nnU-Net", 0, 0)]) == 4
+
+
+@pytest.mark.parametrize("recorded, adopted", [('{"contour_width": 1}', True), ('{"contour_width": 2}', False)])
+def test_restored_data_that_records_what_auto_resolved_to_fills_the_explicit_arm(tmp_path, recorded, adopted):
+    """per_run.csv's ``auto_resolved`` says what CWCD's "auto" contour width was: 1 fills CWCD_i1 as data;
+    2 does not, and says why."""
+    from nnunet_losses.nnunet.tools.study.restore import restored_rows
+
+    other, od = restored_study(tmp_path, arms=("nnU-Net", "CWCD"), folds=(0,), auto_resolved=recorded)
+    assert other.read_state(run_id("CWCD", 0, 0))["restored"]["auto_resolved"] == json.loads(recorded)
+    this, td = make_study(tmp_path / "this", THIS_ARMS, tmp_path, folds=(0,))
+    lines = []
+    runs = {a.run: a.source_run for a in adopt(this.root, other.root, echo=quiet(lines))}
+    assert (runs.get(run_id("CWCD_i1", 0, 0)) == run_id("CWCD", 0, 0)) is adopted, lines
+    assert runs[run_id("CWCD_auto", 0, 0)] == run_id("CWCD", 0, 0)
+    assert (("CWCD_i1", 0, 0) in restored_rows(this, "test")) is adopted
+    if not adopted:
+        assert any("CWCD_i1__fold0__seed0: CWCD__fold0__seed0 is done there only as restored data (no checkpoint): "
+                   "contour_width resolved to 2 there, 1 here" in x for x in lines), lines
+
+
+def test_per_run_csv_records_what_auto_resolved_to(tmp_path):
+    """``auto_resolved``: the resolved options whose source is ``auto``, from the run's loss_options.json."""
+    from nnunet_losses.nnunet.tools.study.report import auto_resolved
+
+    assert auto_resolved(str(tmp_path)) == {}  # no file (nnU-Net's own trainer)
+    json.dump({"options": {}, "resolved": {"contour_width": 1, "contour_width_source": "auto: median thickness 3.5",
+                                           "kernel_size": 3, "lam": 0.5, "lam_source": "nnUNetTrainerCWCD default"}},
+              open(tmp_path / "loss_options.json", "w"))
+    assert auto_resolved(str(tmp_path)) == {"contour_width": 1}
+    (tmp_path / "loss_options.json").write_text("{broken")
+    assert auto_resolved(str(tmp_path)) == {}
+    # restore reads it back; a cell that is not JSON names the file and the run
+    from nnunet_losses.nnunet.tools.study.restore import _state
+
+    row = {"arm": "CWCD", "fold": "0", "seed": "1", "status": "done", "epochs": "8"}
+    assert _state({**row, "auto_resolved": '{"contour_width": 1}'}, ["test"], "d")["restored"]["auto_resolved"] == \
+        {"contour_width": 1}
+    assert "auto_resolved" not in _state({**row, "auto_resolved": ""}, ["test"], "d")["restored"]
+    with pytest.raises(ValueError, match="auto_resolved '{x' of run CWCD fold 0 seed 1 is not JSON"):
+        _state({**row, "auto_resolved": "{x"}, ["test"], "d")
 
 
 def test_restored_data_scored_with_other_metrics_is_not_adopted(tmp_path):

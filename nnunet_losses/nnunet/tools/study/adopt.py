@@ -291,7 +291,7 @@ def _source_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: i
     fold_dir = other.fold_dir(src_arm, fold, seed)
     checkpoint = "checkpoint_final.pth" if status == "done" else "checkpoint_latest.pth"
     if _held_as_data(other, st, src_arm, fold, seed):
-        return _data_problem(this, other, arm, src_arm, fold, seed)
+        return _data_problem(this, other, st, arm, src_arm, fold, seed)
     if not os.path.isfile(os.path.join(fold_dir, checkpoint)):
         return f"{rid} is {status} there but has no {checkpoint}"
     if other.plans(src_arm, seed) != this.plans(arm, seed):
@@ -310,13 +310,20 @@ def _source_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: i
                 f"(here {', '.join(f'{k} {v!r}' for k, v in resolve.items())})")
     if resolve:
         resolved = opt.rename_record(saved, _trainer_defaults(trainer)[1]).get("resolved")
-        resolved = resolved if isinstance(resolved, dict) else {}
-        wrong = [f"{k} resolved to {resolved[k]!r} there, {v!r} here" if k in resolved
-                 else f"no resolved {k} in its {opt.OPTIONS_FILE}, {v!r} here" for k, v in resolve.items()
-                 if k not in resolved or opt.normalise({k: resolved[k]}) != opt.normalise({k: v})]
+        wrong = _resolved_otherwise(resolve, resolved if isinstance(resolved, dict) else {}, opt.OPTIONS_FILE)
         if wrong:
-            return f"{rid}: {', '.join(wrong)}"
+            return f"{rid}: {wrong}"
     return ""
+
+
+def _resolved_otherwise(resolve: Dict[str, Any], resolved: Dict[str, Any], where: str) -> str:
+    """Where what OTHER's ``"auto"`` options resolved to (``resolved``) is not STUDY's explicit ``resolve``
+    ("" when it is)."""
+    from nnunet_losses.nnunet.training import options as opt
+
+    return ", ".join(f"{k} resolved to {resolved[k]!r} there, {v!r} here" if k in resolved
+                     else f"no resolved {k} in its {where}, {v!r} here" for k, v in resolve.items()
+                     if k not in resolved or opt.normalise({k: resolved[k]}) != opt.normalise({k: v}))
 
 
 def _held_as_data(other: _Study, st: Dict[str, Any], src_arm: str, fold: int, seed: int) -> bool:
@@ -326,16 +333,23 @@ def _held_as_data(other: _Study, st: Dict[str, Any], src_arm: str, fold: int, se
             and not os.path.isfile(os.path.join(other.fold_dir(src_arm, fold, seed), "checkpoint_final.pth")))
 
 
-def _data_problem(this: _Study, other: _Study, arm: str, src_arm: str, fold: int, seed: int) -> str:
-    """Why OTHER's run held only as restored data cannot fill STUDY's run ("" when its rows can)."""
+def _data_problem(this: _Study, other: _Study, st: Dict[str, Any], arm: str, src_arm: str, fold: int,
+                  seed: int) -> str:
+    """Why OTHER's run (state ``st``) held only as restored data cannot fill STUDY's run ("" when its rows
+    can)."""
     rid = run_id(src_arm, fold, seed)
     what = f"{rid} is done there only as restored data (no checkpoint)"
     if not _same_test_set(this, other):
         return f"{what}, and the studies predict different test sets (or one has none)"
     if sorted(this.definition.metrics) != sorted(other.definition.metrics):
         return f"{what}, scored with metrics {sorted(other.definition.metrics)}, not this study's"
-    if match_arms(other.definition.arm(src_arm), this.definition.arm(arm))[1]:
-        return f"{what}: what its 'auto' options resolved to is not recorded"
+    resolve = match_arms(other.definition.arm(src_arm), this.definition.arm(arm))[1]
+    recorded = st["restored"].get("auto_resolved")
+    if resolve and recorded is None:
+        return f"{what}: what its 'auto' options resolved to is not recorded (data collected before it was)"
+    wrong = _resolved_otherwise(resolve, recorded or {}, "per_run.csv") if resolve else ""
+    if wrong:
+        return f"{what}: {wrong}"
     if other.plans(src_arm, seed) != this.plans(arm, seed):
         return f"{what}, with other plans than this study's"
     rows = other.restored_test_rows().get((src_arm, fold, seed))

@@ -14,6 +14,7 @@ but the baseline, those not compared yet counted as p = 1; the cross-validation 
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -229,7 +230,24 @@ def _status_table(folder: StudyFolder, specs: Dict[str, dict]) -> List[str]:
 
 
 PROGRESS_COLUMNS = ["arm", "fold", "seed", "status", "epochs", "val_dice", "val_ema_dice", "attempts", "train_s",
-                    "predict_s", "device", "log"]
+                    "predict_s", "device", "log", "auto_resolved"]
+
+
+def auto_resolved(fold_dir: str) -> Dict[str, object]:
+    """What the run's ``"auto"`` options resolved to (``{"contour_width": 1}``), from the ``resolved`` entry of
+    its ``loss_options.json``: the options whose ``<name>_source`` starts with ``auto``; ``{}`` when none or
+    no file. Kept in ``per_run.csv`` so that runs held only as data still say it (``adopt`` compares it)."""
+    from nnunet_losses.nnunet.training import options as opt
+
+    try:
+        saved = opt.load_options(fold_dir)
+    except ValueError:
+        return {}
+    resolved = (saved or {}).get("resolved")
+    if not isinstance(resolved, dict):
+        return {}
+    return {k: resolved[k] for k in sorted(resolved) if not k.endswith("_source")
+            and str(resolved.get(f"{k}_source", "")).startswith("auto")}
 
 
 def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, dict]:
@@ -242,15 +260,18 @@ def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, di
         st = folder.read_state(rid)
         epochs, ema, screen = training_progress(sp)
         restored = st.get("restored") or {}
+        resolved = auto_resolved(sp["fold_dir"])
         if not epochs and restored.get("epochs"):  # restored, not trained here (yet): what its data said
             epochs, ema = restored["epochs"], restored.get("ema", float("nan"))
             screen = (restored.get("screen") or {}).get(str(epochs), float("nan"))
+            resolved = resolved or restored.get("auto_resolved") or {}
         out[(sp["arm"], sp["fold"], sp["seed"])] = {
             "arm": sp["arm"], "fold": sp["fold"], "seed": sp["seed"], "status": st.get("status"),
             "epochs": epochs, "val_dice": screen, "val_ema_dice": ema,
             "attempts": st.get("attempts", 0), "train_s": (st.get("seconds") or {}).get("train"),
             "predict_s": (st.get("seconds") or {}).get("predict"),
-            "log": _in_folder(folder, st.get("log") or sp["log"]), "device": st.get("device")}
+            "log": _in_folder(folder, st.get("log") or sp["log"]), "device": st.get("device"),
+            "auto_resolved": json.dumps(resolved, sort_keys=True) if resolved else ""}
     return out
 
 

@@ -127,6 +127,13 @@ def _state(row: dict, evaluations: List[str], data_dir: str, main: str = "test")
         restored["screen"] = {str(epochs): _float(row["val_dice"])}  # the halving screen at its last epoch
     if not math.isnan(_float(row.get("val_ema_dice"))):
         restored["ema"] = _float(row["val_ema_dice"])
+    if row.get("auto_resolved"):  # what its "auto" options resolved to (adopt compares it)
+        try:
+            restored["auto_resolved"] = json.loads(row["auto_resolved"])
+        except json.JSONDecodeError:
+            raise ValueError(f"per_run.csv in {data_dir}: auto_resolved {row['auto_resolved']!r} of run "
+                             f"{row.get('arm')} fold {row.get('fold')} seed {row.get('seed')} is not JSON; "
+                             f"collect the study again") from None
     state = {"status": "pending", "attempts": 0, "restored": restored}
     stops = {w[len("test_epoch"):]: {"restored": True} for w in evaluations if w.startswith("test_epoch")}
     if stops:
