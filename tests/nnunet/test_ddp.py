@@ -56,9 +56,10 @@ WORKER = textwrap.dedent('''
         torch.manual_seed(1)
         return torch.nn.Conv3d(CIN, C, 1)
 
-    def run(rank, world, port, out):
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+    def run(rank, world, store, out):
+        # A file store, not env:// : rank 0 then hosts no TCPStore daemon thread, whose teardown at
+        # interpreter exit aborted the process now and then ("terminate called without an active exception").
+        dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=world)
         torch.set_num_threads(1)
         res = {}
         for name, (cls, kw) in CASES.items():
@@ -71,12 +72,13 @@ WORKER = textwrap.dedent('''
             lsum = loss.detach().clone()
             dist.all_reduce(lsum)
             grads = [p.grad.detach().clone() for p in net.module.parameters()]
+            del net, loss  # DDP's reducer holds the process group: release it before the group goes
             if rank == 0:
                 ref_net = model()
                 ref = cls(batch_dice=True, ddp=False, **kw)(ref_net(x), t)
                 ref.backward()
                 res[name] = {
-                    "loss_ddp": float(lsum) / world, "loss_single": float(ref),
+                    "loss_ddp": lsum.item() / world, "loss_single": ref.detach().item(),
                     "grad_max_abs_diff": max(float((a - p.grad).abs().max())
                                              for a, p in zip(grads, ref_net.parameters())),
                     "grad_max_abs": max(float(p.grad.abs().max()) for p in ref_net.parameters()),
@@ -86,11 +88,15 @@ WORKER = textwrap.dedent('''
                 json.dump(res, f)
         dist.barrier()  # rank 1 must not tear gloo down while rank 0 still computes (abort at exit)
         dist.destroy_process_group()
+        sys.stdout.flush(); sys.stderr.flush()
+        os._exit(0)  # the work is done and written: skip C++ static destructors at interpreter exit
 
     if __name__ == "__main__":
-        import socket
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-        mp.spawn(run, args=(2, port, sys.argv[1]), nprocs=2, join=True)
+        out = sys.argv[1]
+        store = out + ".store"
+        if os.path.exists(store):
+            os.remove(store)
+        mp.spawn(run, args=(2, store, out), nprocs=2, join=True)
 ''')
 
 NAMES = ["DiceCELoss", "SoftDiceLoss", "DiceCELoss_sigmoid", "ComboLoss", "SeparableDiceLoss", "CWCDLoss",
