@@ -347,7 +347,7 @@ def _data_problem(this: _Study, other: _Study, st: Dict[str, Any], arm: str, src
     recorded = st["restored"].get("auto_resolved")
     if resolve and recorded is None:
         return f"{what}: what its 'auto' options resolved to is not recorded (data collected before it was)"
-    wrong = _resolved_otherwise(resolve, recorded or {}, "per_run.csv") if resolve else ""
+    wrong = _resolved_otherwise(resolve, recorded or {}, "per_run.csv")
     if wrong:
         return f"{what}: {wrong}"
     if other.plans(src_arm, seed) != this.plans(arm, seed):

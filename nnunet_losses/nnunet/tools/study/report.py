@@ -237,6 +237,7 @@ def auto_resolved(fold_dir: str) -> Dict[str, object]:
     """What the run's ``"auto"`` options resolved to (``{"contour_width": 1}``), from the ``resolved`` entry of
     its ``loss_options.json``: the options whose ``<name>_source`` starts with ``auto``; ``{}`` when none or
     no file. Kept in ``per_run.csv`` so that runs held only as data still say it (``adopt`` compares it)."""
+    from nnunet_losses.nnunet.maps.declaration import AUTO
     from nnunet_losses.nnunet.training import options as opt
 
     try:
@@ -247,7 +248,7 @@ def auto_resolved(fold_dir: str) -> Dict[str, object]:
     if not isinstance(resolved, dict):
         return {}
     return {k: resolved[k] for k in sorted(resolved) if not k.endswith("_source")
-            and str(resolved.get(f"{k}_source", "")).startswith("auto")}
+            and str(resolved.get(f"{k}_source", "")).startswith(AUTO)}
 
 
 def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, dict]:
