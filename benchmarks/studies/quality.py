@@ -438,10 +438,18 @@ def _width_sentence(outcome: dict) -> str:
         return (f"**Decision: change.** {best['arm']} gives a higher test Dice than `\"auto\"` "
                 f"({best['mean_diff']:+.3f}; runs, n = {best['n_runs']}, Wilcoxon, Holm over {len(tests)} "
                 f"widths: p = {_p(best['p_holm'])}): the rule's choice is not the best width on this dataset.")
-    return (f"**Decision: keep `\"auto\"`.** No fixed width gives a higher test Dice than it at run "
-            f"level (n = {min(t['n_runs'] for t in tests)} runs, Wilcoxon, Holm over {len(tests)} widths: "
-            f"smallest corrected p = {_p(min(t['p_holm'] for t in tests))}). This says the rule's choice is "
-            f"not shown to be worse than a fixed width here, not that the width matters.")
+    n, family = min(t["n_runs"] for t in tests), len(tests)
+    top = max(tests, key=lambda t: t["mean_diff"])
+    closest = (f"the closest, {top['arm']}: {top['mean_diff']:+.3f}, p = {_p(top['p_holm'])}"
+               if top["mean_diff"] > 0 else "none is higher on average")
+    text = (f"**Decision: keep `\"auto\"`.** No fixed width gives a higher test Dice than it at run level "
+            f"(runs, n = {n}, two-sided Wilcoxon signed-rank, Holm over {family} widths; {closest}).")
+    lower = [t for t in tests if verdict(t["mean_diff"], t["p_holm"]) == "lower, holds"]
+    if not lower:
+        return text + (" This says the rule's choice is not shown to be worse than a fixed width here, not that "
+                       "the width matters.")
+    named = " and ".join(f"{t['arm']} ({t['mean_diff']:+.3f}, p = {_p(t['p_holm'])})" for t in lower)
+    return text + f" {named} give{'s' if len(lower) == 1 else ''} a lower one (same level and test)."
 
 
 def width_decision(data: StudyData) -> List[str]:

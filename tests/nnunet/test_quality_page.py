@@ -223,8 +223,17 @@ def test_the_width_rule_changes_only_when_a_fixed_width_beats_auto(tmp_path):
     assert "**Decision: change.** CWCD_i2 gives a higher test Dice than `\"auto\"` (+0.025; runs, n = 10" in lines
     assert "Holm over 4 widths: p = 0.008" in lines  # 2/2^10 x 4
     assert "| CWCD_i1 | 10 | +0.0000 | 0 / 10 / 0 | 1.000 | not established |" in lines
-    lines = "\n".join(quality.width_decision(_width_data(tmp_path / "b", i2_gain=-0.0045)))
+    data = _width_data(tmp_path / "b", i2_gain=-0.0035)
+    lines = "\n".join(quality.width_decision(data))
     assert "**Decision: keep `\"auto\"`.**" in lines and "change" not in lines
+    assert "Holm over 4 widths; the closest, CWCD_i2: +0.001, p = 0.551)" in lines
+    assert "CWCD_i6 (-0.003, p = 0.008) gives a lower one (same level and test)." in lines
+    assert "not that the width matters" not in lines
+    for row in data.per_run:  # i6 level with auto: no width is lower, and the sentence says what that means
+        if row["arm"] == "CWCD_i6":
+            row["test_dice"] = float(row["test_dice"]) + 0.003
+    lines = "\n".join(quality.width_decision(data))
+    assert "gives a lower one" not in lines and "not that the width matters" in lines
 
 
 def test_losses_and_trainers_pages_repeat_the_width_decision_of_the_quality_page(tmp_path):
