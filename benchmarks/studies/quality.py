@@ -12,7 +12,9 @@ A generated block sits between ``<!-- generated: KEY -->`` and ``<!-- /generated
 the blocks is written by hand and compares no losses. Keys: ``study NAME`` (one per entry of ``STUDIES``),
 ``pilots`` and ``which-loss``, and in docs/losses.md and docs/trainers.md ``width-evidence`` and
 ``recall-weighted-evidence`` (the two decisions the grids make, in the words of docs/quality.md), and in
-docs/trainers.md ``flagged-evidence`` (the other arms the degenerate-solution screen flags).
+docs/trainers.md ``flagged-evidence`` (the other arms the degenerate-solution screen flags), and in docs/losses.md
+and docs/quality.md ``twins-evidence`` (AsymFbeta against Tversky, nearly one loss: one test per dataset, so
+its p needs no correction and the sentence says so).
 
 Every sentence a block writes about a difference between losses names its level (**runs**: one value per
 training, training randomness included; **cases**: the trained models fixed, the cases resampled), n, the
@@ -624,6 +626,62 @@ def recall_weighted_evidence_block(root: str) -> str:
     return where + "; ".join(parts) + ".\n"
 
 
+#: two shipped losses that are nearly one (F-beta with beta = 1.5 is Tversky with 0.308 / 0.692; docs/losses.md 3.4)
+TWINS = ("AsymFbeta", "Tversky")
+
+
+def _scored_column(row: dict) -> str:
+    """per_run.csv's test Dice column of a finished run's last scored evaluation: after training, or at its
+    halving stop."""
+    return "test_dice" if row["status"] == "done" else f"test_epoch{row['epochs']}_dice"
+
+
+def _evaluation_label(column: str) -> str:
+    return "after training" if column == "test_dice" else f"at their stop after epoch {column.split('epoch')[1][:-5]}"
+
+
+def twins_sentence(data: StudyData) -> Optional[str]:
+    """AsymFbeta against Tversky on one dataset, each run at its last scored evaluation: run level, paired by
+    fold and seed, one two-sided exact Wilcoxon signed-rank test (no family: one test per dataset, added after
+    the Hippocampus grid's data). None for a study without both arms."""
+    a, b = TWINS
+    rows = {arm: {(r["fold"], r["seed"]): r for r in data.per_run if r["arm"] == arm} for arm in TWINS}
+    if not rows[a] or not rows[b]:
+        return None
+    where = f"{data.study.dataset}: "
+    finished = {arm: sum(r["status"] in ("done", "stopped") for r in rows[arm].values()) for arm in TWINS}
+    if any(finished[arm] < len(rows[arm]) for arm in TWINS):
+        return where + "not compared yet (runs finished: " + ", ".join(
+            f"{arm} {finished[arm]} of {len(rows[arm])}" for arm in TWINS) + ")"
+    columns = {arm: {_scored_column(r) for r in rows[arm].values()} for arm in TWINS}
+    if any(len(c) > 1 for c in columns.values()) or columns[a] != columns[b]:
+        return where + "not comparable (" + ", ".join(
+            f"{arm} scored " + " and ".join(sorted(_evaluation_label(c) for c in columns[arm])) for arm in TWINS) + ")"
+    (column,) = columns[a]
+    values = {arm: {k: as_float(r.get(column)) for k, r in rows[arm].items()} for arm in TWINS}
+    values = {arm: {k: v for k, v in vs.items() if not math.isnan(v)} for arm, vs in values.items()}
+    pairs = sorted(set(values[a]) & set(values[b]))
+    if len(pairs) < 10:
+        return where + f"not compared yet ({len(pairs)} of 10 pairs scored)"
+    (t,) = run_level_tests(values, b, [a])
+    mean = {arm: statistics.fmean(values[arm][k] for k in pairs) for arm in TWINS}
+    result = ("no difference established" if verdict(t["mean_diff"], t["p_value"]) == "not established"
+              else f"{a} {verdict(t['mean_diff'], t['p_value'])}")
+    return (where + f"{_evaluation_label(column)}, mean test Dice {mean[a]:.3f} ({a}) and {mean[b]:.3f} ({b}), "
+            f"difference {t['mean_diff']:+.4f}, {a} higher / equal / lower in {t['better']} / {t['equal']} / "
+            f"{t['worse']} runs (run level, n = {t['n_runs']} pairs, two-sided exact Wilcoxon signed-rank: "
+            f"p = {_p(t['p_value'])}): {result}")
+
+
+def twins_evidence_block(root: str) -> str:
+    """docs/losses.md's and docs/quality.md's sentence on whether AsymFbeta and Tversky train alike, per dataset."""
+    found = [twins_sentence(StudyData(root, s)) for s in STUDIES if s.name.endswith("every_trainer")]
+    found = [f for f in found if f]
+    head = (f"**{TWINS[0]} against {TWINS[1]}** (each run at its last scored evaluation; one test per dataset, "
+            f"added after the Hippocampus grid's data, outside the grids' Holm families): ")
+    return head + ("; ".join(found) if found else "not started yet") + ".\n"
+
+
 def flagged_evidence_block(root: str) -> str:
     """docs/trainers.md's warnings: per every-trainer study, the arms :func:`flagged_arms` lists."""
     parts = []
@@ -758,6 +816,7 @@ def blocks(root: str) -> Dict[str, str]:
     out["width-evidence"] = width_evidence_block(root)
     out["recall-weighted-evidence"] = recall_weighted_evidence_block(root)
     out["flagged-evidence"] = flagged_evidence_block(root)
+    out["twins-evidence"] = twins_evidence_block(root)
     return out
 
 

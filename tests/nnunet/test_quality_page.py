@@ -346,3 +346,40 @@ def test_arms_flagged_in_half_their_runs_get_a_warning_beside_the_baseline_there
     data.screen += [{**r, "arm": "AsymFbeta"} for r in data.screen if r["arm"] == "OsC"]
     assert [r["arm"] for r in quality.flagged_arms(data)] == ["OsC"]
     assert "besides the recall-weighted losses" in quality.flagged_decision(data)[0]
+
+
+def _twin_data(tmp_path, gain, tversky_stop=10, asym_status="stopped"):
+    """Hippocampus grid rows of AsymFbeta and Tversky: both stopped after epoch 10 (or Tversky at
+    ``tversky_stop``), AsymFbeta's test Dice at its stop = Tversky's + ``gain`` + a small per-run wobble."""
+    d = tmp_path / quality.DATA / "hippocampus_every_trainer"
+    d.mkdir(parents=True)
+    json.dump({"definition": {"arms": {"nnU-Net": {}, "AsymFbeta": {}, "Tversky": {}}, "baseline": "nnU-Net",
+                              "folds": [0, 1, 2, 3, 4], "seeds": [0, 1], "epochs": 20},
+               "versions": {}, "collected": "now", "report": True}, open(d / "study.json", "w"))
+    rows = []
+    for i, (fold, seed) in enumerate((f, s) for f in range(5) for s in (0, 1)):
+        tversky = 0.70 + 0.01 * i
+        for arm, status, stop, value in (("AsymFbeta", asym_status, 10, tversky + gain + 0.0001 * i),
+                                         ("Tversky", "stopped", tversky_stop, tversky)):
+            rows.append({"arm": arm, "fold": fold, "seed": seed, "status": status, "epochs": stop,
+                         "test_epoch5_dice": value if stop == 5 else "", "test_epoch10_dice": value if stop == 10 else ""})
+    _write_csv(d / "per_run.csv", rows)
+    return quality.StudyData(str(tmp_path), quality.STUDIES[0])
+
+
+def test_asymfbeta_and_tversky_are_compared_once_per_dataset_at_the_same_evaluation(tmp_path):
+    text = quality.twins_sentence(_twin_data(tmp_path / "a", gain=0.01))
+    assert text == ("Hippocampus: at their stop after epoch 10, mean test Dice 0.755 (AsymFbeta) and 0.745 (Tversky), "
+                    "difference +0.0105, AsymFbeta higher / equal / lower in 10 / 0 / 0 runs (run level, n = 10 pairs, "
+                    "two-sided exact Wilcoxon signed-rank: p = 0.002): AsymFbeta higher, holds")
+    # equal losses: nothing established; the block names both datasets and says what the test is
+    root = tmp_path / "b"
+    _twin_data(root, gain=-0.00045)
+    block = quality.twins_evidence_block(str(root))
+    assert "one test per dataset, added after the Hippocampus grid's data, outside the grids' Holm families" in block
+    assert ": no difference established" in block and "DRIVE" not in block  # no DRIVE data in this root
+    # scored at different stops, or not finished: no test
+    assert "not comparable (AsymFbeta scored at their stop after epoch 10, Tversky scored at their stop after " \
+           "epoch 5)" in quality.twins_sentence(_twin_data(tmp_path / "c", gain=0.01, tversky_stop=5))
+    assert "not compared yet (runs finished: AsymFbeta 0 of 10, Tversky 10 of 10)" in \
+        quality.twins_sentence(_twin_data(tmp_path / "d", gain=0.01, asym_status="paused"))
