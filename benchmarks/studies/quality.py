@@ -637,7 +637,8 @@ def _scored_column(row: dict) -> str:
 
 
 def _evaluation_label(column: str) -> str:
-    return "after training" if column == "test_dice" else f"at their stop after epoch {column.split('epoch')[1][:-5]}"
+    return ("after training" if column == "test_dice"
+            else f"at their stop after epoch {column[len('test_epoch'):-len('_dice')]}")
 
 
 def twins_sentence(data: StudyData) -> Optional[str]:
