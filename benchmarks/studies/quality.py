@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
-from nnunet_losses.nnunet.tools.study.grid import SCREEN_EPOCHS
+from nnunet_losses.nnunet.tools.study.grid import SCREEN_EPOCHS, halving_drop
 from nnunet_losses.nnunet.tools.study.report import read_csv
 from nnunet_losses.nnunet.tools.study.statistics import as_float, holm_planned, run_level_tests, smallest_p
 
@@ -701,13 +701,47 @@ def flagged_evidence_block(root: str) -> str:
             f"`{DATA}/`, tables in docs/quality.md; {FLAGGED_RULE}): " + ". ".join(parts) + ".\n")
 
 
+def rerun_lines(data: StudyData) -> List[str]:
+    """Runs restored without their checkpoint and trained again with the same seed and schedule (per_run.csv's
+    ``rerun_epoch``, ``lost_val_dice``, ``rerun_val_dice``): how far the rerun's halving screen lies from the
+    lost training's, and the decision at that epoch with the reruns' values in place of the lost ones."""
+    lines: List[str] = []
+    groups: Dict[int, List[dict]] = {}
+    for r in data.per_run:
+        if not math.isnan(as_float(r.get("rerun_epoch"))):
+            groups.setdefault(int(as_float(r["rerun_epoch"])), []).append(r)
+    for epoch, rows in sorted(groups.items()):
+        d = [as_float(r["rerun_val_dice"]) - as_float(r["lost_val_dice"]) for r in rows]
+        text = (f"**Same-seed reruns after epoch {epoch}** ({len(rows)} runs restored without their checkpoint "
+                f"and trained again with the same seed and schedule; descriptive, not a test): validation pseudo "
+                f"Dice at epoch {epoch} of the rerun minus that of the lost training: median {statistics.median(d):+.4f}, "
+                f"median |difference| {statistics.median(abs(x) for x in d):.4f}, largest {max(abs(x) for x in d):.4f}.")
+        decision = data.halving.get(epoch) or {}
+        scores = {a: (float("-inf") if v is None else float(v)) for a, v in (decision.get("scores") or {}).items()}
+        if scores:
+            runs = {a: sum(1 for r in data.per_run if r["arm"] == a) for a in scores}
+            moved = dict(scores)
+            for r, x in zip(rows, d):
+                if r["arm"] in moved and runs[r["arm"]]:
+                    moved[r["arm"]] += x / runs[r["arm"]]
+            again = halving_drop(moved, data.baseline)
+            same = sorted(again) == sorted(decision.get("stopped") or [])
+            text += (f" With these reruns' values in place of the lost ones, the decision after epoch {epoch} "
+                     + ("stops the same arms." if same else
+                        f"would stop {', '.join(again) or 'none'} instead of "
+                        f"{', '.join(decision.get('stopped') or []) or 'none'} (the recorded decision stands: the "
+                        f"runs went on by it)."))
+        lines += [text, ""]
+    return lines
+
+
 def study_block(root: str, study: Study) -> str:
     data = StudyData(root, study)
     if not data.started:
         return (f"**Not started**: no data in `{DATA}/{study.name}/` yet. Definition: "
                 f"`benchmarks/studies/{study.name}.json`.\n")
     lines = _progress(data) + _halving_table(data) + _validation_table(data) + _run_level_table(data) \
-        + _case_level_table(data) + _stop_tables(data) + _screen_table(data)
+        + _case_level_table(data) + _stop_tables(data) + _screen_table(data) + rerun_lines(data)
     if study.name.endswith("contour_width"):
         lines += width_decision(data)
     if data.recall_rule_arms:

@@ -383,3 +383,24 @@ def test_asymfbeta_and_tversky_are_compared_once_per_dataset_at_the_same_evaluat
            "epoch 5)" in quality.twins_sentence(_twin_data(tmp_path / "c", gain=0.01, tversky_stop=5))
     assert "not compared yet (runs finished: AsymFbeta 0 of 10, Tversky 10 of 10)" in \
         quality.twins_sentence(_twin_data(tmp_path / "d", gain=0.01, asym_status="paused"))
+
+
+def test_same_seed_reruns_say_how_far_they_moved_and_what_the_decision_would_have_been(tmp_path):
+    """The epoch-5 decision (screen means nnU-Net 0.3, CWCD 0.5, Combo 0.45, OsC 0.1) stopped OsC. Combo's 10
+    runs, restored without checkpoints, trained again: 0.001 lower each leaves the decision as it was; 0.5
+    lower would have stopped Combo instead, which the page says without changing the recorded decision."""
+    root = _fake_root(tmp_path)
+    d = root / quality.DATA / "hippocampus_every_trainer"
+    json.dump({"5": {"scores": {"nnU-Net": 0.3, "CWCD": 0.5, "Combo": 0.45, "OsC": 0.1}, "stopped": ["OsC"],
+                     "screen": "validation pseudo Dice, mean of the last 2 epochs up to the pause"}},
+              open(d / "halving.json", "w"))
+    data = quality.StudyData(str(root), quality.STUDIES[0])
+    assert quality.rerun_lines(data) == []  # no run trained again
+    for shift, expected in ((-0.001, "stops the same arms."),
+                            (-0.5, "would stop Combo instead of OsC (the recorded decision stands")):
+        for i, r in enumerate(r for r in data.per_run if r["arm"] == "Combo"):
+            r.update(rerun_epoch="5", lost_val_dice=str(0.45 + 0.01 * i), rerun_val_dice=str(0.45 + 0.01 * i + shift))
+        (text, _) = quality.rerun_lines(data)
+        assert text.startswith("**Same-seed reruns after epoch 5** (10 runs restored without their checkpoint")
+        assert "descriptive, not a test" in text and expected in text
+        assert f"median {shift:+.4f}, median |difference| {abs(shift):.4f}, largest {abs(shift):.4f}." in text

@@ -766,3 +766,42 @@ def test_a_run_interrupted_in_a_later_halving_round_is_not_sent_back_to_an_earli
     assert not _finished(folder, spec, 5)  # interrupted before the first pause: round 1 continues it
     folder.write_state(spec["run"], status="paused", epoch=5)
     assert _finished(folder, spec, 5) and not _finished(folder, spec, 10)
+
+
+def test_a_restored_run_trained_again_reports_both_screens_where_the_lost_one_paused(tmp_path):
+    """Restored at epoch 2 with screen 0.5 and trained again here to epoch 4 (logged pseudo Dice 0.1, 0.3, 0.6,
+    0.7): per_run.csv gives the rerun's screen at epoch 2, (0.1 + 0.3) / 2, beside the lost 0.5, and a second
+    restore from that row keeps the pair although no checkpoint is left."""
+    import torch
+
+    from nnunet_losses.nnunet.tools.study.report import progress_rows
+    from nnunet_losses.nnunet.tools.study.restore import _state
+
+    rid = "A__fold0__seed0"
+    spec = {"run": rid, "arm": "A", "fold": 0, "seed": 0, "fold_dir": str(tmp_path / rid),
+            "log": str(tmp_path / "s" / "logs" / f"{rid}.log")}
+    folder = StudyFolder(str(tmp_path / "s"))
+    folder.write_state(rid, **_state({"status": "paused", "epochs": "2", "val_dice": "0.5"}, [], "data"))
+    row = progress_rows(folder, {rid: spec})[("A", 0, 0)]
+    assert (row["epochs"], row["val_dice"]) == (2, 0.5)
+    assert (row["rerun_epoch"], row["lost_val_dice"], row["rerun_val_dice"]) == ("", "", "")  # not trained here yet
+    os.makedirs(spec["fold_dir"])
+    torch.save({"logging": {"mean_fg_dice": [0.1, 0.3, 0.6, 0.7], "ema_fg_dice": [0.1, 0.12, 0.17, 0.22]}},
+               os.path.join(spec["fold_dir"], "checkpoint_latest.pth"))
+    row = progress_rows(folder, {rid: spec})[("A", 0, 0)]
+    assert row["epochs"] == 4 and row["val_dice"] == pytest.approx(0.65)
+    assert (row["rerun_epoch"], row["lost_val_dice"]) == (2, 0.5) and row["rerun_val_dice"] == pytest.approx(0.2)
+    again = _state({k: str(v) for k, v in row.items()}, [], "data")
+    assert again["restored"]["rerun"] == {"epoch": 2, "lost": 0.5, "again": pytest.approx(0.2)}
+    other = StudyFolder(str(tmp_path / "t"))
+    other.write_state(rid, **again)
+    row = progress_rows(other, {rid: {**spec, "fold_dir": str(tmp_path / "gone")}})[("A", 0, 0)]
+    assert (row["rerun_epoch"], row["lost_val_dice"]) == (2, 0.5) and row["rerun_val_dice"] == pytest.approx(0.2)
+
+
+def test_halving_drops_the_worse_half_of_the_arms_other_than_the_baseline():
+    from nnunet_losses.nnunet.tools.study.grid import halving_drop
+
+    scores = {"nnU-Net": 0.0, "A": 0.9, "B": 0.5, "C": 0.7, "D": float("-inf")}
+    assert halving_drop(scores, "nnU-Net") == ["B", "D"]  # 4 others: 2 go on, the baseline always does
+    assert halving_drop({**scores, "E": 0.6}, "nnU-Net") == ["B", "D"]  # 5 others: 3 go on

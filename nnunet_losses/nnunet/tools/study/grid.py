@@ -37,8 +37,8 @@ from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
 from nnunet_losses.nnunet.tools.study.folder import SUFFIX, StudyFolder, run_id
 from nnunet_losses.nnunet.tools.study.run import execute_run, predict_at_stop, test_cases
 
-__all__ = ["prepare_study", "run_specs", "run_grid", "halving_milestones", "validation_dice", "training_progress",
-           "Interrupted",
+__all__ = ["prepare_study", "run_specs", "run_grid", "halving_milestones", "halving_drop", "validation_dice",
+           "training_progress", "training_log", "progress_in_log", "screen_in_log", "Interrupted",
            "NNUNET_EPOCHS"]
 
 NNUNET_EPOCHS = 1000  # nnU-Net's default schedule: 1000 epochs of 250 iterations
@@ -159,7 +159,7 @@ SCREEN_EPOCHS = 2
 SCREEN = f"validation pseudo Dice, mean of the last {SCREEN_EPOCHS} epochs up to the pause"
 
 
-def _training_log(spec: dict) -> Dict[str, list]:
+def training_log(spec: dict) -> Dict[str, list]:
     """nnU-Net's training log (``mean_fg_dice``, ``ema_fg_dice``, ... one value per epoch) from the run's newest
     checkpoint; ``{}`` before the first."""
     import torch
@@ -177,13 +177,18 @@ def training_progress(spec: dict) -> Tuple[int, float, float]:
     """(epochs trained, nnU-Net's last validation pseudo Dice EMA, :func:`validation_dice` at the last epoch)
     of a run, from its newest checkpoint; ``(0, nan, nan)`` before the first one. The EMA is ``0.9 ema + 0.1 x``
     of the foreground Dice nnU-Net logs after each epoch."""
-    log = _training_log(spec)
+    return progress_in_log(training_log(spec))
+
+
+def progress_in_log(log: Dict[str, list]) -> Tuple[int, float, float]:
+    """:func:`training_progress` of a training log already read (:func:`training_log`)."""
     ema = log.get("ema_fg_dice") or []
     epochs = len(ema)
-    return epochs, (float(ema[-1]) if ema else float("nan")), _screen(log, epochs)
+    return epochs, (float(ema[-1]) if ema else float("nan")), screen_in_log(log, epochs)
 
 
-def _screen(log: Dict[str, list], epoch: int) -> float:
+def screen_in_log(log: Dict[str, list], epoch: int) -> float:
+    """The halving screen at ``epoch`` of a training log (:func:`validation_dice`); ``nan`` before it."""
     values = (log.get("mean_fg_dice") or [])[:epoch]
     if epoch < 1 or len(values) < epoch:
         return float("nan")
@@ -203,7 +208,7 @@ def validation_dice(spec: dict, epoch: int) -> float:
     >>> validation_dice({"fold_dir": "/no/such/folder"}, 5)
     nan
     """
-    value = _screen(_training_log(spec), epoch)
+    value = screen_in_log(training_log(spec), epoch)
     if math.isnan(value) and spec.get("root") and spec.get("run"):
         restored = StudyFolder(spec["root"]).read_state(spec["run"]).get("restored") or {}
         value = float((restored.get("screen") or {}).get(str(epoch), value))
@@ -374,6 +379,17 @@ def run_grid(folder: StudyFolder, definition: StudyDefinition, specs: Dict[str, 
             signal.signal(s, h)
 
 
+def halving_drop(scores: Dict[str, float], baseline: str) -> List[str]:
+    """The arms one successive-halving decision stops: the worse half (rounded down) of the arms other than the
+    baseline, by ``scores`` (the arm means of the screen; ``-inf`` for an arm without one), best first.
+
+    >>> halving_drop({"nnU-Net": 0.1, "A": 0.9, "B": 0.5, "C": 0.7}, "nnU-Net")
+    ['B']
+    """
+    others = sorted([a for a in scores if a != baseline], key=lambda a: scores[a], reverse=True)
+    return others[math.ceil(len(others) / 2):]
+
+
 def _halve(folder, definition, specs, arms, metric, pause_at, echo) -> List[str]:
     """Stop the worse half of the arms other than the baseline by ``metric(spec, pause_at)``; the arms that go
     on. A decision is recorded in ``halving.json`` and reused when the study continues; one recorded with
@@ -389,9 +405,7 @@ def _halve(folder, definition, specs, arms, metric, pause_at, echo) -> List[str]
         values = [metric(s, pause_at) for s in specs.values() if s["arm"] == arm]
         values = [v for v in values if not math.isnan(v)]
         scores[arm] = sum(values) / len(values) if values else float("-inf")
-    others = sorted([a for a in candidates if a != base], key=lambda a: scores[a], reverse=True)
-    keep = others[:math.ceil(len(others) / 2)]
-    drop = others[len(keep):]
+    drop = halving_drop(scores, base)
     went_on = []
     if decided:  # an arm told to go on that trained past the stop can no longer be stopped there
         went_on = [a for a in drop if a not in decided["stopped"] and any(

@@ -26,7 +26,7 @@ from nnunet_losses.nnunet.tools.commands import command_path
 from nnunet_losses.nnunet.tools.study.definition import StudyDefinition
 from nnunet_losses.nnunet.tools.study.csv_files import read_csv, write_csv
 from nnunet_losses.nnunet.tools.study.folder import StudyFolder
-from nnunet_losses.nnunet.tools.study.grid import run_specs, training_progress
+from nnunet_losses.nnunet.tools.study.grid import progress_in_log, run_specs, screen_in_log, training_log
 from nnunet_losses.nnunet.tools.study.run import predictions_complete
 from nnunet_losses.nnunet.tools.study.statistics import holm_planned, run_level_tests, run_values, screen
 
@@ -230,7 +230,7 @@ def _status_table(folder: StudyFolder, specs: Dict[str, dict]) -> List[str]:
 
 
 PROGRESS_COLUMNS = ["arm", "fold", "seed", "status", "epochs", "val_dice", "val_ema_dice", "attempts", "train_s",
-                    "predict_s", "device", "log", "auto_resolved"]
+                    "predict_s", "device", "log", "auto_resolved", "rerun_epoch", "lost_val_dice", "rerun_val_dice"]
 
 
 def auto_resolved(fold_dir: str) -> Dict[str, object]:
@@ -251,16 +251,36 @@ def auto_resolved(fold_dir: str) -> Dict[str, object]:
             and str(resolved.get(f"{k}_source", "")).startswith(AUTO)}
 
 
+def rerun(restored: Dict[str, object], log: Dict[str, list]) -> Dict[str, float]:
+    """A run restored without its checkpoint (``restored``: its state's record) that trained here again with
+    the same seed and schedule: ``{"epoch": E, "lost": s, "again": t}``, the halving screen at the epoch E the
+    lost training had reached, of the lost training (the value a decision there used) and of this one; ``{}``
+    when the run has not trained past E here. A record restored from data that had it already keeps it.
+
+    >>> rerun({"epochs": 2, "screen": {"2": 0.5}}, {"mean_fg_dice": [0.1, 0.3, 0.6]})
+    {'epoch': 2, 'lost': 0.5, 'again': 0.2}
+    """
+    if restored.get("rerun"):
+        return dict(restored["rerun"])
+    epoch = int(restored.get("epochs") or 0)
+    lost = (restored.get("screen") or {}).get(str(epoch))
+    again = screen_in_log(log, epoch) if epoch and lost is not None else float("nan")
+    return {} if math.isnan(again) else {"epoch": epoch, "lost": float(lost), "again": round(again, 6)}
+
+
 def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, dict]:
     """{(arm, fold, seed): the run's progress (``PROGRESS_COLUMNS``)}: its state and, from its newest
     checkpoint, the epochs trained, the halving screen at the last epoch (``val_dice``: nnU-Net's validation
-    pseudo Dice, mean of the last ``SCREEN_EPOCHS`` epochs) and nnU-Net's EMA of it. Reads only, so it may run
-    while the study trains (no lock)."""
+    pseudo Dice, mean of the last ``SCREEN_EPOCHS`` epochs) and nnU-Net's EMA of it; for a run restored without
+    its checkpoint and trained again here, the screen of both trainings where the lost one stopped
+    (:func:`rerun`). Reads only, so it may run while the study trains (no lock)."""
     out: Dict[tuple, dict] = {}
     for rid, sp in specs.items():
         st = folder.read_state(rid)
-        epochs, ema, screen = training_progress(sp)
+        log = training_log(sp)
+        epochs, ema, screen = progress_in_log(log)
         restored = st.get("restored") or {}
+        again = rerun(restored, log)
         resolved = auto_resolved(sp["fold_dir"])
         if not epochs and restored.get("epochs"):  # restored, not trained here (yet): what its data said
             epochs, ema = restored["epochs"], restored.get("ema", float("nan"))
@@ -272,7 +292,9 @@ def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, di
             "attempts": st.get("attempts", 0), "train_s": (st.get("seconds") or {}).get("train"),
             "predict_s": (st.get("seconds") or {}).get("predict"),
             "log": _in_folder(folder, st.get("log") or sp["log"]), "device": st.get("device"),
-            "auto_resolved": json.dumps(resolved, sort_keys=True) if resolved else ""}
+            "auto_resolved": json.dumps(resolved, sort_keys=True) if resolved else "",
+            "rerun_epoch": again.get("epoch", ""), "lost_val_dice": again.get("lost", ""),
+            "rerun_val_dice": again.get("again", "")}
     return out
 
 

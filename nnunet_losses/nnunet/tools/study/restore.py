@@ -127,6 +127,10 @@ def _state(row: dict, evaluations: List[str], data_dir: str, main: str = "test")
         restored["screen"] = {str(epochs): _float(row["val_dice"])}  # the halving screen at its last epoch
     if not math.isnan(_float(row.get("val_ema_dice"))):
         restored["ema"] = _float(row["val_ema_dice"])
+    rerun = {k: _float(row.get(c)) for k, c in (("epoch", "rerun_epoch"), ("lost", "lost_val_dice"),
+                                                ("again", "rerun_val_dice"))}
+    if not any(math.isnan(v) for v in rerun.values()):  # trained again after an earlier restore: kept
+        restored["rerun"] = {**rerun, "epoch": int(rerun["epoch"])}
     if row.get("auto_resolved"):  # what its "auto" options resolved to (adopt compares it)
         try:
             restored["auto_resolved"] = json.loads(row["auto_resolved"])
