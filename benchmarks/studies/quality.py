@@ -712,8 +712,8 @@ def rerun_lines(data: StudyData) -> List[str]:
             groups.setdefault(int(as_float(r["rerun_epoch"])), []).append(r)
     for epoch, rows in sorted(groups.items()):
         d = [as_float(r["rerun_val_dice"]) - as_float(r["lost_val_dice"]) for r in rows]
-        runs_word = "run" if len(rows) == 1 else "runs"
-        text = (f"**Same-seed reruns after epoch {epoch}** ({len(rows)} {runs_word} restored without their checkpoint "
+        who = "run restored without its" if len(rows) == 1 else "runs restored without their"
+        text = (f"**Same-seed reruns after epoch {epoch}** ({len(rows)} {who} checkpoint "
                 f"and trained again with the same seed and schedule; descriptive, not a test): validation pseudo "
                 f"Dice at epoch {epoch} of the rerun minus that of the lost training: median {statistics.median(d):+.4f}, "
                 f"median |difference| {statistics.median(abs(x) for x in d):.4f}, largest {max(abs(x) for x in d):.4f}.")
