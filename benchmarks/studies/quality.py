@@ -529,8 +529,9 @@ def recall_weighted_decision(data: StudyData) -> List[str]:
     return lines + [""]
 
 
-def _evaluated(which: str) -> str:
-    return "after training" if which == "test" else f"at its stop after epoch {which[len('test_epoch'):]}"
+def _evaluated(which: str, whose: str = "its") -> str:
+    """How an evaluation reads in a sentence: "test" is after training, "test_epochN" at the run's halving stop."""
+    return "after training" if which == "test" else f"at {whose} stop after epoch {which[len('test_epoch'):]}"
 
 
 def flagged_arms(data: StudyData) -> List[dict]:
@@ -637,8 +638,8 @@ def _scored_column(row: dict) -> str:
 
 
 def _evaluation_label(column: str) -> str:
-    return ("after training" if column == "test_dice"
-            else f"at their stop after epoch {column[len('test_epoch'):-len('_dice')]}")
+    """_evaluated for a per_run.csv column ("test_dice", "test_epochN_dice") that several runs share."""
+    return _evaluated(column[:-len("_dice")], "their")
 
 
 def twins_sentence(data: StudyData) -> Optional[str]:
@@ -666,8 +667,8 @@ def twins_sentence(data: StudyData) -> Optional[str]:
         return where + f"not compared yet ({len(pairs)} of 10 pairs scored)"
     (t,) = run_level_tests(values, b, [a])
     mean = {arm: statistics.fmean(values[arm][k] for k in pairs) for arm in TWINS}
-    result = ("no difference established" if verdict(t["mean_diff"], t["p_value"]) == "not established"
-              else f"{a} {verdict(t['mean_diff'], t['p_value'])}")
+    said = verdict(t["mean_diff"], t["p_value"])
+    result = "no difference established" if said == "not established" else f"{a} {said}"
     return (where + f"{_evaluation_label(column)}, mean test Dice {mean[a]:.3f} ({a}) and {mean[b]:.3f} ({b}), "
             f"difference {t['mean_diff']:+.4f}, {a} higher / equal / lower in {t['better']} / {t['equal']} / "
             f"{t['worse']} runs (run level, n = {t['n_runs']} pairs, two-sided exact Wilcoxon signed-rank: "
