@@ -770,8 +770,9 @@ def test_a_run_interrupted_in_a_later_halving_round_is_not_sent_back_to_an_earli
 
 def test_a_restored_run_trained_again_reports_both_screens_where_the_lost_one_paused(tmp_path):
     """Restored at epoch 2 with screen 0.5 and trained again here to epoch 4 (logged pseudo Dice 0.1, 0.3, 0.6,
-    0.7): per_run.csv gives the rerun's screen at epoch 2, (0.1 + 0.3) / 2, beside the lost 0.5, and a second
-    restore from that row keeps the pair although no checkpoint is left."""
+    0.7): at epoch 1 per_run.csv still gives the restored epoch 2 and its screen; at epoch 4 it gives the
+    rerun's screen at epoch 2, (0.1 + 0.3) / 2, beside the lost 0.5, and a second restore from that row keeps
+    the pair although no checkpoint is left."""
     import torch
 
     from nnunet_losses.nnunet.tools.study.report import progress_rows
@@ -786,6 +787,10 @@ def test_a_restored_run_trained_again_reports_both_screens_where_the_lost_one_pa
     assert (row["epochs"], row["val_dice"]) == (2, 0.5)
     assert (row["rerun_epoch"], row["lost_val_dice"], row["rerun_val_dice"]) == ("", "", "")  # not trained here yet
     os.makedirs(spec["fold_dir"])
+    torch.save({"logging": {"mean_fg_dice": [0.1], "ema_fg_dice": [0.1]}},
+               os.path.join(spec["fold_dir"], "checkpoint_latest.pth"))
+    row = progress_rows(folder, {rid: spec})[("A", 0, 0)]  # trained again here, not yet as far as the data went
+    assert (row["epochs"], row["val_dice"], row["rerun_epoch"]) == (2, 0.5, "")
     torch.save({"logging": {"mean_fg_dice": [0.1, 0.3, 0.6, 0.7], "ema_fg_dice": [0.1, 0.12, 0.17, 0.22]}},
                os.path.join(spec["fold_dir"], "checkpoint_latest.pth"))
     row = progress_rows(folder, {rid: spec})[("A", 0, 0)]

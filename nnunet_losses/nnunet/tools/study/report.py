@@ -282,7 +282,9 @@ def progress_rows(folder: StudyFolder, specs: Dict[str, dict]) -> Dict[tuple, di
         restored = st.get("restored") or {}
         again = rerun(restored, log)
         resolved = auto_resolved(sp["fold_dir"])
-        if not epochs and restored.get("epochs"):  # restored, not trained here (yet): what its data said
+        if epochs < int(restored.get("epochs") or 0):
+            # restored, and not trained here (yet) as far as its data went: what the data said, not a partial
+            # retraining's earlier epoch (a snapshot of it, restored elsewhere, would lose the later screen)
             epochs, ema = restored["epochs"], restored.get("ema", float("nan"))
             screen = (restored.get("screen") or {}).get(str(epochs), float("nan"))
             resolved = resolved or restored.get("auto_resolved") or {}
