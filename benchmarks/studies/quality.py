@@ -813,8 +813,12 @@ def which_loss_block(root: str) -> str:
                     diff, ph = as_float(r["mean_diff"]), as_float(r["p_holm"])
                     cells.append(f"stopped by successive halving after epoch {e}; there: {diff:+.3f}, n = "
                                  f"{r['n_runs']}, p (Holm) = {_p(ph)}: {verdict(diff, ph)}")
+                elif status == {"stopped"}:  # its test set at the stop is predicted after the decision
+                    epochs = sorted({int(r["epochs"]) for r in d.per_run if r["arm"] == arm})
+                    cells.append(f"stopped by successive halving after epoch {'/'.join(map(str, epochs))}; "
+                                 "not scored there yet")
                 else:
-                    cells.append("stopped by successive halving" if status == {"stopped"} else "not compared yet")
+                    cells.append("not compared yet")
             else:
                 cells.append(f"{as_float(row['mean_diff']):+.3f}, n = {row['n_runs']}, p (Holm) = "
                              f"{_p(as_float(row['p_holm']))}: {verdict(as_float(row['mean_diff']), as_float(row['p_holm']))}")

@@ -96,7 +96,7 @@ def test_blocks_say_holds_only_below_the_corrected_threshold(tmp_path):
     assert "+9.0" not in page
     # the arm halving stopped: its screen score, no test-set comparison
     assert "| OsC | 0.100 (stopped) |" in page
-    assert "| OsC | stopped by successive halving |" in readme
+    assert "| OsC | stopped by successive halving after epoch 5; not scored there yet |" in readme
     assert "| CWCD | +0.030, n = 10, p (Holm) = 0.012: higher, holds |" in readme
     # nothing of an unstarted study is invented
     assert "**Not started**: no data in `docs/data/studies/drive_every_trainer/`" in page
