@@ -838,16 +838,21 @@ def which_loss_block(root: str) -> str:
 
 
 def _grid_progress(data: StudyData) -> str:
-    """How far one every-trainer grid is, in runs: trained to the end, stopped by successive halving, total.
+    """How far one every-trainer grid is, in runs: trained to the end, stopped by successive halving and scored
+    at their stop, total.
 
-    A grid is finished when every run is one or the other; stopped runs are finished too (compared at their
-    stop), so "50 done of 150" would undersell a finished grid."""
+    A grid is finished when every run is one or the other; a stopped run is finished too once its stop is
+    scored (it is compared there), so "50 done of 150" would undersell a finished grid, and a stop still
+    waiting for its test-set predictions is not finished yet."""
     done = sum(1 for r in data.per_run if r["status"] == "done")
-    stopped = sum(1 for r in data.per_run if r["status"] == "stopped")
-    what = f"{done} trained to the end, {stopped} stopped by successive halving"
-    if done + stopped == len(data.per_run):
+    stopped = [r for r in data.per_run if r["status"] == "stopped"]
+    scored = sum(1 for r in stopped if r.get(_scored_column(r)) not in (None, ""))
+    what = f"{done} trained to the end, {scored} stopped by successive halving and scored at their stop"
+    if scored < len(stopped):
+        what += f", {len(stopped) - scored} stopped and waiting for their stop's test-set score"
+    if done + scored == len(data.per_run):
         return f"{data.study.dataset} grid: finished ({what})."
-    return f"{data.study.dataset} grid: {done + stopped} of {len(data.per_run)} runs finished ({what})."
+    return f"{data.study.dataset} grid: {done + scored} of {len(data.per_run)} runs finished ({what})."
 
 
 def blocks(root: str) -> Dict[str, str]:

@@ -101,12 +101,9 @@ def test_blocks_say_holds_only_below_the_corrected_threshold(tmp_path):
     # nothing of an unstarted study is invented
     assert "**Not started**: no data in `docs/data/studies/drive_every_trainer/`" in page
     assert quality.write_pages(str(root), check=True) == []
-    # how far the grid is: stopped runs are finished too
-    assert "Hippocampus grid: finished (30 trained to the end, 10 stopped by successive halving)." in readme
-    data = quality.StudyData(str(root), quality.STUDIES[0])
-    data.per_run[0]["status"] = "paused"
-    assert quality._grid_progress(data) == ("Hippocampus grid: 39 of 40 runs finished (29 trained to the end, "
-                                            "10 stopped by successive halving).")
+    # how far the grid is: a stopped run is not finished before its stop is scored
+    assert ("Hippocampus grid: 30 of 40 runs finished (30 trained to the end, 0 stopped by successive halving and "
+            "scored at their stop, 10 stopped and waiting for their stop's test-set score).") in readme
 
 
 def test_an_arm_stopped_by_halving_is_reported_at_its_stop(tmp_path):
@@ -123,6 +120,13 @@ def test_an_arm_stopped_by_halving_is_reported_at_its_stop(tmp_path):
             "lower, holds |") in readme
     # the stop's comparison is not the finished arms' one: no "Training with OsC" sentence
     assert "training with OsC" not in page and "training with OsC" not in readme
+    # scored at their stop, stopped runs are finished too
+    assert ("Hippocampus grid: finished (30 trained to the end, 10 stopped by successive halving and scored at "
+            "their stop).") in readme
+    data = quality.StudyData(str(root), quality.STUDIES[0])
+    data.per_run[0]["status"] = "paused"
+    assert quality._grid_progress(data) == ("Hippocampus grid: 39 of 40 runs finished (29 trained to the end, "
+                                            "10 stopped by successive halving and scored at their stop).")
 
 
 def test_a_change_in_the_data_makes_the_pages_stale(tmp_path):
