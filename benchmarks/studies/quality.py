@@ -537,7 +537,8 @@ def _evaluated(which: str, whose: str = "its") -> str:
 def flagged_arms(data: StudyData) -> List[dict]:
     """The arms besides nnU-Net's (and, on DRIVE, the recall-weighted losses, which have their own rule) with
     at least half of their screened runs flagged, each run at its last scored evaluation; with nnU-Net's runs
-    flagged at the same evaluation for comparison."""
+    flagged at the same evaluation for comparison. ``runs`` of ``of`` runs are screened: the warning waits for
+    all of them."""
     out = []
     for arm in data.arms:
         if arm == data.baseline or arm in data.recall_rule_arms:
@@ -554,6 +555,7 @@ def flagged_arms(data: StudyData) -> List[dict]:
                 key = (r.get("evaluation") or "test", r["fold"], r["seed"])
                 base[key] = base.get(key, False) or bool(r["flag"])
         out.append({"arm": arm, "evaluated": " / ".join(_evaluated(w) for w in where), "runs": n,
+                    "of": sum(1 for r in data.per_run if r["arm"] == arm) or n,
                     "flagged": flagged, "ratio": ratio, "precision": prec,
                     "baseline": (sum(base.values()), len(base))})
     return out
@@ -578,8 +580,9 @@ def flagged_decision(data: StudyData) -> List[str]:
     lines += [f"| arm | evaluated | runs flagged | median volume ratio | mean precision | {data.baseline}'s runs "
               "flagged there |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['arm']} | {r['evaluated']} | {r['flagged']} of {r['runs']} | {_f(r['ratio'], 2)} | "
-                     f"{_f(r['precision'])} | {r['baseline'][0]} of {r['baseline'][1]} |")
+        so_far = f" ({r['runs']} of {r['of']} runs screened so far)" if r["runs"] < r["of"] else ""
+        lines.append(f"| {r['arm']} | {r['evaluated']} | {r['flagged']} of {r['runs']}{so_far} | "
+                     f"{_f(r['ratio'], 2)} | {_f(r['precision'])} | {r['baseline'][0]} of {r['baseline'][1]} |")
     return lines + [""]
 
 
@@ -693,10 +696,17 @@ def flagged_evidence_block(root: str) -> str:
             parts.append(f"{study.dataset}: not screened yet")
             continue
         rows = flagged_arms(data)
-        parts.append(f"{study.dataset}: " + ("; ".join(
+        warned = [r for r in rows if r["runs"] == r["of"]]
+        waiting = [r for r in rows if r["runs"] < r["of"]]
+        text = "; ".join(
             f"{r['arm']} {r['evaluated']}, {r['flagged']} of {r['runs']} runs flagged (median volume ratio "
             f"{_f(r['ratio'], 2)}, mean precision {_f(r['precision'])}; {data.baseline}'s runs there: "
-            f"{r['baseline'][0]} of {r['baseline'][1]})" for r in rows) or "no arm flagged so far"))
+            f"{r['baseline'][0]} of {r['baseline'][1]})" for r in warned) or ("no warning yet" if waiting else "no arm flagged so far")
+        if waiting:  # a warning rests on all of an arm's runs; a partial count is shown, not acted on
+            text += "; not decided yet: " + ", ".join(
+                f"{r['arm']} ({r['flagged']} of {r['runs']} runs flagged, {r['runs']} of {r['of']} screened)"
+                for r in waiting)
+        parts.append(f"{study.dataset}: {text}")
     return ("**Warnings from the degenerate-solution screen** (per run: median predicted / reference volume outside "
             "[0.5, 2], or precision below half of nnU-Net's run of the same fold, seed and epoch; data "
             f"`{DATA}/`, tables in docs/quality.md; {FLAGGED_RULE}): " + ". ".join(parts) + ".\n")
@@ -787,6 +797,12 @@ def pilots_block(root: str) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _n_runs(data: StudyData, arm: str, n_runs: str) -> str:
+    """A run-level test's n, with "(of N so far)" while the arm has runs not in it yet (a grid part-way)."""
+    total = sum(1 for r in data.per_run if r["arm"] == arm)
+    return n_runs if int(n_runs) >= total else f"{n_runs} (of {total} so far)"
+
+
 def which_loss_block(root: str) -> str:
     every = [s for s in STUDIES if s.name.endswith("every_trainer")]
     datas = [StudyData(root, s) for s in every]
@@ -812,7 +828,7 @@ def which_loss_block(root: str) -> str:
                     e, r = stop
                     diff, ph = as_float(r["mean_diff"]), as_float(r["p_holm"])
                     cells.append(f"stopped by successive halving after epoch {e}; there: {diff:+.3f}, n = "
-                                 f"{r['n_runs']}, p (Holm) = {_p(ph)}: {verdict(diff, ph)}")
+                                 f"{_n_runs(d, arm, r['n_runs'])}, p (Holm) = {_p(ph)}: {verdict(diff, ph)}")
                 elif status == {"stopped"}:  # its test set at the stop is predicted after the decision
                     epochs = sorted({int(r["epochs"]) for r in d.per_run if r["arm"] == arm})
                     cells.append(f"stopped by successive halving after epoch {'/'.join(map(str, epochs))}; "
@@ -820,7 +836,7 @@ def which_loss_block(root: str) -> str:
                 else:
                     cells.append("not compared yet")
             else:
-                cells.append(f"{as_float(row['mean_diff']):+.3f}, n = {row['n_runs']}, p (Holm) = "
+                cells.append(f"{as_float(row['mean_diff']):+.3f}, n = {_n_runs(d, arm, row['n_runs'])}, p (Holm) = "
                              f"{_p(as_float(row['p_holm']))}: {verdict(as_float(row['mean_diff']), as_float(row['p_holm']))}")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     sentences = [s for d in datas if d.started for s in run_level_sentences(d)]

@@ -63,9 +63,9 @@ def _fake_root(tmp_path, p_holm_cwcd=0.012, stop_scores=False):
             r["test_epoch5_dice"] = {"nnU-Net": 0.6, "OsC": 0.4}.get(r["arm"], "")
         _write_csv(d / "per_run.csv", runs)
         _write_csv(d / "screen.csv", [
-            {"evaluation": w, "arm": arm, "fold": f, "seed": 0, "class": "1", "volume_ratio": v, "precision": p,
+            {"evaluation": w, "arm": arm, "fold": f, "seed": seed, "class": "1", "volume_ratio": v, "precision": p,
              "false_components": 0, "flag": flag}
-            for f in range(5)
+            for f in range(5) for seed in (0, 1)
             for w, arm, v, p, flag in (("test", "CWCD", 1.0, 0.9, ""), ("test_epoch5", "nnU-Net", 0.9, 0.8, ""),
                                        ("test_epoch5", "OsC", 3.0, 0.3, "volume ratio 3.00 outside [0.5, 2]"))])
     json.dump({"5": {"scores": {"nnU-Net": 0.3, "CWCD": 0.35, "Combo": 0.31, "OsC": 0.1}, "stopped": ["OsC"]}},
@@ -114,12 +114,21 @@ def test_an_arm_stopped_by_halving_is_reported_at_its_stop(tmp_path):
     assert "**Arms stopped after epoch 5 of 20, scored at their stop**" in page
     assert "| nnU-Net | 10 | 0.600 | (baseline at epoch 5) | | | |" in page
     assert "| OsC | 10 | 0.400 | -0.2000 | 0 / 0 / 10 | 0.002 | lower, holds |" in page
-    assert "| at epoch 5 | OsC | 5 | 5 | 3.00 | 0.300 | volume ratio 3.00 outside [0.5, 2] |" in page
-    assert "| after training | CWCD | 5 | 0 | 1.00 | 0.900 |  |" in page
+    assert "| at epoch 5 | OsC | 10 | 10 | 3.00 | 0.300 | volume ratio 3.00 outside [0.5, 2] |" in page
+    assert "| after training | CWCD | 10 | 0 | 1.00 | 0.900 |  |" in page
     assert ("| OsC | stopped by successive halving after epoch 5; there: -0.200, n = 10, p (Holm) = 0.002: "
             "lower, holds |") in readme
     # the stop's comparison is not the finished arms' one: no "Training with OsC" sentence
     assert "training with OsC" not in page and "training with OsC" not in readme
+    # part-way through the grid a test over fewer runs than the arm has says so
+    level = root / quality.DATA / "hippocampus_every_trainer" / "run_level.csv"
+    rows = quality.read_csv(str(level))
+    for r in rows:
+        r["n_runs"] = "3" if r["arm"] == "OsC" else r["n_runs"]
+    _write_csv(level, rows)
+    block = quality.which_loss_block(str(root))
+    assert "there: -0.200, n = 3 (of 10 so far), p (Holm) = 0.002" in block
+    assert "+0.030, n = 10, p (Holm) = 0.012" in block
     # scored at their stop, stopped runs are finished too
     assert ("Hippocampus grid: finished (30 trained to the end, 10 stopped by successive halving and scored at "
             "their stop).") in readme
@@ -325,20 +334,32 @@ def test_a_superseded_halving_decision_is_shown_beside_the_one_that_counts(tmp_p
 
 
 def test_arms_flagged_in_half_their_runs_get_a_warning_beside_the_baseline_there(tmp_path):
-    """OsC is flagged at its halving stop in all 5 screened runs, nnU-Net in none there; CWCD in none after
-    training. Only OsC is listed, in the study's block and in docs/trainers.md's warning; with 2 of 5 runs
-    flagged it is not. On DRIVE the recall-weighted losses have their own rule and are left to it."""
+    """OsC is flagged at its halving stop in all 10 screened runs, nnU-Net in none there; CWCD in none after
+    training. Only OsC is listed, in the study's block and in docs/trainers.md's warning; with 4 of 10 runs
+    flagged it is not, and with 3 of its 10 runs screened the warning waits. On DRIVE the recall-weighted
+    losses have their own rule and are left to it."""
     root = _fake_root(tmp_path, stop_scores=True)
     data = quality.StudyData(str(root), quality.STUDIES[0])
     (row,) = quality.flagged_arms(data)
     assert (row["arm"], row["evaluated"], row["flagged"], row["runs"], row["baseline"]) == \
-        ("OsC", "at its stop after epoch 5", 5, 5, (0, 5))
+        ("OsC", "at its stop after epoch 5", 10, 10, (0, 10))
     table = "\n".join(quality.flagged_decision(data))
-    assert "| OsC | at its stop after epoch 5 | 5 of 5 | 3.00 | 0.300 | 0 of 5 |" in table
+    assert "| OsC | at its stop after epoch 5 | 10 of 10 | 3.00 | 0.300 | 0 of 10 |" in table
     assert "not trained further" in table and "| CWCD |" not in table
     text = quality.flagged_evidence_block(str(root))
-    assert "Hippocampus: OsC at its stop after epoch 5, 5 of 5 runs flagged (median volume ratio 3.00" in text
-    assert "nnU-Net's runs there: 0 of 5" in text and "DRIVE: not screened yet" in text
+    assert "Hippocampus: OsC at its stop after epoch 5, 10 of 10 runs flagged (median volume ratio 3.00" in text
+    assert "nnU-Net's runs there: 0 of 10" in text and "DRIVE: not screened yet" in text
+    # a grid part-way: 3 of OsC's 10 runs screened, all flagged; shown as such, no warning yet
+    screen = quality.read_csv(str(root / quality.DATA / "hippocampus_every_trainer" / "screen.csv"))
+    _write_csv(root / quality.DATA / "hippocampus_every_trainer" / "screen.csv",
+               [r for r in screen if r["arm"] != "OsC" or int(r["fold"]) < 2 and r["seed"] == "0" or
+                r["fold"] == "2" and r["seed"] == "1"])
+    partial = quality.StudyData(str(root), quality.STUDIES[0])
+    assert "| OsC | at its stop after epoch 5 | 3 of 3 (3 of 10 runs screened so far) |" in \
+        "\n".join(quality.flagged_decision(partial))
+    text = quality.flagged_evidence_block(str(root))
+    assert "Hippocampus: no warning yet; not decided yet: OsC (3 of 3 runs flagged, 3 of 10 screened)" in text
+    assert "OsC at its stop" not in text
     for r in data.screen:
         if r["arm"] == "OsC" and int(r["fold"]) >= 2:
             r["flag"] = ""
