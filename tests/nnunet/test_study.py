@@ -810,3 +810,59 @@ def test_halving_drops_the_worse_half_of_the_arms_other_than_the_baseline():
     scores = {"nnU-Net": 0.0, "A": 0.9, "B": 0.5, "C": 0.7, "D": float("-inf")}
     assert halving_drop(scores, "nnU-Net") == ["B", "D"]  # 4 others: 2 go on, the baseline always does
     assert halving_drop({**scores, "E": 0.6}, "nnU-Net") == ["B", "D"]  # 5 others: 3 go on
+
+
+def test_a_restored_run_interrupted_on_its_way_to_the_stop_trains_on_and_predicts_there(tmp_path, monkeypatch):
+    """A session ended while B's restored run trained to its stop (epoch 5) again: its checkpoint is at epoch 4,
+    and an earlier version recorded that as "checkpoint at epoch 4", final. It trains on from there (``--c``),
+    its earlier seconds count, and it predicts at the stop; a run that lost its checkpoint starts over. A
+    checkpoint past the stop, a prediction made, and a failure for good leave a run alone."""
+    import torch
+
+    from nnunet_losses.nnunet.tools.study import run as run_module
+    from nnunet_losses.nnunet.tools.study.grid import stop_prediction_runs
+
+    folder, definition, specs = _halving_setup(tmp_path)
+    folder.write_halving(5, {"nnU-Net": 0.5, "A": 0.6, "B": 0.2, "C": 0.1, "D": 0.7}, ["B", "C"])
+
+    def checkpoint(rid, epochs):
+        os.makedirs(specs[rid]["fold_dir"], exist_ok=True)
+        torch.save({"current_epoch": epochs, "logging": {"ema_fg_dice": [0.1] * epochs, "mean_fg_dice": [0.1] * epochs}},
+                   os.path.join(specs[rid]["fold_dir"], "checkpoint_latest.pth"))
+
+    restored = {"from": "data", "status": "stopped", "epochs": 5}
+    for rid, sp in specs.items():
+        sp.update(test_images=str(tmp_path / "imagesTs"), root=folder.root, log=str(tmp_path / "logs" / f"{rid}.log"))
+        if sp["arm"] in ("B", "C"):
+            folder.write_state(rid, status="stopped", restored=restored)
+    folder.write_state("B__fold0__seed0", at_stop={"5": {"error": "checkpoint at epoch 4"}}, seconds={"train": 100.0})
+    checkpoint("B__fold0__seed0", 4)  # interrupted on its way to the stop
+    checkpoint("C__fold0__seed0", 4)  # the same, but its training failed twice: for good
+    folder.write_state("C__fold0__seed0", at_stop={"5": {"error": "nnUNetv2_train exited with code 1"}})
+    folder.write_state("C__fold1__seed0", at_stop={"5": {"prediction": "somewhere", "seconds": 1.0}})
+    checkpoint("nnU-Net__fold0__seed0", 5)
+    checkpoint("nnU-Net__fold1__seed0", 7)  # went on past the stop: too late
+    assert stop_prediction_runs(folder, definition, specs, 5) == [
+        "nnU-Net__fold0__seed0", "B__fold0__seed0", "B__fold1__seed0"]
+    assert folder.read_state("nnU-Net__fold1__seed0")["at_stop"] == {"5": {"error": "checkpoint at epoch 7"}}
+
+    commands = []
+
+    def run_logged(cmd, env, log):
+        commands.append(cmd)
+        if cmd[0] == "train":
+            checkpoint(cmd[1], 5)  # the trainer pauses at the stop
+
+    monkeypatch.setattr(run_module, "_run_logged", run_logged)
+    monkeypatch.setattr(run_module, "run_environment", lambda spec: {})
+    monkeypatch.setattr(run_module, "train_command", lambda spec, resume: ["train", spec["run"], resume])
+    monkeypatch.setattr(run_module, "predict_command", lambda spec, out, chk: ["predict", spec["run"], chk])
+    monkeypatch.setattr(run_module, "predictions_complete", lambda out, spec: False)
+    for rid in ("B__fold0__seed0", "B__fold1__seed0"):
+        run_module.predict_at_stop({**specs[rid], "predict_at": 5, "stop_prediction": str(tmp_path / "out" / rid)})
+        assert folder.read_state(rid)["at_stop"]["5"]["prediction"] == str(tmp_path / "out" / rid)
+    assert commands == [["train", "B__fold0__seed0", True], ["predict", "B__fold0__seed0", "checkpoint_latest.pth"],
+                        ["train", "B__fold1__seed0", False], ["predict", "B__fold1__seed0", "checkpoint_latest.pth"]]
+    assert 100.0 <= folder.read_state("B__fold0__seed0")["seconds"]["train"] < 160
+    assert folder.read_state("B__fold1__seed0")["seconds"]["train"] < 60
+    assert stop_prediction_runs(folder, definition, specs, 5) == ["nnU-Net__fold0__seed0"]

@@ -447,11 +447,13 @@ def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs
     out = []
     for rid, spec in specs.items():
         st = folder.read_state(rid)
-        if spec["arm"] not in arms or not spec.get("test_images") or str(epoch) in (st.get("at_stop") or {}) \
-                or st.get("status") not in ("paused", "stopped"):
+        if spec["arm"] not in arms or not spec.get("test_images") or st.get("status") not in ("paused", "stopped"):
             continue
         trained = training_progress(spec)[0]
-        if trained == 0 and st.get("restored"):  # restored without its checkpoint: it trains to the stop again
+        if _stop_settled(st, epoch, trained):
+            continue
+        if trained < epoch and st.get("restored"):
+            # restored without its checkpoint: it trains to the stop again (on, if that was interrupted)
             out.append(rid)
             continue
         if trained != epoch:  # continued past the stop (or never reached it): too late to predict there
@@ -460,6 +462,17 @@ def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs
             continue
         out.append(rid)
     return out
+
+
+def _stop_settled(st: dict, epoch: int, trained: int) -> bool:
+    """Whether a run's predictions at the stop ``epoch`` are made, restored, or failed for good. A restored
+    run whose retraining was interrupted before the stop was once recorded as "checkpoint at epoch N" (a
+    checkpoint past the stop reads the same); it is not settled: it trains on to the stop."""
+    entry = (st.get("at_stop") or {}).get(str(epoch))
+    if not entry:
+        return False
+    interrupted = st.get("restored") and trained < epoch and str(entry.get("error", "")).startswith("checkpoint at")
+    return not interrupted
 
 
 def _predict_stops(folder, definition, specs, executor, epoch, echo) -> None:

@@ -162,16 +162,19 @@ def checkpoint_epoch(path: str) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False)["current_epoch"])
 
 
-def _train_to_stop(folder: StudyFolder, spec: Dict[str, Any], epoch: int) -> None:
-    """A restored run (``nnunet_losses_study restore``) lost its checkpoint: train it again from the start to
-    the stop ``epoch`` (the study's schedule and seed, paused there), so that it can predict at the stop."""
+def _train_to_stop(folder: StudyFolder, spec: Dict[str, Any], epoch: int, resume: bool) -> None:
+    """A restored run (``nnunet_losses_study restore``) lost its checkpoint: train it again to the stop ``epoch``
+    (the study's schedule and seed, paused there), so that it can predict at the stop; from the start, or with
+    ``resume`` on from the checkpoint of such a retraining that was interrupted before the stop."""
     os.makedirs(os.path.dirname(spec["log"]), exist_ok=True)
-    seconds: Dict[str, float] = {}  # the training that makes the model scored (the lost one: state["restored"])
+    # the training that makes the model scored (the lost one's is in state["restored"]); an interrupted
+    # retraining's time counts too
+    seconds: Dict[str, float] = dict(folder.read_state(spec["run"]).get("seconds") or {}) if resume else {}
     t0 = time.time()
     try:
-        _run_logged(train_command(spec, resume=False), run_environment({**spec, "pause_at": epoch}), spec["log"])
+        _run_logged(train_command(spec, resume=resume), run_environment({**spec, "pause_at": epoch}), spec["log"])
     finally:
-        seconds["train"] = round(time.time() - t0, 2)
+        seconds["train"] = round(seconds.get("train", 0.0) + time.time() - t0, 2)
         folder.write_state(spec["run"], seconds=seconds, log=spec["log"])
 
 
@@ -179,12 +182,14 @@ def predict_at_stop(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Predict the test set with the run's ``checkpoint_latest.pth`` at the halving stop ``spec["predict_at"]``
     into ``spec["stop_prediction"]``; the run's status does not change. Its state gains
     ``at_stop[<epoch>] = {"prediction": folder, "seconds": s}``. A restored run without its checkpoint trains
-    to the stop again first."""
+    to the stop again first (on from its checkpoint when that retraining was interrupted before the stop)."""
     folder = StudyFolder(spec["root"])
     rid, log, epoch = spec["run"], spec["log"], int(spec["predict_at"])
     latest = os.path.join(spec["fold_dir"], "checkpoint_latest.pth")
-    if not os.path.isfile(latest) and folder.read_state(rid).get("restored"):
-        _train_to_stop(folder, spec, epoch)
+    if folder.read_state(rid).get("restored"):
+        trained = checkpoint_epoch(latest) if os.path.isfile(latest) else 0
+        if trained < epoch:
+            _train_to_stop(folder, spec, epoch, resume=os.path.isfile(latest))
     if not os.path.isfile(latest):
         raise RunFailed(f"{rid} has no checkpoint_latest.pth to predict with at epoch {epoch} ({spec['fold_dir']})")
     found = checkpoint_epoch(latest)
