@@ -701,7 +701,8 @@ def flagged_evidence_block(root: str) -> str:
         text = "; ".join(
             f"{r['arm']} {r['evaluated']}, {r['flagged']} of {r['runs']} runs flagged (median volume ratio "
             f"{_f(r['ratio'], 2)}, mean precision {_f(r['precision'])}; {data.baseline}'s runs there: "
-            f"{r['baseline'][0]} of {r['baseline'][1]})" for r in warned) or ("no warning yet" if waiting else "no arm flagged so far")
+            f"{r['baseline'][0]} of {r['baseline'][1]})" for r in warned) \
+            or ("no warning yet" if waiting else "no arm flagged so far")
         if waiting:  # a warning rests on all of an arm's runs; a partial count is shown, not acted on
             text += "; not decided yet: " + ", ".join(
                 f"{r['arm']} ({r['flagged']} of {r['runs']} runs flagged, {r['runs']} of {r['of']} screened)"
@@ -836,8 +837,9 @@ def which_loss_block(root: str) -> str:
                 else:
                     cells.append("not compared yet")
             else:
-                cells.append(f"{as_float(row['mean_diff']):+.3f}, n = {_n_runs(d, arm, row['n_runs'])}, p (Holm) = "
-                             f"{_p(as_float(row['p_holm']))}: {verdict(as_float(row['mean_diff']), as_float(row['p_holm']))}")
+                diff, ph = as_float(row["mean_diff"]), as_float(row["p_holm"])
+                cells.append(f"{diff:+.3f}, n = {_n_runs(d, arm, row['n_runs'])}, p (Holm) = {_p(ph)}: "
+                             f"{verdict(diff, ph)}")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     sentences = [s for d in datas if d.started for s in run_level_sentences(d)]
     better = any(verdict(as_float(r["mean_diff"]), as_float(r["p_holm"])) == "higher, holds"

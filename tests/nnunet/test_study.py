@@ -827,7 +827,8 @@ def test_a_restored_run_interrupted_on_its_way_to_the_stop_trains_on_and_predict
 
     def checkpoint(rid, epochs):
         os.makedirs(specs[rid]["fold_dir"], exist_ok=True)
-        torch.save({"current_epoch": epochs, "logging": {"ema_fg_dice": [0.1] * epochs, "mean_fg_dice": [0.1] * epochs}},
+        logged = {"ema_fg_dice": [0.1] * epochs, "mean_fg_dice": [0.1] * epochs}
+        torch.save({"current_epoch": epochs, "logging": logged},
                    os.path.join(specs[rid]["fold_dir"], "checkpoint_latest.pth"))
 
     restored = {"from": "data", "status": "stopped", "epochs": 5}
