@@ -114,6 +114,10 @@ class StudyData:
         self.screen = read_csv(os.path.join(self.dir, "screen.csv"), missing_ok=True)
         self.halving = StudyFolder(self.dir).read_halving()
 
+    def runs_of(self, arm: str) -> List[dict]:
+        """per_run.csv's rows of ``arm`` (one per run of the grid that the data has)."""
+        return [r for r in self.per_run if r["arm"] == arm]
+
     @property
     def started(self) -> bool:
         return self.record is not None
@@ -249,7 +253,7 @@ def verdict(diff: float, p_holm: float) -> str:
 
 
 def _mean_test_dice(data: StudyData, arm: str, column: str = "test_dice") -> float:
-    vals = [as_float(r.get(column)) for r in data.per_run if r["arm"] == arm]
+    vals = [as_float(r.get(column)) for r in data.runs_of(arm)]
     vals = [v for v in vals if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
 
@@ -277,7 +281,7 @@ def _stop_tables(data: StudyData) -> List[str]:
                   f"the losses after {epoch} epochs, where a slow start shows, not after the full schedule:", "",
                   "| arm | runs | mean test Dice at the stop | difference | runs better / equal / worse | p (Holm) | "
                   "result |", "|---|---|---|---|---|---|---|",
-                  f"| {data.baseline} | {sum(1 for r in data.per_run if r['arm'] == data.baseline and r.get(col))} | "
+                  f"| {data.baseline} | {sum(1 for r in data.runs_of(data.baseline) if r.get(col))} | "
                   f"{_f(_mean_test_dice(data, data.baseline, col))} | (baseline at epoch {epoch}) | | | |"]
         for r in rows:
             diff, ph = as_float(r["mean_diff"]), as_float(r["p_holm"])
@@ -346,7 +350,7 @@ def _run_level_table(data: StudyData) -> List[str]:
              f"smallest p a test can reach with n runs is 2/2^n):", "",
              "| arm | runs | mean test Dice | difference | runs better / equal / worse | p | p (Holm) | "
              "smallest reachable p | result |", "|---|---|---|---|---|---|---|---|---|",
-             f"| {data.baseline} | {sum(1 for r in data.per_run if r['arm'] == data.baseline and r.get('test_dice'))} "
+             f"| {data.baseline} | {sum(1 for r in data.runs_of(data.baseline) if r.get('test_dice'))} "
              f"| {_f(_mean_test_dice(data, data.baseline))} | (baseline) | | | | | |"]
     for r in data.run_level:
         diff, ph = as_float(r["mean_diff"]), as_float(r["p_holm"])
@@ -555,7 +559,7 @@ def flagged_arms(data: StudyData) -> List[dict]:
                 key = (r.get("evaluation") or "test", r["fold"], r["seed"])
                 base[key] = base.get(key, False) or bool(r["flag"])
         out.append({"arm": arm, "evaluated": " / ".join(_evaluated(w) for w in where), "runs": n,
-                    "of": sum(1 for r in data.per_run if r["arm"] == arm) or n,
+                    "of": len(data.runs_of(arm)) or n,
                     "flagged": flagged, "ratio": ratio, "precision": prec,
                     "baseline": (sum(base.values()), len(base))})
     return out
@@ -650,7 +654,7 @@ def twins_sentence(data: StudyData) -> Optional[str]:
     fold and seed, one two-sided exact Wilcoxon signed-rank test (no family: one test per dataset, added after
     the Hippocampus grid's data). None for a study without both arms."""
     a, b = TWINS
-    rows = {arm: {(r["fold"], r["seed"]): r for r in data.per_run if r["arm"] == arm} for arm in TWINS}
+    rows = {arm: {(r["fold"], r["seed"]): r for r in data.runs_of(arm)} for arm in TWINS}
     if not rows[a] or not rows[b]:
         return None
     where = f"{data.study.dataset}: "
@@ -732,7 +736,7 @@ def rerun_lines(data: StudyData) -> List[str]:
         decision = data.halving.get(epoch) or {}
         scores = {a: (float("-inf") if v is None else float(v)) for a, v in (decision.get("scores") or {}).items()}
         if scores:
-            runs = {a: sum(1 for r in data.per_run if r["arm"] == a) for a in scores}
+            runs = {a: len(data.runs_of(a)) for a in scores}
             moved = dict(scores)
             for r, x in zip(rows, d):
                 if r["arm"] in moved and runs[r["arm"]]:
@@ -800,7 +804,7 @@ def pilots_block(root: str) -> str:
 
 def _n_runs(data: StudyData, arm: str, n_runs: str) -> str:
     """A run-level test's n, with "(of N so far)" while the arm has runs not in it yet (a grid part-way)."""
-    total = sum(1 for r in data.per_run if r["arm"] == arm)
+    total = len(data.runs_of(arm))
     return n_runs if int(n_runs) >= total else f"{n_runs} (of {total} so far)"
 
 
@@ -823,7 +827,7 @@ def which_loss_block(root: str) -> str:
             elif arm == d.baseline:
                 cells.append("(baseline)")
             elif row is None:
-                status = {r["status"] for r in d.per_run if r["arm"] == arm}
+                status = {r["status"] for r in d.runs_of(arm)}
                 stop = next(((e, r) for e, rows in d.stop_level.items() for r in rows if r["arm"] == arm), None)
                 if stop:
                     e, r = stop
@@ -831,7 +835,7 @@ def which_loss_block(root: str) -> str:
                     cells.append(f"stopped by successive halving after epoch {e}; there: {diff:+.3f}, n = "
                                  f"{_n_runs(d, arm, r['n_runs'])}, p (Holm) = {_p(ph)}: {verdict(diff, ph)}")
                 elif status == {"stopped"}:  # its test set at the stop is predicted after the decision
-                    epochs = sorted({int(r["epochs"]) for r in d.per_run if r["arm"] == arm})
+                    epochs = sorted({int(r["epochs"]) for r in d.runs_of(arm)})
                     cells.append(f"stopped by successive halving after epoch {'/'.join(map(str, epochs))}; "
                                  "not scored there yet")
                 else:
