@@ -886,3 +886,9 @@ def test_a_restored_run_interrupted_on_its_way_to_the_stop_trains_on_and_predict
     assert 100.0 <= folder.read_state("B__fold0__seed0")["seconds"]["train"] < 160
     assert folder.read_state("B__fold1__seed0")["seconds"]["train"] < 60
     assert stop_prediction_runs(folder, definition, specs, 5) == ["nnU-Net__fold0__seed0"]
+
+    loads, load = [], run_module.checkpoint_epoch
+    monkeypatch.setattr(run_module, "checkpoint_epoch", lambda path: loads.append(path) or load(path))
+    commands.clear()
+    run_module.predict_at_stop({**specs["B__fold0__seed0"], "predict_at": 5, "stop_prediction": str(tmp_path / "o")})
+    assert [c[0] for c in commands] == ["predict"] and len(loads) == 1  # at the stop already: read once

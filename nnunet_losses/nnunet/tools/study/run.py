@@ -186,13 +186,16 @@ def predict_at_stop(spec: Dict[str, Any]) -> Dict[str, Any]:
     folder = StudyFolder(spec["root"])
     rid, log, epoch = spec["run"], spec["log"], int(spec["predict_at"])
     latest = os.path.join(spec["fold_dir"], "checkpoint_latest.pth")
-    if folder.read_state(rid).get("restored"):
-        trained = checkpoint_epoch(latest) if os.path.isfile(latest) else 0
-        if trained < epoch:
-            _train_to_stop(folder, spec, epoch, resume=os.path.isfile(latest))
-    if not os.path.isfile(latest):
+
+    def trained() -> Optional[int]:
+        return checkpoint_epoch(latest) if os.path.isfile(latest) else None
+
+    found = trained()
+    if folder.read_state(rid).get("restored") and (found or 0) < epoch:
+        _train_to_stop(folder, spec, epoch, resume=found is not None)
+        found = trained()
+    if found is None:
         raise RunFailed(f"{rid} has no checkpoint_latest.pth to predict with at epoch {epoch} ({spec['fold_dir']})")
-    found = checkpoint_epoch(latest)
     if found != epoch:
         raise RunFailed(f"{rid}'s checkpoint_latest.pth is at epoch {found}, not at the stop {epoch}: its "
                         f"predictions at the stop can no longer be made")
