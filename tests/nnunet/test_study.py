@@ -812,25 +812,6 @@ def test_halving_drops_the_worse_half_of_the_arms_other_than_the_baseline():
     assert halving_drop({**scores, "E": 0.6}, "nnU-Net") == ["B", "D"]  # 5 others: 3 go on
 
 
-def test_stop_predictions_come_arm_by_arm_baseline_first(tmp_path):
-    """Training is seed-major; the stop's predictions are not: the baseline's runs first, then each stopped arm
-    whole, in the definition's order, so a session cut short leaves whole arms with their baseline pairs."""
-    from nnunet_losses.nnunet.tools.study.grid import stop_prediction_runs
-
-    folder, definition, specs = _halving_setup(tmp_path)
-    definition.arms = definition.arms[1:] + definition.arms[:1]  # the baseline listed last still comes first
-    for rid, sp in list(specs.items()):
-        twin = rid.replace("seed0", "seed1")
-        specs[twin] = {**sp, "run": twin, "seed": 1, "fold_dir": sp["fold_dir"].replace("seed0", "seed1")}
-    specs = dict(sorted(specs.items(), key=lambda kv: (kv[1]["seed"], kv[1]["fold"])))  # seed-major, as specs are
-    folder.write_halving(5, {"nnU-Net": 0.5, "A": 0.6, "B": 0.2, "C": 0.1, "D": 0.7}, ["C", "B"])
-    for rid, sp in specs.items():
-        sp.update(test_images=str(tmp_path / "imagesTs"))
-        folder.write_state(rid, status="stopped" if sp["arm"] in ("B", "C") else "paused", restored={"epochs": 5})
-    order = stop_prediction_runs(folder, definition, specs, 5)
-    assert order == [f"{a}__fold{f}__seed{s}" for a in ("nnU-Net", "B", "C") for s in (0, 1) for f in (0, 1)]
-
-
 def test_a_restored_run_interrupted_on_its_way_to_the_stop_trains_on_and_predicts_there(tmp_path, monkeypatch):
     """A session ended while B's restored run trained to its stop (epoch 5) again: its checkpoint is at epoch 4,
     and an earlier version recorded that as "checkpoint at epoch 4", final. It trains on from there (``--c``),

@@ -439,11 +439,7 @@ def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs
                          epoch: int) -> List[str]:
     """Runs that predict the test set at the halving stop ``epoch``: those of the arms stopped there and the
     baseline's, unless done (or failed twice) already. A restored run whose checkpoint was lost is one of
-    them: it trains to the stop again first (:func:`~nnunet_losses.nnunet.tools.study.run.predict_at_stop`).
-
-    They come arm by arm, the baseline first, then the arms in the definition's order (not seed-major as
-    training is): a stop cut short has whole arms, each with its pairs of the baseline, so an arm's screen and
-    its test against the baseline are whole as early as possible."""
+    them: it trains to the stop again first (:func:`~nnunet_losses.nnunet.tools.study.run.predict_at_stop`)."""
     decision = folder.read_halving().get(epoch)
     if not decision:
         return []
@@ -465,8 +461,7 @@ def stop_prediction_runs(folder: StudyFolder, definition: StudyDefinition, specs
                                              str(epoch): {"error": f"checkpoint at epoch {trained}"}})
             continue
         out.append(rid)
-    order = [definition.baseline_arm] + [a.name for a in definition.arms if a.name != definition.baseline_arm]
-    return sorted(out, key=lambda rid: order.index(specs[rid]["arm"]))  # stable: seed-major within an arm
+    return out
 
 
 def _stop_settled(st: dict, epoch: int, trained: int) -> bool:
