@@ -20,7 +20,6 @@ metrics, not its predictions)::
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import os
 import re
@@ -29,6 +28,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
+
+from nnunet_losses.nnunet.tools.study.csv_files import write_csv
 
 WIDTH = 6
 IGNORE = 2
@@ -88,10 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit(f"no complete <arm>/seed_S/fold_F prediction folder under {a.predictions}")
     if os.path.exists(a.out) and not a.overwrite:
         raise SystemExit(f"{a.out} exists; pass --overwrite to replace it")
-    with open(a.out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(a.out, rows, COLUMNS)
     runs = sorted({(r["arm"], r["fold"], r["seed"]) for r in rows})
     print(f"{len(rows)} cases of {len(runs)} runs -> {a.out}")
     return 0
